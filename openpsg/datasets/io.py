@@ -1,0 +1,49 @@
+"""Reading images and panoptic PNGs with checks that name the file, the image and the field."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..structures.masks import VOID, rgb2id, segment_ids_to_id_map
+from .errors import DatasetError, problem
+
+
+def _open_rgb(path: str, image_id: str, field: str, expected_hw: tuple[int, int] | None) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise DatasetError(problem(path, image_id, field, 'file not found'))
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert('RGB'))
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetError(problem(path, image_id, field, f'cannot read image ({err})')) from err
+    if expected_hw is not None and tuple(arr.shape[:2]) != tuple(expected_hw):
+        raise DatasetError(problem(
+            path, image_id, field, f'image is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation '
+            f'says height={expected_hw[0]}, width={expected_hw[1]}'))
+    return arr
+
+
+def read_image(path: str, image_id: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image as ``(H, W, 3)`` uint8 RGB; checks existence, decodability and size."""
+    return _open_rgb(path, image_id, 'file_name', expected_hw)
+
+
+def read_panoptic(path: str, image_id: str, segment_ids: Sequence[int],
+                  expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a panoptic PNG into an ``(H, W)`` int32 id map indexing ``segment_ids`` (-1 = void).
+
+    Raises :class:`DatasetError` if the PNG is missing/unreadable, has the wrong size, or a listed
+    segment id does not occur in it.
+    """
+    pan_ids = rgb2id(_open_rgb(path, image_id, 'pan_seg_file_name', expected_hw))
+    id_map = segment_ids_to_id_map(pan_ids, segment_ids)
+    present = np.zeros(len(segment_ids), dtype=bool)
+    present[np.unique(id_map[id_map != VOID])] = True
+    missing = [int(s) for s, ok in zip(segment_ids, present) if not ok]
+    if missing:
+        raise DatasetError(problem(path, image_id, 'segments_info.id',
+                                   f'segment id(s) {missing} do not occur in the panoptic PNG'))
+    return id_map

@@ -1,0 +1,1 @@
+"""relation_heads"""

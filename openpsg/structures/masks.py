@@ -1,0 +1,138 @@
+"""Mask helpers: panoptic PNG ids, id maps, RLE and vectorised mask IoU.
+
+Shapes: a dense mask stack is ``(N, H, W)`` bool; an *id map* is ``(H, W)`` int32 where pixel
+value ``i >= 0`` means "segment ``i``" and ``-1`` means void/unlabelled; an RLE is a pycocotools
+dict ``{'size': [H, W], 'counts': str}`` (``counts`` decoded to ``str`` so it is JSON-ready).
+Nothing here loops over pixels in Python.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pycocotools.mask as mask_utils
+
+VOID = -1
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """Panoptic PNG colour ``(H, W, 3)`` uint8 -> segment id ``(H, W)`` int64 (R + 256 G + 256^2 B)."""
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """Segment id ``(H, W)`` -> panoptic PNG colour ``(H, W, 3)`` uint8; inverse of :func:`rgb2id`."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+
+
+def segment_ids_to_id_map(pan_ids: np.ndarray, segment_ids: Sequence[int]) -> np.ndarray:
+    """Map raw panoptic ids ``(H, W)`` to segment indices: pixel -> position of its id in ``segment_ids``.
+
+    Pixels whose id is not listed (e.g. 0 = unlabelled) become :data:`VOID`.
+    """
+    segment_ids = np.asarray(segment_ids, dtype=np.int64)
+    id_map = np.full(pan_ids.shape, VOID, dtype=np.int32)
+    if len(segment_ids) == 0:
+        return id_map
+    order = np.argsort(segment_ids, kind='stable')
+    sorted_ids = segment_ids[order]
+    pos = np.searchsorted(sorted_ids, pan_ids)
+    pos = np.clip(pos, 0, len(sorted_ids) - 1)
+    found = sorted_ids[pos] == pan_ids
+    id_map[found] = order[pos[found]]
+    return id_map
+
+
+def id_map_to_masks(id_map: np.ndarray, num_segments: int) -> np.ndarray:
+    """``(H, W)`` id map -> ``(num_segments, H, W)`` bool masks (void pixels belong to none)."""
+    return id_map[None] == np.arange(num_segments, dtype=id_map.dtype)[:, None, None]
+
+
+def masks_to_id_map(masks: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` bool masks -> ``(H, W)`` id map; on overlap the lowest index wins, uncovered = void."""
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape[0] == 0:
+        return np.full(masks.shape[1:], VOID, dtype=np.int32)
+    covered = masks.any(0)
+    id_map = masks.argmax(0).astype(np.int32)
+    id_map[~covered] = VOID
+    return id_map
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` bool -> ``(N, 4)`` float32 tight xyxy boxes (x2, y2 exclusive); empty mask -> zeros."""
+    masks = np.asarray(masks, dtype=bool)
+    n = masks.shape[0]
+    boxes = np.zeros((n, 4), dtype=np.float32)
+    if n == 0:
+        return boxes
+    rows = masks.any(2)
+    cols = masks.any(1)
+    nonempty = rows.any(1)
+    h, w = masks.shape[1:]
+    y1 = rows.argmax(1)
+    y2 = h - rows[:, ::-1].argmax(1)
+    x1 = cols.argmax(1)
+    x2 = w - cols[:, ::-1].argmax(1)
+    boxes[:] = np.stack([x1, y1, x2, y2], 1)
+    boxes[~nonempty] = 0
+    return boxes
+
+
+def encode_rle(masks: np.ndarray) -> list[dict]:
+    """``(N, H, W)`` bool masks -> list of JSON-ready RLE dicts (``counts`` as ``str``)."""
+    masks = np.asarray(masks, dtype=np.uint8)
+    if masks.shape[0] == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
+    for rle in rles:
+        rle['counts'] = rle['counts'].decode('ascii')
+    return rles
+
+
+def decode_rle(rles: Sequence[dict], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """List of RLE dicts -> ``(N, H, W)`` bool masks. ``shape`` is needed only when the list is empty."""
+    if len(rles) == 0:
+        if shape is None:
+            raise ValueError('decode_rle needs `shape` for an empty list of RLEs')
+        return np.zeros((0, *shape), dtype=bool)
+    rles = [{'size': r['size'], 'counts': r['counts'].encode('ascii') if isinstance(r['counts'], str)
+             else r['counts']} for r in rles]
+    return mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of dense masks ``a (N, H, W)`` and ``b (M, H, W)`` -> ``(N, M)`` float64.
+
+    Intersections come from one matrix product over flattened masks; ``0/0`` (two empty masks) is 0.
+    """
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f'mask_iou: mask sizes differ, {a.shape[1:]} vs {b.shape[1:]}')
+    fa = np.asarray(a, dtype=bool).reshape(a.shape[0], -1).astype(np.float32)
+    fb = np.asarray(b, dtype=bool).reshape(b.shape[0], -1).astype(np.float32)
+    inter = (fa @ fb.T).astype(np.float64)
+    union = fa.sum(1)[:, None].astype(np.float64) + fb.sum(1)[None, :] - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return iou
+
+
+def id_map_iou(pred: np.ndarray, gt: np.ndarray, num_pred: int, num_gt: int) -> np.ndarray:
+    """IoU between the segments of two id maps (same ``(H, W)``, void = -1) -> ``(num_pred, num_gt)``.
+
+    One joint histogram over pixels (``bincount``); exactly equal to the IoU of the decoded masks.
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f'id_map_iou: id map sizes differ, {pred.shape} vs {gt.shape}')
+    p = pred.ravel().astype(np.int64) + 1  # void -> 0
+    g = gt.ravel().astype(np.int64) + 1
+    joint = np.bincount(p * (num_gt + 1) + g, minlength=(num_pred + 1) * (num_gt + 1))
+    joint = joint.reshape(num_pred + 1, num_gt + 1).astype(np.float64)
+    inter = joint[1:, 1:]
+    area_p = joint[1:].sum(1)
+    area_g = joint[:, 1:].sum(0)
+    union = area_p[:, None] + area_g[None, :] - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(union > 0, inter / union, 0.0)
