@@ -110,8 +110,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f'mask_iou: mask sizes differ, {a.shape[1:]} vs {b.shape[1:]}')
-    fa = np.asarray(a, dtype=bool).reshape(a.shape[0], -1).astype(np.float32)
-    fb = np.asarray(b, dtype=bool).reshape(b.shape[0], -1).astype(np.float32)
+    pixels = int(np.prod(a.shape[1:]))
+    fa = np.asarray(a, dtype=bool).reshape(a.shape[0], pixels).astype(np.float32)
+    fb = np.asarray(b, dtype=bool).reshape(b.shape[0], pixels).astype(np.float32)
     inter = (fa @ fb.T).astype(np.float64)
     union = fa.sum(1)[:, None].astype(np.float64) + fb.sum(1)[None, :] - inter
     with np.errstate(divide='ignore', invalid='ignore'):
@@ -126,6 +127,9 @@ def id_map_iou(pred: np.ndarray, gt: np.ndarray, num_pred: int, num_gt: int) -> 
     """
     if pred.shape != gt.shape:
         raise ValueError(f'id_map_iou: id map sizes differ, {pred.shape} vs {gt.shape}')
+    if pred.max(initial=-1) >= num_pred or gt.max(initial=-1) >= num_gt:
+        raise ValueError(f'id_map_iou: an id map holds a segment index >= num_pred={num_pred} '
+                         f'or num_gt={num_gt}')
     p = pred.ravel().astype(np.int64) + 1  # void -> 0
     g = gt.ravel().astype(np.int64) + 1
     joint = np.bincount(p * (num_gt + 1) + g, minlength=(num_pred + 1) * (num_gt + 1))
