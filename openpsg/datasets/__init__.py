@@ -1,1 +1,12 @@
-"""datasets"""
+"""Datasets (PSG, Visual Genome), annotation validation and the transform pipeline."""
+from . import transforms
+from .annotations import Annotations, load_annotations, parse_annotations
+from .check import CheckReport, check_dataset
+from .errors import DatasetError
+from .psg import PSGDataset, sample_one_predicate
+from .vg import VGDataset
+
+__all__ = [
+    'Annotations', 'CheckReport', 'DatasetError', 'PSGDataset', 'VGDataset', 'check_dataset',
+    'load_annotations', 'parse_annotations', 'sample_one_predicate', 'transforms',
+]

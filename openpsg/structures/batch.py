@@ -27,7 +27,8 @@ class Batch:
     def to(self, device: torch.device | str) -> 'Batch':
         """Move images and every target tensor to ``device``."""
         samples = [Sample(img=s.img.to(device), meta=s.meta, labels=s.labels.to(device),
-                          boxes=s.boxes.to(device), masks=s.masks.to(device), rels=s.rels.to(device))
+                          boxes=s.boxes.to(device), masks=s.masks.to(device), rels=s.rels.to(device),
+                          sem_seg=None if s.sem_seg is None else s.sem_seg.to(device))
                    for s in self.samples]
         return Batch(self.imgs.to(device), self.pad_mask.to(device), samples)
 

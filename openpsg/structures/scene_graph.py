@@ -42,7 +42,9 @@ class Sample:
 
     ``img (3, H, W)`` float normalised (``H, W`` = ``meta.pad_shape``); ``labels (N,)`` int64 object
     classes; ``boxes (N, 4)`` float32 xyxy in input pixels; ``masks (N, H, W)`` bool aligned with
-    ``img``; ``rels (M, 3)`` int64 ``(subject, object, predicate)``.
+    ``img``; ``rels (M, 3)`` int64 ``(subject, object, predicate)``. ``sem_seg (h, w)`` int64 is
+    the optional semantic map used to train segmenters (class per pixel, 255 = unlabelled, at the
+    resolution the pipeline's ``SegRescale`` chose).
     """
 
     img: torch.Tensor
@@ -51,6 +53,7 @@ class Sample:
     boxes: torch.Tensor
     masks: torch.Tensor
     rels: torch.Tensor
+    sem_seg: torch.Tensor | None = None
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""Check a whole annotation file and its images/PNGs, listing every problem (``tools/check_dataset.py``)."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from tqdm import tqdm
+
+from .annotations import Annotations, parse_annotations, read_json, split_rows, statistics
+from .errors import DatasetError
+from .io import read_image, read_panoptic
+
+SPLITS = ('train', 'test')
+
+
+class CheckReport(NamedTuple):
+    """``problems``: every error found, one line each (naming file, image_id and field);
+    ``notes``: oddities that do not prevent use; ``stats``: :func:`~.annotations.statistics` per
+    checked split (``'train'``/``'test'``; images without relations are included and counted)."""
+
+    problems: list[str]
+    notes: list[str]
+    stats: dict[str, dict[str, Any]]
+
+
+class _FileJob(NamedTuple):
+    image_id: str
+    img_path: str
+    seg_path: str | None
+    segment_ids: list[int]
+    hw: tuple[int, int]
+
+
+def check_dataset(ann_file: str, data_root: str, split: str = 'all', check_files: bool = True,
+                  with_masks: bool = True, workers: int = 0, progress: bool = True) -> CheckReport:
+    """Validate ``ann_file`` and read every image (and panoptic PNG) of ``split`` once.
+
+    ``split`` is ``'all'``, ``'train'`` or ``'test'`` (membership in ``test_image_ids``; images
+    without relations are kept). ``check_files=False`` stops after the JSON checks;
+    ``with_masks=False`` is for box-only files (no PNGs); ``workers > 0`` reads files in that many
+    processes. Images with JSON-level problems are not opened.
+    """
+    if split not in ('all', *SPLITS):
+        raise ValueError(f"split must be 'all', 'train' or 'test', got {split!r}")
+    try:
+        raw = read_json(ann_file)
+    except DatasetError as err:
+        return CheckReport(err.problems, [], {})
+    ann, problems, notes = parse_annotations(raw, ann_file, with_masks)
+    del raw
+    splits = SPLITS if split == 'all' else (split,)
+    stats = {name: statistics(ann, split_rows(ann, name, drop_no_rels=False)) for name in splits}
+    if check_files:
+        rows = split_rows(ann, split, drop_no_rels=False)
+        jobs = [_file_job(ann, int(r), data_root, with_masks) for r in rows]
+        for found in tqdm(_map(_check_files, jobs, workers), total=len(jobs), desc='reading images',
+                          unit='img', disable=not progress):
+            problems.extend(found)
+    return CheckReport(problems, notes, stats)
+
+
+def _file_job(ann: Annotations, row: int, data_root: str, with_masks: bool) -> _FileJob:
+    seg_path = (os.path.join(data_root, str(ann.pan_seg_file_names[row])) if with_masks else None)
+    return _FileJob(str(ann.image_ids[row]), os.path.join(data_root, str(ann.file_names[row])),
+                    seg_path, ann.segment_ids[ann.segments(row)].tolist(),
+                    (int(ann.heights[row]), int(ann.widths[row])))
+
+
+def _check_files(job: _FileJob) -> list[str]:
+    """Problems of one image's files: the JPEG and, when there is one, the panoptic PNG."""
+    found = []
+    try:
+        read_image(job.img_path, job.image_id, job.hw)
+    except DatasetError as err:
+        found.extend(err.problems)
+    if job.seg_path is not None:
+        try:
+            read_panoptic(job.seg_path, job.image_id, job.segment_ids, job.hw)
+        except DatasetError as err:
+            found.extend(err.problems)
+    return found
+
+
+def _map(fn, jobs: list[_FileJob], workers: int) -> Iterable[list[str]]:
+    if workers <= 0:
+        return map(fn, jobs)
+    return _pool_map(fn, jobs, workers)
+
+
+def _pool_map(fn, jobs: list[_FileJob], workers: int) -> Iterator[list[str]]:
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(fn, jobs, chunksize=16)
