@@ -1,4 +1,4 @@
-"""Write the synthetic PSG dataset: ``OUT/images``, ``OUT/panoptic`` and ``OUT/psg.json``.
+"""Write the synthetic PSG dataset: OUT/images, OUT/panoptic and OUT/psg.json.
 
     python tools/make_synth_psg.py --out data/psg_synth --num-train 900 --num-test 100 --seed 0
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from openpsg.datasets.synthetic import generate_synthetic_psg
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, ValueError) as err:
         print(f'make_synth_psg: error: {err}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'make_synth_psg: interrupted; {args.out} was not written', file=sys.stderr)
+        return 130
     print(f"wrote {stats['num_images']} images ({stats['num_train']} train, {stats['num_test']} test) "
           f"to {stats['out_dir']} in {stats['seconds']:.1f} s")
     print(f"{stats['num_segments']} segments, {stats['num_relations']} relations; "
@@ -46,4 +50,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up, then exit
     sys.exit(main())

@@ -291,7 +291,8 @@ def _crowded(canvas: _Canvas, box: tuple[int, int, int, int], limit: float = 0.6
 
 
 def _place(canvas: _Canvas, make: Callable[[], _Group | None], tries: int = 8) -> _Group | None:
-    """Draw ``make()`` at random positions until it is visible and not hidden behind earlier groups."""
+    """Draw ``make()`` until it is visible and its box covers no earlier group's box (or is covered
+    by it) for more than 60% of the smaller box; give up after ``tries``."""
     for _ in range(tries):
         group = make()
         box = group.box() if group is not None else None
@@ -1149,6 +1150,8 @@ def generate_synthetic_psg(out_dir: str | os.PathLike, num_train: int, num_test:
         raise ValueError(f'size must be at least 32 pixels, got {size}')
     if workers < 1:
         raise ValueError(f'workers must be at least 1, got {workers}')
+    if seed < 0:
+        raise ValueError(f'seed must be a non-negative integer, got {seed}')
     start = time.perf_counter()
     out = Path(out_dir).absolute()
     _check_target(out, overwrite)
