@@ -161,6 +161,7 @@ def test_test_split_removes_exact_duplicates_only(psg):
     test = PSGDataset(str(ann_file), str(root), split='test')
     assert test.get_data_info(0)['rels'].tolist() == [[1, 0, 5], [1, 0, 2], [0, 2, 4]]
     assert test.get_gt(0).rels.tolist() == [[1, 0, 5], [1, 0, 2], [0, 2, 4]]
+    assert test.get_gt(0).rels_raw.tolist() == [[1, 0, 5], [1, 0, 2], [1, 0, 5], [0, 2, 4]]
     train_dedup = PSGDataset(str(ann_file), str(root), split='train', rel_mode='dedup')
     assert train_dedup.get_data_info(0)['rels'].tolist() == [[0, 3, 4], [0, 1, 2], [0, 1, 1], [1, 3, 3]]
     sampled_test = PSGDataset(str(ann_file), str(root), split='test', rel_mode='sample_one')

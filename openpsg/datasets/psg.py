@@ -195,7 +195,8 @@ class PSGDataset(Dataset):
         seg = self.ann.segments(row)
         return GroundTruth(image_id=str(self.ann.image_ids[row]), labels=self.ann.labels[seg].copy(),
                            boxes=self.ann.boxes[seg].copy(), rels=self.ann.relations(row, unique=True),
-                           id_map=self._id_map(row), iscrowd=self.ann.iscrowd[seg].copy())
+                           id_map=self._id_map(row), iscrowd=self.ann.iscrowd[seg].copy(),
+                           rels_raw=self.ann.relations(row))
 
     def _id_map(self, row: int) -> np.ndarray | None:
         seg = self.ann.segments(row)

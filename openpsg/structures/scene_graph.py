@@ -62,8 +62,9 @@ class GroundTruth:
 
     ``labels (N,)`` int64, ``boxes (N, 4)`` float32 xyxy, ``id_map (H, W)`` int32 (segment index per
     pixel, ``-1`` void), ``iscrowd (N,)`` bool, ``rels (M, 3)`` int64 (test-split rule: exact
-    duplicates removed, several predicates per pair kept). ``id_map`` may be ``None`` for box-only
-    datasets.
+    duplicates removed, several predicates per pair kept). ``rels_raw (M', 3)`` are the relations
+    exactly as annotated, duplicates included (the ``fair`` protocol counts them). ``id_map`` may be
+    ``None`` for box-only datasets.
     """
 
     image_id: str
@@ -72,6 +73,7 @@ class GroundTruth:
     rels: np.ndarray
     id_map: np.ndarray | None = None
     iscrowd: np.ndarray | None = None
+    rels_raw: np.ndarray | None = None
 
     @property
     def num_segments(self) -> int:
