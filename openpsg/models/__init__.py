@@ -1,1 +1,7 @@
-"""models"""
+"""Scene-graph models; importing this package registers every model in
+:data:`openpsg.registry.MODELS` (the registry imports it on first use)."""
+from . import baselines
+from .base import PSGModel
+from .baselines import FrequencyBaseline
+
+__all__ = ['FrequencyBaseline', 'PSGModel', 'baselines']

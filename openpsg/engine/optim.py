@@ -1,0 +1,192 @@
+"""Optimizers with per-module learning-rate multipliers, and the learning-rate schedules.
+
+Config keys, as in OpenPSG / mmdet 2.x::
+
+    optimizer = dict(type='AdamW', lr=1e-4, weight_decay=1e-4, paramwise_cfg=dict(
+        custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
+    lr_config = dict(policy='step', step=[40], gamma=0.1,
+                     warmup='linear', warmup_iters=500, warmup_ratio=1 / 3)
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+logger = logging.getLogger('openpsg')
+
+_MULT_KEYS = ('lr_mult', 'decay_mult')
+POLICIES = ('fixed', 'step', 'cosine')
+WARMUPS = ('linear', 'constant', 'exp')
+
+
+def _matching_key(name: str, keys: Sequence[str]) -> str | None:
+    """The longest key that is a dotted prefix of ``name`` (``backbone`` matches
+    ``backbone.layer1.0.conv1.weight`` and ``backbone``, not ``backbone2.weight``)."""
+    matches = [k for k in keys if name == k or name.startswith(k + '.')]
+    return max(matches, key=len) if matches else None
+
+
+def build_param_groups(model: nn.Module, lr: float, weight_decay: float,
+                       paramwise_cfg: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Group the trainable parameters of ``model`` by the ``custom_keys`` entry that matches them.
+
+    A parameter gets ``lr * lr_mult`` and ``weight_decay * decay_mult`` of the longest key that is a
+    dotted prefix of its name (see :func:`_matching_key`); unmatched parameters form the group
+    ``'default'`` with multipliers 1. Frozen parameters (``requires_grad=False``) are left out.
+    Each group has the keys ``params``, ``lr``, ``weight_decay`` and ``name`` (the key).
+    """
+    paramwise_cfg = dict(paramwise_cfg or {})
+    custom = dict(paramwise_cfg.pop('custom_keys', {}) or {})
+    if paramwise_cfg:
+        raise ValueError(f'optimizer.paramwise_cfg: unknown key(s) {sorted(paramwise_cfg)}; '
+                         'supported: custom_keys')
+    for key, mults in custom.items():
+        unknown = set(mults) - set(_MULT_KEYS)
+        if unknown:
+            raise ValueError(f'optimizer.paramwise_cfg.custom_keys[{key!r}]: unknown key(s) '
+                             f'{sorted(unknown)}; supported: {", ".join(_MULT_KEYS)}')
+    groups: dict[str, dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = _matching_key(name, list(custom))
+        mults = custom.get(key, {}) if key is not None else {}
+        group_name = key if key is not None else 'default'
+        group = groups.setdefault(group_name, {
+            'params': [], 'name': group_name, 'lr': lr * mults.get('lr_mult', 1.0),
+            'weight_decay': weight_decay * mults.get('decay_mult', 1.0)})
+        group['params'].append(param)
+    unused = [k for k in custom if k not in groups]
+    if unused:
+        logger.warning('optimizer.paramwise_cfg.custom_keys %s match no trainable parameter',
+                       unused)
+    return list(groups.values())
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """``torch.optim.<type>`` over :func:`build_param_groups`; the other keys go to its
+    constructor."""
+    cfg = dict(cfg)
+    name = cfg.pop('type', None)
+    cls = getattr(torch.optim, str(name), None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f'optimizer.type {name!r} is not an optimizer in torch.optim '
+                         '(e.g. SGD, Adam, AdamW)')
+    if 'lr' not in cfg:
+        raise ValueError('optimizer config needs an "lr"')
+    paramwise_cfg = cfg.pop('paramwise_cfg', None)
+    default_decay = inspect.signature(cls).parameters['weight_decay'].default
+    weight_decay = cfg.pop('weight_decay', default_decay)
+    groups = build_param_groups(model, cfg['lr'], weight_decay, paramwise_cfg)
+    if not groups:
+        raise ValueError('the model has no trainable parameter (all frozen?)')
+    try:
+        return cls(groups, weight_decay=weight_decay, **cfg)
+    except TypeError as err:
+        raise ValueError(f'optimizer {name}: {err}') from err
+
+
+class LrScheduler:
+    """Sets the learning rate of every parameter group before each training iteration.
+
+    ``lr = warmup(regular(base_lr, epoch, iter), iter)`` where ``base_lr`` is the group's initial
+    lr (multipliers included), ``epoch`` is the 0-based epoch being trained and ``iter`` the 0-based
+    number of iterations done so far in the whole run.
+
+    * ``policy='fixed'``: ``base_lr``.
+    * ``policy='step'``: ``base_lr * gamma ** n`` with ``n`` = number of milestones in ``step`` that
+      are ``<= progress`` (an int ``step`` means every ``step`` epochs/iterations).
+    * ``policy='cosine'``: ``target + (base_lr - target) * (1 + cos(pi * progress / total)) / 2``
+      with ``target = min_lr`` or ``base_lr * min_lr_ratio``.
+
+    ``progress``/``total`` count epochs (``by_epoch=True``) or iterations. Warm-up runs during the
+    first ``warmup_iters`` iterations, with ``r = warmup_ratio`` and ``t = iter / warmup_iters``:
+    ``linear`` multiplies by ``1 - (1 - t) * (1 - r)``, ``constant`` by ``r``, ``exp`` by
+    ``r ** (1 - t)``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_epochs: int, iters_per_epoch: int,
+                 policy: str = 'fixed', by_epoch: bool = True,
+                 step: int | Sequence[int] | None = None, gamma: float = 0.1,
+                 min_lr: float | None = None, min_lr_ratio: float | None = None,
+                 warmup: str | None = None, warmup_iters: int = 0,
+                 warmup_ratio: float = 0.1) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f'lr_config.policy must be one of {POLICIES}, got {policy!r}')
+        if policy == 'step' and step is None:
+            raise ValueError("lr_config.policy='step' needs lr_config.step (milestones)")
+        if min_lr is not None and min_lr_ratio is not None:
+            raise ValueError('lr_config: give one of min_lr and min_lr_ratio, not both')
+        if min_lr is None and min_lr_ratio is None:
+            min_lr_ratio = 0.0
+        if warmup is not None and warmup not in WARMUPS:
+            raise ValueError(f'lr_config.warmup must be one of {WARMUPS} or None, got {warmup!r}')
+        if warmup is not None and not (warmup_iters > 0 and 0 < warmup_ratio <= 1):
+            raise ValueError('lr_config: warm-up needs warmup_iters > 0 and 0 < warmup_ratio <= 1')
+        self.optimizer = optimizer
+        self.policy = policy
+        self.by_epoch = by_epoch
+        self.total = max_epochs if by_epoch else max_epochs * iters_per_epoch
+        self.step_size = step if isinstance(step, int) else None
+        self.milestones = [] if step is None or isinstance(step, int) else list(step)
+        self.gamma = gamma
+        self.min_lr = min_lr
+        self.min_lr_ratio = min_lr_ratio
+        self.warmup = warmup
+        self.warmup_iters = warmup_iters
+        self.warmup_ratio = warmup_ratio
+        self.epoch = 0
+        self.iter = 0
+        for group in optimizer.param_groups:
+            group.setdefault('initial_lr', group['lr'])
+
+    def regular_lr(self, base_lr: float, epoch: int, iteration: int) -> float:
+        """The scheduled lr without warm-up."""
+        progress = epoch if self.by_epoch else iteration
+        if self.policy == 'step':
+            if self.step_size is not None:
+                return base_lr * self.gamma ** (progress // self.step_size)
+            return base_lr * self.gamma ** sum(progress >= m for m in self.milestones)
+        if self.policy == 'cosine':
+            target = self.min_lr if self.min_lr is not None else base_lr * self.min_lr_ratio
+            return target + (base_lr - target) * (1 + math.cos(math.pi * progress / self.total)) / 2
+        return base_lr
+
+    def warmup_factor(self, iteration: int) -> float:
+        if self.warmup is None or iteration >= self.warmup_iters:
+            return 1.0
+        t = iteration / self.warmup_iters
+        if self.warmup == 'linear':
+            return 1 - (1 - t) * (1 - self.warmup_ratio)
+        if self.warmup == 'constant':
+            return self.warmup_ratio
+        return self.warmup_ratio ** (1 - t)
+
+    def lr_at(self, base_lr: float, epoch: int, iteration: int) -> float:
+        return self.regular_lr(base_lr, epoch, iteration) * self.warmup_factor(iteration)
+
+    def step(self, epoch: int, iteration: int) -> None:
+        """Set every group's lr for iteration ``iteration`` of epoch ``epoch`` (both 0-based)."""
+        self.epoch, self.iter = epoch, iteration
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.lr_at(group['initial_lr'], epoch, iteration)
+
+    def state_dict(self) -> dict[str, int]:
+        return {'epoch': self.epoch, 'iter': self.iter}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.step(int(state['epoch']), int(state['iter']))
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, lr_config: Mapping[str, Any] | None,
+                       max_epochs: int, iters_per_epoch: int) -> LrScheduler:
+    """:class:`LrScheduler` from the config's ``lr_config`` (``None``: constant lr)."""
+    try:
+        return LrScheduler(optimizer, max_epochs, iters_per_epoch, **dict(lr_config or {}))
+    except TypeError as err:
+        raise ValueError(f'lr_config: {err}') from err

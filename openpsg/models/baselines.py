@@ -1,0 +1,129 @@
+"""Frequency baselines: predicates predicted from the classes of the two segments alone.
+
+They use the ground-truth segments of each image (the PredCls setting) and learn one predicate
+distribution per (subject class, object class), or a single one for every pair. They are the
+floor every relation model must beat, and a tiny real model for testing the training machinery.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import MODELS
+from ..structures import NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample, masks_to_boxes
+from .base import PSGModel
+
+
+def ordered_pairs(n: int, device: torch.device | None = None) -> torch.Tensor:
+    """All ``(i, j)`` with ``i != j`` of ``n`` segments, ``(n * (n - 1), 2)`` int64, row-major."""
+    index = torch.arange(n, device=device)
+    i, j = torch.meshgrid(index, index, indexing='ij')
+    keep = i != j
+    return torch.stack([i[keep], j[keep]], 1)
+
+
+def original_masks(sample: Sample) -> np.ndarray:
+    """The sample's ``masks`` back at the original image size: ``(N, H, W)`` bool with
+    ``(H, W) = meta.ori_shape`` (padding cropped, flip undone, nearest-neighbour resize)."""
+    meta = sample.meta
+    h, w = meta.img_shape
+    masks = sample.masks[:, :h, :w]
+    if meta.flip:
+        masks = masks.flip(-1)
+    if tuple(masks.shape[1:]) != tuple(meta.ori_shape):
+        masks = F.interpolate(masks[None].float(), size=tuple(meta.ori_shape), mode='nearest')[0]
+        masks = masks > 0.5
+    return masks.bool().cpu().numpy()
+
+
+@MODELS.register()
+class FrequencyBaseline(PSGModel):
+    """Scores every ordered pair of ground-truth segments with a learned table of logits.
+
+    ``logits[subject class, object class]`` holds ``num_predicates + 1`` logits, the last one for
+    "no relation" (``class_conditioned=False``: one row shared by every pair, i.e. "predict the
+    most frequent predicates"). Training minimises the cross-entropy against each annotated
+    relation and against "no relation" for at most ``neg_per_image`` randomly drawn unrelated pairs
+    per image (``None``: all of them), averaged per image and then over the batch.
+
+    Prediction: every ordered pair, ranked by its best predicate probability; segments are the
+    ground-truth ones (score 1) at original size.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
+                 neg_per_image: int | None = 64, class_conditioned: bool = True) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_predicates = num_predicates
+        self.neg_per_image = neg_per_image
+        self.class_conditioned = class_conditioned
+        rows = num_classes if class_conditioned else 1
+        self.logits = nn.Parameter(torch.zeros(rows, rows, num_predicates + 1))
+
+    def pair_logits(self, labels: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """``(R, num_predicates + 1)`` logits of the pairs ``(R, 2)`` of segments with classes
+        ``labels (N,)``."""
+        if not self.class_conditioned:
+            return self.logits[0, 0].expand(len(pairs), -1)
+        return self.logits[labels[pairs[:, 0]], labels[pairs[:, 1]]]
+
+    def _check_labels(self, sample: Sample) -> None:
+        checks = (('labels', sample.labels, self.num_classes, 'num_classes'),
+                  ('rels', sample.rels[:, 2], self.num_predicates, 'num_predicates'))
+        for field, values, size, name in checks:
+            bad = values[(values < 0) | (values >= size)].unique().tolist()
+            if bad:
+                raise ValueError(f'image_id={sample.meta.image_id}: {field} {bad} are outside '
+                                 f'0..{size - 1} (model {name}={size})')
+
+    def _training_pairs(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs ``(R, 2)`` and target classes ``(R,)``: every relation, then sampled negatives."""
+        n = len(sample.labels)
+        rels = sample.rels
+        pairs = ordered_pairs(n, rels.device)
+        related = torch.zeros((n, n), dtype=torch.bool, device=rels.device)
+        related[rels[:, 0], rels[:, 1]] = True
+        negatives = pairs[~related[pairs[:, 0], pairs[:, 1]]]
+        if self.neg_per_image is not None and len(negatives) > self.neg_per_image:
+            keep = torch.randperm(len(negatives))[:self.neg_per_image]
+            negatives = negatives[keep.to(rels.device)]
+        no_relation = negatives.new_full((len(negatives),), self.num_predicates)
+        targets = torch.cat([rels[:, 2], no_relation])
+        return torch.cat([rels[:, :2], negatives]), targets
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        per_image = []
+        for sample in batch.samples:
+            self._check_labels(sample)
+            pairs, targets = self._training_pairs(sample)
+            if len(pairs) == 0:
+                per_image.append(self.logits.sum() * 0)
+                continue
+            per_image.append(F.cross_entropy(self.pair_logits(sample.labels, pairs), targets))
+        return {'loss_rel': torch.stack(per_image).mean()}
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Prediction]:
+        return [self._predict_one(sample) for sample in batch.samples]
+
+    def _predict_one(self, sample: Sample) -> Prediction:
+        self._check_labels(sample)
+        labels = sample.labels
+        pairs = ordered_pairs(len(labels), labels.device)
+        probs = self.pair_logits(labels, pairs).float().softmax(-1)
+        predicate_scores = probs[:, :self.num_predicates]
+        triplet_scores = predicate_scores.max(1).values
+        order = torch.sort(triplet_scores, descending=True, stable=True).indices
+        masks = original_masks(sample)
+        return Prediction(
+            image_id=sample.meta.image_id,
+            labels=labels.cpu().numpy(),
+            scores=np.ones(len(labels), dtype=np.float32),
+            boxes=masks_to_boxes(masks),
+            masks=masks,
+            pairs=pairs[order].cpu().numpy(),
+            predicate_scores=predicate_scores[order].cpu().numpy(),
+            triplet_scores=triplet_scores[order].cpu().numpy(),
+            no_relation_scores=probs[order, self.num_predicates].cpu().numpy())

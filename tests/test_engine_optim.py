@@ -1,0 +1,154 @@
+"""Parameter groups with lr/decay multipliers and the learning-rate schedules, against hand-computed
+numbers."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from openpsg.engine.optim import (LrScheduler, build_lr_scheduler, build_optimizer,
+                                  build_param_groups)
+from openpsg.engine.trainer import freeze_modules, set_train_mode
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        self.backbone2 = nn.Linear(4, 4)  # not matched by the key 'backbone'
+        self.head = nn.Linear(4, 2)
+
+
+def group_params(groups):
+    return {g['name']: {id(p) for p in g['params']} for g in groups}
+
+
+def test_custom_keys_give_lr_and_decay_multipliers_by_dotted_prefix():
+    net = Net()
+    custom = {'backbone': dict(lr_mult=0.1, decay_mult=1.0),
+              'head': dict(lr_mult=10.0, decay_mult=0.0), 'backbone.1': dict(lr_mult=0.5)}
+    groups = build_param_groups(net, lr=0.2, weight_decay=0.01,
+                                paramwise_cfg=dict(custom_keys=custom))
+    by_name = {g['name']: g for g in groups}
+    assert set(by_name) == {'backbone', 'backbone.1', 'head', 'default'}
+    assert by_name['backbone']['lr'] == pytest.approx(0.02)
+    assert by_name['backbone']['weight_decay'] == pytest.approx(0.01)
+    assert by_name['backbone.1']['lr'] == pytest.approx(0.1)  # the longer key wins for the BN
+    assert by_name['head']['lr'] == pytest.approx(2.0)
+    assert by_name['head']['weight_decay'] == 0.0
+    assert by_name['default']['lr'] == pytest.approx(0.2)
+    params = group_params(groups)
+    assert params['backbone'] == {id(p) for p in net.backbone[0].parameters()}
+    assert params['backbone.1'] == {id(p) for p in net.backbone[1].parameters()}
+    assert params['default'] == {id(p) for p in net.backbone2.parameters()}
+
+
+def test_sgd_step_uses_the_group_lr():
+    net = Net()
+    opt = build_optimizer(net, dict(type='SGD', lr=0.5, paramwise_cfg=dict(
+        custom_keys={'head': dict(lr_mult=0.1)})))
+    before_head = net.head.weight.detach().clone()
+    before_b2 = net.backbone2.weight.detach().clone()
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    # SGD without momentum or decay: w <- w - lr * grad, grad = 1
+    assert torch.allclose(net.head.weight, before_head - 0.05)
+    assert torch.allclose(net.backbone2.weight, before_b2 - 0.5)
+
+
+def test_frozen_modules_leave_the_optimizer_and_keep_bn_in_eval():
+    net = Net()
+    norms = freeze_modules(net, ['backbone'])
+    assert all(not p.requires_grad for p in net.backbone.parameters())
+    assert all(p.requires_grad for p in net.head.parameters())
+    assert norms == [net.backbone[1]]
+    opt = build_optimizer(net, dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    in_opt = {id(p) for g in opt.param_groups for p in g['params']}
+    assert in_opt == {id(p) for p in [*net.backbone2.parameters(), *net.head.parameters()]}
+    set_train_mode(net, norms)
+    assert net.training and net.head.training and not net.backbone[1].training
+    with pytest.raises(ValueError, match="'neck' names no submodule"):
+        freeze_modules(net, ['neck'])
+
+
+def test_bad_optimizer_configs_are_named():
+    with pytest.raises(ValueError, match='not an optimizer'):
+        build_optimizer(Net(), dict(type='Adamm', lr=1.0))
+    with pytest.raises(ValueError, match=r"custom_keys\['head'\]: unknown key"):
+        build_optimizer(Net(), dict(type='SGD', lr=1.0, paramwise_cfg=dict(
+            custom_keys={'head': dict(lr_multiplier=2)})))
+    with pytest.raises(ValueError, match='paramwise_cfg: unknown key'):
+        build_optimizer(Net(), dict(type='SGD', lr=1.0, paramwise_cfg=dict(bias_lr_mult=2.0)))
+
+
+def lrs(scheduler, points):
+    out = []
+    for epoch, it in points:
+        scheduler.step(epoch, it)
+        out.append([g['lr'] for g in scheduler.optimizer.param_groups])
+    return out
+
+
+def optimizer_with_backbone(lr):
+    net = Net()
+    return build_optimizer(net, dict(type='SGD', lr=lr, paramwise_cfg=dict(
+        custom_keys={'backbone': dict(lr_mult=0.1)})))
+
+
+def test_step_policy_with_linear_warmup():
+    opt = optimizer_with_backbone(0.01)
+    sched = build_lr_scheduler(opt, dict(policy='step', step=[2, 3], gamma=0.1, warmup='linear',
+                                         warmup_iters=4, warmup_ratio=0.25),
+                               max_epochs=4, iters_per_epoch=2)
+    # warm-up factor 1 - (1 - i/4) * 0.75 at iterations 0..3: 0.25, 0.4375, 0.625, 0.8125
+    expected_default = [0.0025, 0.004375, 0.00625, 0.008125, 0.001, 0.001, 0.0001, 0.0001]
+    points = [(i // 2, i) for i in range(8)]
+    got = lrs(sched, points)
+    names = [g['name'] for g in opt.param_groups]
+    for row, want in zip(got, expected_default):
+        assert row[names.index('default')] == pytest.approx(want)
+        assert row[names.index('backbone')] == pytest.approx(want * 0.1)
+
+
+def test_step_every_n_epochs_and_constant_and_exp_warmup():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = LrScheduler(opt, max_epochs=6, iters_per_epoch=1, policy='step', step=2, gamma=0.5,
+                        warmup='constant', warmup_iters=1, warmup_ratio=0.2)
+    assert [r[0] for r in lrs(sched, [(e, e) for e in range(6)])] == pytest.approx(
+        [0.2, 1.0, 0.5, 0.5, 0.25, 0.25])
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = LrScheduler(opt, max_epochs=1, iters_per_epoch=4, warmup='exp', warmup_iters=2,
+                        warmup_ratio=0.25)
+    # 0.25 ** (1 - i/2): 0.25, 0.5, then 1
+    assert [r[0] for r in lrs(sched, [(0, 0), (0, 1), (0, 2)])] == pytest.approx([0.25, 0.5, 1.0])
+
+
+def test_cosine_by_epoch_and_by_iteration():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = LrScheduler(opt, max_epochs=4, iters_per_epoch=2, policy='cosine', min_lr_ratio=0.1)
+    c = math.cos(math.pi / 4)
+    want = [0.01, 0.001 + 0.009 * (1 + c) / 2, 0.0055, 0.001 + 0.009 * (1 - c) / 2]
+    assert [r[0] for r in lrs(sched, [(e, 2 * e) for e in range(4)])] == pytest.approx(want)
+    sched = LrScheduler(opt, max_epochs=4, iters_per_epoch=2, policy='cosine', by_epoch=False,
+                        min_lr=0.0)
+    # total 8 iterations: iteration 2 is a quarter of the way, iteration 4 half-way
+    assert [r[0] for r in lrs(sched, [(0, 0), (1, 2), (2, 4), (3, 7)])] == pytest.approx(
+        [0.01, 0.01 * (1 + c) / 2, 0.005, 0.01 * (1 + math.cos(7 * math.pi / 8)) / 2])
+
+
+def test_scheduler_state_round_trip_and_bad_configs():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = LrScheduler(opt, max_epochs=4, iters_per_epoch=1, policy='step', step=[1])
+    sched.step(3, 3)
+    state = sched.state_dict()
+    opt2 = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched2 = LrScheduler(opt2, max_epochs=4, iters_per_epoch=1, policy='step', step=[1])
+    sched2.load_state_dict(state)
+    assert opt2.param_groups[0]['lr'] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match='policy must be one of'):
+        build_lr_scheduler(opt, dict(policy='poly'), 1, 1)
+    with pytest.raises(ValueError, match="needs lr_config.step"):
+        build_lr_scheduler(opt, dict(policy='step'), 1, 1)
+    with pytest.raises(ValueError, match='lr_config: .*warmup_itrs'):
+        build_lr_scheduler(opt, dict(policy='step', step=[1], warmup_itrs=3), 1, 1)
