@@ -40,7 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--dedup', choices=('first', 'max', 'ng', 'fail', 'none'), default='first',
                         help='fair protocol: rows repeating a (subject, object) pair')
     parser.add_argument('--workers', type=int, default=0, help='evaluation processes (0: none)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.max_rels < 0:
+        parser.error(f'--max-rels must be 0 (all) or positive, got {args.max_rels}')
+    return args
 
 
 def _remove_stale_scores(out_dir: str) -> None:

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..structures.masks import VOID, rgb2id, segment_ids_to_id_map
+from ..structures.masks import rgb2id, segment_ids_to_id_map
 from .errors import DatasetError, problem
 
 
@@ -40,8 +40,7 @@ def read_panoptic(path: str, image_id: str, segment_ids: Sequence[int],
     """
     pan_ids = rgb2id(_open_rgb(path, image_id, 'pan_seg_file_name', expected_hw))
     id_map = segment_ids_to_id_map(pan_ids, segment_ids)
-    present = np.zeros(len(segment_ids), dtype=bool)
-    present[np.unique(id_map[id_map != VOID])] = True
+    present = np.bincount(id_map.ravel() + 1, minlength=len(segment_ids) + 1)[1:] > 0
     missing = [int(s) for s, ok in zip(segment_ids, present) if not ok]
     if missing:
         raise DatasetError(problem(path, image_id, 'segments_info.id',

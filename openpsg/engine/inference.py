@@ -74,8 +74,9 @@ def collect_predictions(local: list[Prediction],
 def save_predictions(predictions: Iterable[Prediction], path: str | os.PathLike) -> None:
     """Write predictions (dataset order) atomically: JSON for ``.json``, else ``torch.save``."""
     path = str(path)
+    tensors = not path.endswith('.json')
     content = {'format': FORMAT, 'version': FORMAT_VERSION,
-               'predictions': [p.compact().to_dict() for p in predictions]}
+               'predictions': [p.compact().to_dict(tensors=tensors) for p in predictions]}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')

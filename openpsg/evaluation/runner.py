@@ -127,7 +127,8 @@ def _score_image(scoring: _Scoring, task: tuple[str, Prediction | None]
     gt = scoring.dataset.get_gt_by_id(image_id)
     if pred is not None and isinstance(pred.masks, list) and gt.id_map is not None:
         pred = replace(pred, masks=pred.dense_masks(gt.id_map.shape))  # decode RLE once
-    records = {mode: evaluate_image(gt, pred, cfg) for mode, cfg in scoring.configs.items()}
+    records = {mode: evaluate_image(gt, pred, cfg, rels_raw=gt.rels_raw)
+               for mode, cfg in scoring.configs.items()}
     pq = None if scoring.is_thing is None else _panoptic_stats(gt, pred, scoring.is_thing)
     return records, pq
 

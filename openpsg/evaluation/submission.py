@@ -65,6 +65,7 @@ def write_submission(predictions: Iterable[Prediction], image_ids: Sequence[str]
     The folder is written next to ``out_dir`` and renamed into place, so on any error no (partial)
     output appears and an existing ``out_dir`` is left untouched.
     """
+    _check_max_rels(max_rels)
     by_id = _index_predictions(predictions, image_ids)
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
@@ -84,6 +85,11 @@ def write_submission(predictions: Iterable[Prediction], image_ids: Sequence[str]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _check_max_rels(max_rels: int) -> None:
+    if max_rels < 0:
+        raise ValueError(f'submission: max_rels must be 0 (all) or positive, got {max_rels}')
 
 
 def _index_predictions(predictions: Iterable[Prediction], image_ids: Sequence[str]
@@ -173,6 +179,7 @@ def read_submission(sub_dir: str, expected_image_ids: Sequence[str], max_rels: i
     fields, segment id absent from its PNG, duplicate segment ids, relation index out of range,
     predicate outside 1..56, category outside 1..133, PNG size different from the image.
     """
+    _check_max_rels(max_rels)
     rel_path = os.path.join(sub_dir, RELATION_FILE)
     entries = _load_relation_file(rel_path, len(expected_image_ids))
     problems: list[str] = []

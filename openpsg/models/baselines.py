@@ -52,6 +52,8 @@ class FrequencyBaseline(PSGModel):
     ground-truth ones (score 1) at original size.
     """
 
+    mode = 'predcls'  # needs ground-truth segments: not usable on images without annotations
+
     def __init__(self, num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
                  neg_per_image: int | None = 64, class_conditioned: bool = True) -> None:
         super().__init__()

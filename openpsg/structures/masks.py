@@ -17,8 +17,8 @@ VOID = -1
 
 def rgb2id(rgb: np.ndarray) -> np.ndarray:
     """Panoptic PNG colour ``(H, W, 3)`` uint8 -> segment id ``(H, W)`` int64 (R + 256 G + 256^2 B)."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+    rgb = rgb.astype(np.uint32)
+    return (rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)).astype(np.int64)
 
 
 def id2rgb(ids: np.ndarray) -> np.ndarray:
@@ -53,12 +53,13 @@ def id_map_to_masks(id_map: np.ndarray, num_segments: int) -> np.ndarray:
 def masks_to_id_map(masks: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` bool masks -> ``(H, W)`` id map; on overlap the lowest index wins, uncovered = void."""
     masks = np.asarray(masks, dtype=bool)
-    if masks.shape[0] == 0:
+    n = masks.shape[0]
+    if n == 0:
         return np.full(masks.shape[1:], VOID, dtype=np.int32)
-    covered = masks.any(0)
-    id_map = masks.argmax(0).astype(np.int32)
-    id_map[~covered] = VOID
-    return id_map
+    # mask i scores n - i where set, so the per-pixel max picks the lowest covering index
+    dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int64
+    code = (masks.view(np.uint8) * np.arange(n, 0, -1, dtype=dtype)[:, None, None]).max(0)
+    return np.where(code > 0, n - code.astype(np.int32), VOID).astype(np.int32)
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:

@@ -86,6 +86,10 @@ class GroundTruth:
         return id_map_to_masks(self.id_map, self.num_segments)
 
 
+ARRAY_FIELDS = ('labels', 'scores', 'boxes', 'pairs', 'predicate_scores', 'triplet_scores',
+                'no_relation_scores', 'pan_labels')
+
+
 @dataclass
 class Prediction:
     """What a model returns for one image.
@@ -162,13 +166,15 @@ class Prediction:
         masks = None if self.masks is None else self.rle_masks()
         return Prediction(**{**self.__dict__, 'masks': masks})
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain containers only (lists, str, numbers): JSON-ready, and ``weights_only`` loadable."""
+    def to_dict(self, tensors: bool = False) -> dict[str, Any]:
+        """Plain containers only: JSON-ready lists, or with ``tensors=True`` the array fields as
+        CPU tensors (compact and fast for ``torch.save``); both are ``weights_only`` loadable."""
         out: dict[str, Any] = {'image_id': self.image_id}
-        for key in ('labels', 'scores', 'boxes', 'pairs', 'predicate_scores', 'triplet_scores',
-                    'no_relation_scores', 'pan_labels'):
+        for key in ARRAY_FIELDS:
             value = getattr(self, key)
-            out[key] = None if value is None else np.asarray(value).tolist()
+            if value is not None:
+                value = torch.from_numpy(np.array(value)) if tensors else np.asarray(value).tolist()
+            out[key] = value
         out['num_predicates'] = int(np.asarray(self.predicate_scores).shape[1])
         out['masks'] = None if self.masks is None else self.rle_masks()
         out['pan_id_map'] = None
