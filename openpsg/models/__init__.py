@@ -1,7 +1,7 @@
 """Scene-graph models; importing this package registers every model in
 :data:`openpsg.registry.MODELS` (the registry imports it on first use)."""
-from . import baselines
+from . import backbones, baselines, losses, one_stage
 from .base import PSGModel
 from .baselines import FrequencyBaseline
 
-__all__ = ['FrequencyBaseline', 'PSGModel', 'baselines']
+__all__ = ['FrequencyBaseline', 'PSGModel', 'backbones', 'baselines', 'losses', 'one_stage']

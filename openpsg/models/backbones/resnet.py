@@ -1,0 +1,65 @@
+"""ResNet trunk (torchvision) with frozen batch norm, returning C2-C5 and their padding masks."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from ...registry import MODELS
+
+_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512),
+             50: (256, 512, 1024, 2048), 101: (256, 512, 1024, 2048)}
+_STAGES = ('layer1', 'layer2', 'layer3', 'layer4')
+
+
+def _imagenet_state_dict(depth: int, pretrained: bool | str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights (``True``: torch hub cache, downloaded there if missing) or a
+    local ``.pth`` file holding a torchvision ResNet state dict."""
+    if pretrained is True:
+        weights = torchvision.models.get_model_weights(f'resnet{depth}').IMAGENET1K_V1
+        return weights.get_state_dict(progress=True)
+    state = torch.load(pretrained, map_location='cpu', weights_only=True)
+    return state.get('state_dict', state) if isinstance(state, dict) else state
+
+
+@MODELS.register()
+class ResNet(nn.Module):
+    """A torchvision ResNet-18/34/50/101 without its classifier, every BatchNorm frozen.
+
+    ``frozen_stages`` follows the mmdet convention: ``-1`` trains everything, ``0`` freezes the
+    stem (conv1 + bn1), ``k >= 1`` also freezes ``layer1..layerk``. ``pretrained``: ``None``/``False``
+    (random init), ``True`` (torchvision ImageNet weights from the torch hub cache) or a path to a
+    torchvision ResNet state dict.
+
+    ``forward(imgs (B, 3, H, W), pad_mask (B, H, W) bool, True on padding)`` returns two lists over
+    C2..C5: feature maps ``(B, C_i, H / s_i, W / s_i)`` with strides 4, 8, 16, 32 and the padding
+    mask nearest-downsampled to each map. ``num_channels`` lists ``C_i``.
+    """
+
+    def __init__(self, depth: int = 50, frozen_stages: int = 1,
+                 pretrained: bool | str | None = None) -> None:
+        super().__init__()
+        if depth not in _CHANNELS:
+            raise ValueError(f'ResNet depth must be one of {sorted(_CHANNELS)}, got {depth}')
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
+        net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
+        if pretrained:
+            net.load_state_dict(_imagenet_state_dict(depth, pretrained))
+        self.body = IntermediateLayerGetter(
+            net, return_layers={stage: str(i) for i, stage in enumerate(_STAGES)})
+        self.num_channels = list(_CHANNELS[depth])
+        frozen = [] if frozen_stages < 0 else ['conv1', 'bn1', *_STAGES[:frozen_stages]]
+        for name, param in self.body.named_parameters():
+            if name.split('.')[0] in frozen:
+                param.requires_grad_(False)
+
+    def forward(self, imgs: torch.Tensor, pad_mask: torch.Tensor
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        features = list(self.body(imgs).values())
+        masks = [F.interpolate(pad_mask[None].float(), size=f.shape[-2:]).to(torch.bool)[0]
+                 for f in features]
+        return features, masks

@@ -1,0 +1,24 @@
+"""Mask losses of set prediction on per-pixel logits, normalised by ``num_masks`` (the number of
+targets in the batch)."""
+from __future__ import annotations
+
+import torch
+import torchvision
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float,
+                       alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss (RetinaNet) per pixel, averaged over each mask's pixels, summed over masks and
+    divided by ``num_masks``. ``logits``, ``targets (N, P)``: N masks of P pixels, targets in {0, 1}."""
+    loss = torchvision.ops.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
+    return loss.mean(1).sum() / num_masks
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float,
+              smooth: float = 1.0) -> torch.Tensor:
+    """``1 - (2 |p t| + s) / (|p| + |t| + s)`` per mask with ``p = sigmoid(logits)``, summed over
+    masks and divided by ``num_masks``. ``logits``, ``targets (N, P)``."""
+    probs = logits.sigmoid()
+    numerator = 2 * (probs * targets).sum(1) + smooth
+    denominator = probs.sum(1) + targets.sum(1) + smooth
+    return (1 - numerator / denominator).sum() / num_masks

@@ -1,0 +1,84 @@
+"""Bipartite (Hungarian) matching of predictions to targets for set-prediction losses.
+
+:func:`linear_assignment` solves one cost matrix with ``scipy.optimize.linear_sum_assignment``;
+:func:`class_cost`, :func:`l1_cost` and :func:`giou_cost` are the usual cost terms, combined by
+:func:`detr_cost`; :class:`HungarianMatcher` matches a batch image by image (DETR's matcher).
+"""
+from __future__ import annotations
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torchvision.ops import box_convert, generalized_box_iou
+
+Match = tuple[torch.Tensor, torch.Tensor]
+
+
+def linear_assignment(cost: torch.Tensor) -> Match:
+    """Minimum-cost one-to-one assignment for ``cost (Q, N)`` (predictions x targets).
+
+    Returns ``(pred_idx, target_idx)``, two int64 tensors of length ``min(Q, N)`` on ``cost``'s
+    device, ordered by ``pred_idx``. Raises ``ValueError`` if the matrix holds NaN or infinity.
+    """
+    if not torch.isfinite(cost).all():
+        raise ValueError(f'Hungarian matching: the {tuple(cost.shape)} cost matrix holds NaN or '
+                         f'infinite entries (the predictions have diverged)')
+    rows, cols = linear_sum_assignment(cost.detach().cpu().double().numpy())
+    return (torch.as_tensor(rows, dtype=torch.int64, device=cost.device),
+            torch.as_tensor(cols, dtype=torch.int64, device=cost.device))
+
+
+def class_cost(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``-p(target class)``: ``probs (Q, C)`` softmax outputs, ``labels (N,)`` -> ``(Q, N)``."""
+    return -probs[:, labels]
+
+
+def l1_cost(boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
+    """Pairwise L1 distance of ``boxes (Q, 4)`` and ``target_boxes (N, 4)`` -> ``(Q, N)``."""
+    return torch.cdist(boxes, target_boxes, p=1)
+
+
+def giou_cost(boxes_xyxy: torch.Tensor, target_boxes_xyxy: torch.Tensor) -> torch.Tensor:
+    """``-GIoU`` of every prediction/target pair of xyxy boxes -> ``(Q, N)``."""
+    return -generalized_box_iou(boxes_xyxy, target_boxes_xyxy)
+
+
+def detr_cost(logits: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+              target_boxes: torch.Tensor, cost_class: float = 1.0, cost_bbox: float = 5.0,
+              cost_giou: float = 2.0) -> torch.Tensor:
+    """DETR's matching cost ``(Q, N)``.
+
+    ``logits (Q, C + 1)`` class logits (last = no object), ``boxes (Q, 4)`` predicted and
+    ``target_boxes (N, 4)`` target boxes as normalised cxcywh, ``labels (N,)``. Cost =
+    ``cost_class * -p(label) + cost_bbox * L1(cxcywh) + cost_giou * -GIoU(xyxy)``.
+    """
+    cost = cost_class * class_cost(logits.softmax(-1), labels)
+    cost = cost + cost_bbox * l1_cost(boxes, target_boxes)
+    return cost + cost_giou * giou_cost(box_convert(boxes, 'cxcywh', 'xyxy'),
+                                        box_convert(target_boxes, 'cxcywh', 'xyxy'))
+
+
+class HungarianMatcher:
+    """Match each image's queries to its targets with :func:`detr_cost`.
+
+    ``matcher(logits (B, Q, C + 1), boxes (B, Q, 4) cxcywh, targets)`` where ``targets`` is a list
+    of ``(labels (N_b,), boxes (N_b, 4) normalised cxcywh)`` -> one ``(query_idx, target_idx)`` pair
+    of int64 tensors per image.
+    """
+
+    def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0) -> None:
+        if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
+            raise ValueError('HungarianMatcher: all cost weights are 0')
+        self.cost_class = cost_class
+        self.cost_bbox = cost_bbox
+        self.cost_giou = cost_giou
+
+    @torch.no_grad()
+    def __call__(self, logits: torch.Tensor, boxes: torch.Tensor,
+                 targets: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Match]:
+        return [linear_assignment(detr_cost(lg.float(), bx.float(), labels, tgt_boxes.float(),
+                                            self.cost_class, self.cost_bbox, self.cost_giou))
+                for lg, bx, (labels, tgt_boxes) in zip(logits, boxes, targets)]
+
+    def __repr__(self) -> str:
+        return (f'HungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, '
+                f'cost_giou={self.cost_giou})')
