@@ -1,7 +1,8 @@
 """Scene-graph models; importing this package registers every model in
 :data:`openpsg.registry.MODELS` (the registry imports it on first use)."""
-from . import backbones, baselines, losses, one_stage
+from . import backbones, baselines, losses, one_stage, relation_heads, segmenters, two_stage
 from .base import PSGModel
 from .baselines import FrequencyBaseline
 
-__all__ = ['FrequencyBaseline', 'PSGModel', 'backbones', 'baselines', 'losses', 'one_stage']
+__all__ = ['FrequencyBaseline', 'PSGModel', 'backbones', 'baselines', 'losses', 'one_stage',
+           'relation_heads', 'segmenters', 'two_stage']

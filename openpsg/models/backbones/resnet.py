@@ -15,7 +15,7 @@ _CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512),
 _STAGES = ('layer1', 'layer2', 'layer3', 'layer4')
 
 
-def _imagenet_state_dict(depth: int, pretrained: bool | str) -> dict[str, torch.Tensor]:
+def imagenet_state_dict(depth: int, pretrained: bool | str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights (``True``: torch hub cache, downloaded there if missing) or a
     local ``.pth`` file holding a torchvision ResNet state dict."""
     if pretrained is True:
@@ -48,7 +48,7 @@ class ResNet(nn.Module):
             raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
         if pretrained:
-            net.load_state_dict(_imagenet_state_dict(depth, pretrained))
+            net.load_state_dict(imagenet_state_dict(depth, pretrained))
         self.body = IntermediateLayerGetter(
             net, return_layers={stage: str(i) for i, stage in enumerate(_STAGES)})
         self.num_channels = list(_CHANNELS[depth])

@@ -1,0 +1,39 @@
+# Two-stage scene-graph model: a frozen panoptic segmenter followed by a relation head (OpenPSG's
+# MOTIFS settings, shared by IMP, VCTree and GPSNet). List it after the segmenter's model config
+# and after default_runtime.py: the segmenter's `model` keys merge into this model, and the
+# runtime keys below must win.
+model = dict(
+    type='SceneGraphPanopticFPN',
+    segmenter_type='PanopticFPN',
+    segmenter_checkpoint=None,  # set by each config: the trained segmenter's checkpoint
+    use_gt_box=True,  # PredCls; SGCls: use_gt_label=False; SGDet: both False
+    use_gt_label=True,
+    relation_head=dict(
+        type='MotifHead',
+        num_classes=133,
+        num_predicates=56,
+        in_channels=256,
+        roi_size=7,
+        featmap_strides=[4, 8, 16, 32],
+        finest_scale=56,
+        roi_dim=1024,
+        hidden_dim=512,
+        embed_dim=200,
+        pooling_dim=4096,
+        pos_dim=128,
+        dropout_rate=0.2,
+        with_mask_feats=False,
+        rect_coord_bug=False,
+        glove_file='data/glove/glove.6B.200d.txt',
+        use_bias=False,
+        freq_cache=None,
+        freq_ann_file=None,
+        sampler=dict(num_rel_per_image=1024, pos_fraction=0.25, num_sample_per_gt_rel=4,
+                     pos_iou_thr=0.5),
+    ),
+)
+# Only the relation head trains; the segmenter's weights come from segmenter_checkpoint.
+freeze_modules = ['segmenter']
+find_unused_parameters = True
+load_from = None
+evaluation = dict(_delete_=True, interval=1, metric=['predcls'])

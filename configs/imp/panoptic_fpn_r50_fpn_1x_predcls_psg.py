@@ -1,0 +1,5 @@
+# IMP on a frozen Panoptic FPN R50, PredCls (ground-truth segments and labels), PSG.
+_base_ = ['../motifs/panoptic_fpn_r50_fpn_1x_predcls_psg.py']
+model = dict(relation_head=dict(type='IMPHead'))
+optimizer = dict(lr=0.001)
+work_dir = 'work_dirs/imp_panoptic_fpn_r50_fpn_1x_predcls_psg'

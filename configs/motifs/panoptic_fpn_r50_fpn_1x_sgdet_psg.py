@@ -1,0 +1,6 @@
+# MOTIFS on a frozen Panoptic FPN R50, SGDet (the segmenter's panoptic segments), PSG.
+_base_ = ['./panoptic_fpn_r50_fpn_1x_predcls_psg.py']
+model = dict(use_gt_box=False, use_gt_label=False)
+data = dict(samples_per_gpu=8)
+evaluation = dict(metric=['sgdet'])
+work_dir = 'work_dirs/motifs_panoptic_fpn_r50_fpn_1x_sgdet_psg'

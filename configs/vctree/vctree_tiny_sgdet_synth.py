@@ -1,0 +1,5 @@
+# VCTree, SGDet, on the synthetic PSG set: the objects are the tiny segmenter's panoptic segments.
+_base_ = ['./vctree_tiny_predcls_synth.py']
+model = dict(use_gt_box=False, use_gt_label=False)
+evaluation = dict(metric=['sgdet'], save_best='sgdet/openpsg/R@20')
+work_dir = 'work_dirs/vctree_tiny_sgdet_synth'

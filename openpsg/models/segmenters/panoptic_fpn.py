@@ -1,0 +1,269 @@
+"""Panoptic FPN (Kirillov et al., CVPR'19) on PSG, built from torchvision's Mask R-CNN parts.
+
+The first stage of the two-stage scene-graph models: ResNet-FPN backbone -> RPN -> RoI heads
+(box + mask branches for the 80 thing classes) and a semantic FPN head (53 stuff classes + "thing"),
+fused heuristically into one panoptic segmentation per image. Module names follow torchvision's
+``MaskRCNN`` (``backbone``, ``rpn``, ``roi_heads``) so its COCO weights load directly
+(see :mod:`.coco_weights`).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import (FastRCNNConvFCHead, FastRCNNPredictor,
+                                                      TwoMLPHead)
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
+from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, RPNHead
+from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image, nms
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from ...registry import MODELS
+from ...structures import Batch, ImageMeta, Prediction, Sample
+from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
+from ..backbones.resnet import imagenet_state_dict
+from ..base import PSGModel
+from .coco_weights import VARIANTS
+from .panoptic_fusion import SegmentResult, heuristic_fusion, segments_to_prediction
+from .semantic_head import SemanticFPNHead, semantic_targets
+
+FPN_LEVELS = ('0', '1', '2', '3')  # strides 4, 8, 16, 32; 'pool' (stride 64) feeds the RPN only
+
+#: OpenPSG's panoptic test settings (mmdet's Panoptic FPN ``test_cfg``).
+DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.5, overlap_thr=0.5,
+                        stuff_area_limit=4096)
+
+
+def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_layers: int = 3,
+                   variant: str = 'v1') -> BackboneWithFPN:
+    """ResNet-``depth`` (FrozenBatchNorm) + FPN (256 channels, levels '0'..'3' and 'pool').
+
+    ``trainable_layers=3`` trains layer2..layer4 (stem and layer1 frozen). ``pretrained``: ``False``,
+    ``True`` (torchvision ImageNet weights) or a path to a torchvision ResNet state dict. The v2
+    variant puts BatchNorm in the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does.
+    """
+    net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
+    if pretrained:
+        net.load_state_dict(imagenet_state_dict(depth, pretrained))
+    return _resnet_fpn_extractor(net, trainable_layers,
+                                 norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
+
+
+def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,
+              post_nms_top_n_train: int = 1000, post_nms_top_n_test: int = 1000,
+              nms_thresh: float = 0.7, fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3,
+              batch_size_per_image: int = 256, positive_fraction: float = 0.5) -> RegionProposalNetwork:
+    """torchvision's RPN over the 5 FPN levels: anchors 32..512 px, ratios 0.5/1/2; ``pre_nms_top_n``
+    counts per level, ``post_nms_top_n`` per image. v2 has two 3x3 convs in the head, v1 one."""
+    anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+    head = RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=2 if variant == 'v2' else 1)
+    return RegionProposalNetwork(
+        anchors, head, fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction,
+        pre_nms_top_n=dict(training=pre_nms_top_n_train, testing=pre_nms_top_n_test),
+        post_nms_top_n=dict(training=post_nms_top_n_train, testing=post_nms_top_n_test),
+        nms_thresh=nms_thresh)
+
+
+class ThingRoIHeads(RoIHeads):
+    """torchvision's Mask R-CNN RoI heads whose test-time NMS is class-agnostic.
+
+    At test time every (RoI, class) pair scoring above ``score_thresh`` is a candidate box; one NMS
+    at ``nms_thresh`` runs over all of them regardless of class and the best ``detections_per_img``
+    stay. Labels are predictor rows: ``1..num_classes - 1`` (0 is background).
+    """
+
+    def postprocess_detections(self, class_logits: torch.Tensor, box_regression: torch.Tensor,
+                               proposals: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+                               ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        counts = [len(p) for p in proposals]
+        boxes = self.box_coder.decode(box_regression, proposals)  # (R, C, 4)
+        probs = class_logits.softmax(-1)
+        all_boxes, all_scores, all_labels = [], [], []
+        for img_boxes, img_probs, shape in zip(boxes.split(counts), probs.split(counts), image_shapes):
+            img_boxes = clip_boxes_to_image(img_boxes[:, 1:], shape)
+            img_probs = img_probs[:, 1:]
+            roi, cls = torch.nonzero(img_probs > self.score_thresh, as_tuple=True)
+            cand_boxes, cand_scores = img_boxes[roi, cls], img_probs[roi, cls]
+            keep = nms(cand_boxes, cand_scores, self.nms_thresh)[:self.detections_per_img]
+            all_boxes.append(cand_boxes[keep])
+            all_scores.append(cand_scores[keep])
+            all_labels.append(cls[keep] + 1)
+        return all_boxes, all_scores, all_labels
+
+
+def build_roi_heads(variant: str = 'v1', num_things: int = NUM_THING_CLASSES, score_thr: float = 0.6,
+                    nms_iou: float = 0.5, max_per_img: int = 100, fg_iou_thresh: float = 0.5,
+                    bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
+                    positive_fraction: float = 0.25) -> ThingRoIHeads:
+    """Box branch (RoIAlign 7x7 -> v1: two FC 1024 / v2: four conv+BN and one FC 1024) and mask
+    branch (RoIAlign 14x14 -> four conv, v2 with BN -> 28x28 masks) over ``num_things + 1`` rows."""
+    norm = nn.BatchNorm2d if variant == 'v2' else None
+    box_head = (FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024], norm_layer=norm) if variant == 'v2'
+                else TwoMLPHead(256 * 7 * 7, 1024))
+    return ThingRoIHeads(
+        box_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), 7, 2), box_head=box_head,
+        box_predictor=FastRCNNPredictor(1024, num_things + 1),
+        fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
+        batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
+        bbox_reg_weights=None, score_thresh=score_thr, nms_thresh=nms_iou,
+        detections_per_img=max_per_img,
+        mask_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), 14, 2),
+        mask_head=MaskRCNNHeads(256, [256] * 4, 1, norm_layer=norm),
+        mask_predictor=MaskRCNNPredictor(256, 256, num_things + 1))
+
+
+@contextmanager
+def _inference_mode(*modules: nn.Module) -> Iterator[None]:
+    """Run ``modules`` in eval mode (torchvision's RPN/RoI heads choose test behaviour by it)."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+def thing_targets(sample: Sample, num_things: int) -> dict[str, torch.Tensor]:
+    """torchvision detection targets of one sample: its thing segments with a non-empty box.
+
+    ``boxes (K, 4)`` float xyxy input pixels, ``labels (K,)`` int64 predictor rows ``1..num_things``,
+    ``masks (K, H, W)`` bool.
+    """
+    boxes = sample.boxes
+    keep = (sample.labels < num_things) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return {'boxes': boxes[keep], 'labels': sample.labels[keep] + 1, 'masks': sample.masks[keep]}
+
+
+def _output_frame(meta: ImageMeta, boxes: torch.Tensor, rescale: bool
+                  ) -> tuple[tuple[int, int], torch.Tensor]:
+    """The ``(h, w)`` to segment at and the boxes in that frame: the input size, or with
+    ``rescale`` the original size (boxes divided by the scale factor)."""
+    if not rescale:
+        return tuple(meta.img_shape), boxes
+    if min(meta.ori_shape) <= 0:
+        raise ValueError(f'image_id={meta.image_id}: field \'ori_shape\' is {meta.ori_shape}; '
+                         'segmenting at the original size needs it')
+    w_scale, h_scale = meta.scale_factor
+    return tuple(meta.ori_shape), boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+
+
+def _semantic_logits_at(logits: torch.Tensor, pad_size: tuple[int, int], img_shape: tuple[int, int],
+                        size: tuple[int, int]) -> torch.Tensor:
+    """Stride-4 logits ``(C, h, w)`` of a padded batch of size ``pad_size`` -> ``(C, *size)``: upsampled
+    to the padded size, cropped to the image, resized to ``size`` (all bilinear)."""
+    out = F.interpolate(logits[None], size=tuple(pad_size), mode='bilinear', align_corners=False)
+    out = out[..., :img_shape[0], :img_shape[1]]
+    if tuple(size) != tuple(img_shape):
+        out = F.interpolate(out, size=tuple(size), mode='bilinear', align_corners=False)
+    return out[0]
+
+
+@MODELS.register()
+class PanopticFPN(PSGModel):
+    """Panoptic FPN for PSG: Mask R-CNN for the 80 thing classes + semantic FPN head for stuff.
+
+    Args:
+        backbone: :func:`build_backbone` options (``depth`` 18/34/50/101, ``pretrained``,
+            ``trainable_layers``).
+        variant: ``'v1'`` (torchvision ``maskrcnn_resnet50_fpn``) or ``'v2'``
+            (``maskrcnn_resnet50_fpn_v2``: BatchNorm in FPN and heads, conv box head, 2-conv RPN).
+        num_things, num_stuff: class counts; PSG classes are things ``0..num_things-1`` then stuff.
+        rpn: :func:`build_rpn` options. roi_head: :func:`build_roi_heads` sampling options.
+        semantic_head: :class:`SemanticFPNHead` options (``inner_channels``, ``num_groups``,
+            ``loss_weight``).
+        test_cfg: ``score_thr``, ``nms_iou`` (class-agnostic), ``max_per_img`` for the detections;
+            ``mask_thr``, ``overlap_thr``, ``stuff_area_limit`` (pixels at the resolution the
+            fusion runs at) for :func:`heuristic_fusion`. Defaults: :data:`DEFAULT_TEST_CFG`.
+
+    Input images come from the pipeline already resized and normalised (no
+    ``GeneralizedRCNNTransform``); ``meta.img_shape`` tells each image's valid region in the batch.
+    """
+
+    def __init__(self, backbone: Mapping[str, Any] | None = None, variant: str = 'v1',
+                 num_things: int = NUM_THING_CLASSES, num_stuff: int = len(STUFF_CLASSES),
+                 rpn: Mapping[str, Any] | None = None, roi_head: Mapping[str, Any] | None = None,
+                 semantic_head: Mapping[str, Any] | None = None,
+                 test_cfg: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f'PanopticFPN variant must be one of {VARIANTS}, got {variant!r}')
+        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
+        if unknown:
+            raise ValueError(f'PanopticFPN test_cfg: unknown keys {sorted(unknown)}; '
+                             f'known: {sorted(DEFAULT_TEST_CFG)}')
+        self.variant = variant
+        self.num_things = num_things
+        self.num_stuff = num_stuff
+        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.backbone = build_backbone(**(backbone or {}), variant=variant)
+        self.rpn = build_rpn(variant, **(rpn or {}))
+        self.roi_heads = build_roi_heads(
+            variant, num_things, score_thr=self.test_cfg['score_thr'],
+            nms_iou=self.test_cfg['nms_iou'], max_per_img=self.test_cfg['max_per_img'],
+            **(roi_head or {}))
+        self.semantic_head = SemanticFPNHead(self.backbone.out_channels,
+                                             num_classes=num_stuff + 1, **(semantic_head or {}))
+
+    def extract_feats(self, imgs: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        """``imgs (B, 3, H, W)`` -> FPN maps ``'0'..'3'`` (strides 4..32) and ``'pool'`` (stride 64),
+        each ``(B, 256, ceil(H / s), ceil(W / s))``."""
+        return self.backbone(imgs)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Segmentation losses: ``loss_objectness``, ``loss_rpn_box_reg`` (RPN), ``loss_classifier``,
+        ``loss_box_reg``, ``loss_mask`` (thing branch) and ``loss_semantic`` (stuff + "thing")."""
+        if not self.training:
+            raise RuntimeError('PanopticFPN.loss needs the model in training mode (model.train())')
+        feats = self.extract_feats(batch.imgs)
+        logits = self.semantic_head([feats[k] for k in FPN_LEVELS])
+        semantic = semantic_targets(batch.samples, tuple(logits.shape[-2:]), self.num_things,
+                                    self.num_stuff)
+        sizes = [tuple(m.img_shape) for m in batch.metas]
+        targets = [thing_targets(s, self.num_things) for s in batch.samples]
+        proposals, losses = self.rpn(ImageList(batch.imgs, sizes), feats, targets)
+        _, roi_losses = self.roi_heads(feats, proposals, sizes, targets)
+        return {**losses, **roi_losses, 'loss_semantic': self.semantic_head.loss(logits, semantic)}
+
+    @torch.no_grad()
+    def panoptic_segments(self, feats: Mapping[str, torch.Tensor], batch: Batch,
+                          rescale: bool = False) -> list[SegmentResult]:
+        """The panoptic segmentation of every image of ``batch`` from its features ``feats``
+        (:meth:`extract_feats`), without gradient, whatever the training mode.
+
+        Segments are at the input size ``meta.img_shape`` (or, with ``rescale``, at
+        ``meta.ori_shape``: instance masks pasted into original-size boxes and semantic logits
+        resized there before fusing, as mmdet's Panoptic FPN does for evaluation). See
+        :class:`SegmentResult` for the segment order and scores.
+        """
+        sizes = [tuple(m.img_shape) for m in batch.metas]
+        with _inference_mode(self.rpn, self.roi_heads):
+            proposals, _ = self.rpn(ImageList(batch.imgs, sizes), dict(feats))
+            detections, _ = self.roi_heads(dict(feats), proposals, sizes)
+        logits = self.semantic_head([feats[k] for k in FPN_LEVELS])
+        fusion = {k: self.test_cfg[k] for k in ('score_thr', 'mask_thr', 'overlap_thr',
+                                                 'stuff_area_limit')}
+        results = []
+        for i, (det, meta) in enumerate(zip(detections, batch.metas)):
+            size, boxes = _output_frame(meta, det['boxes'], rescale)
+            masks = paste_masks_in_image(det['masks'], boxes, size, padding=1)[:, 0]
+            semantic = _semantic_logits_at(logits[i], batch.imgs.shape[-2:], meta.img_shape, size)
+            results.append(heuristic_fusion(masks, det['scores'], det['labels'] - 1, semantic,
+                                            self.num_things, **fusion))
+        return results
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Prediction]:
+        """Panoptic predictions at ``meta.ori_shape`` (no relations): labels, scores, dense masks,
+        mask boxes and ``pan_id_map``."""
+        segments = self.panoptic_segments(self.extract_feats(batch.imgs), batch, rescale=True)
+        return [segments_to_prediction(s, m.image_id) for s, m in zip(segments, batch.metas)]

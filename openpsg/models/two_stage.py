@@ -1,0 +1,246 @@
+"""Two-stage panoptic scene-graph models: a frozen panoptic segmenter, then a relation head.
+
+    model = MODELS.build(dict(type='SceneGraphPanopticFPN', use_gt_box=False, use_gt_label=False,
+                              backbone=dict(depth=50),                 # segmenter options
+                              relation_head=dict(type='MotifHead')))
+    losses = model(batch, mode='loss')          # {'loss_relation', 'loss_object', ...}
+    predictions = model(batch, mode='predict')  # list[Prediction] at original image size
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..datasets.errors import problem
+from ..registry import MODELS
+from ..structures import Batch, ImageMeta, Prediction, Sample, id_map_to_masks, masks_to_id_map
+from .base import PSGModel
+from .baselines import original_masks
+from .relation_heads.base import ObjectSet, RelationHead, RelationResult, assign_object_targets
+
+
+def mode_name(use_gt_box: bool, use_gt_label: bool) -> str:
+    """``'predcls'`` (GT boxes and labels), ``'sgcls'`` (GT boxes) or ``'sgdet'`` (neither)."""
+    if use_gt_label and not use_gt_box:
+        raise ValueError('use_gt_label=True needs use_gt_box=True (ground-truth labels come with '
+                         'the ground-truth objects)')
+    return 'predcls' if use_gt_label else 'sgcls' if use_gt_box else 'sgdet'
+
+
+def check_sample(sample: Sample, num_classes: int, num_predicates: int) -> None:
+    """Raise ``ValueError`` naming the file, image and field when a sample's labels or relations
+    do not fit the model."""
+    meta, n = sample.meta, len(sample.labels)
+
+    def fail(field: str, message: str) -> None:
+        raise ValueError(problem(meta.file_name or '<sample>', meta.image_id, field, message))
+
+    bad = sample.labels[(sample.labels < 0) | (sample.labels >= num_classes)]
+    if len(bad):
+        fail('labels', f'classes {bad.tolist()} are outside 0..{num_classes - 1}')
+    if len(sample.boxes) != n:
+        fail('boxes', f'{len(sample.boxes)} boxes for {n} objects')
+    rels = sample.rels
+    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n):
+        fail('rels', f'subject/object indices outside 0..{n - 1}')
+    if len(rels) and (rels[:, 2].min() < 0 or rels[:, 2].max() >= num_predicates):
+        fail('rels', f'predicates outside 0..{num_predicates - 1}')
+
+
+def boxes_to_original(boxes: torch.Tensor, meta: ImageMeta) -> np.ndarray:
+    """Boxes ``(N, 4)`` in input pixels -> original image pixels (flip undone, scale divided)."""
+    boxes = boxes.float().clone()
+    if meta.flip:
+        width = float(meta.img_shape[1])
+        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+    w_scale, h_scale = meta.scale_factor
+    return (boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])).cpu().numpy()
+
+
+def id_map_to_original(id_map: torch.Tensor, meta: ImageMeta) -> np.ndarray:
+    """An id map at the input size ``meta.img_shape`` -> ``(H, W)`` int32 at ``meta.ori_shape``
+    (valid region cropped, flip undone, nearest-neighbour resize)."""
+    h, w = meta.img_shape
+    ids = id_map[:h, :w]
+    if meta.flip:
+        ids = ids.flip(-1)
+    if tuple(ids.shape) != tuple(meta.ori_shape):
+        ids = F.interpolate(ids[None, None].float(), size=tuple(meta.ori_shape),
+                            mode='nearest')[0, 0]
+    return ids.round().cpu().numpy().astype(np.int32)
+
+
+@MODELS.register()
+class SceneGraphPanopticFPN(PSGModel):
+    """A panoptic segmenter (first stage, frozen) followed by a relation head (second stage).
+
+    Modes: PredCls (``use_gt_box=True, use_gt_label=True``): the objects are the ground-truth
+    segments with their labels; SGCls (``True, False``): ground-truth segments, the head classifies
+    them; SGDet (``False, False``): the segmenter's panoptic segments (boxes = tight boxes of their
+    masks), whose training targets are the labels of the ground-truth boxes they overlap with IoU
+    ``>= 0.5`` (else background). Images without any object are left out of the losses and get an
+    empty prediction.
+
+    Args:
+        relation_head: config of a :class:`~.relation_heads.base.RelationHead` (its ``mode`` is
+            set from ``use_gt_box``/``use_gt_label``).
+        use_gt_box, use_gt_label: the mode, see above.
+        segmenter_type: registered first-stage model providing ``extract_feats(imgs)`` (FPN maps
+            ``'0'..'3'`` at strides 4..32 first) and ``panoptic_segments(feats, batch)`` (one
+            ``SegmentResult`` per image at the input size).
+        segmenter_checkpoint: weights of the segmenter (a checkpoint of the segmenter model alone,
+            e.g. ``work_dirs/panoptic_fpn_tiny_synth/latest.pth``), loaded strictly when the model
+            is built. Leave it ``None`` when a whole scene-graph checkpoint is loaded afterwards.
+        freeze_segmenter: keep the segmenter in eval mode and run it without gradient (configs
+            also list ``'segmenter'`` in ``freeze_modules`` so its parameters are not optimised).
+        **segmenter: every other keyword configures the segmenter, so that a segmenter config can
+            be the ``_base_`` of a scene-graph config (its ``model`` dict merges into this one).
+
+    ``predict`` returns, per image, the objects (labels: ground truth in PredCls, the head's in
+    SGCls, the segmenter's in SGDet; scores: the head's object confidence, 1 in PredCls) with
+    masks, boxes and panoptic map at ``meta.ori_shape``, and every ordered pair ranked by
+    predicate probability x subject score x object score.
+    """
+
+    def __init__(self, relation_head: Mapping[str, Any], use_gt_box: bool = True,
+                 use_gt_label: bool = True, segmenter_type: str = 'PanopticFPN',
+                 segmenter_checkpoint: str | None = None, freeze_segmenter: bool = True,
+                 **segmenter: Any) -> None:
+        super().__init__()
+        self.mode = mode_name(use_gt_box, use_gt_label)
+        if 'mode' in relation_head:
+            raise ValueError('relation_head.mode is set by the model; configure use_gt_box and '
+                             'use_gt_label on the model instead')
+        self.segmenter = MODELS.build({'type': segmenter_type, **segmenter})
+        if segmenter_checkpoint is not None:
+            self.load_segmenter(segmenter_checkpoint)
+        self.relation_head: RelationHead = MODELS.build(relation_head, mode=self.mode)
+        self.freeze_segmenter = freeze_segmenter
+        self.train()
+
+    def load_segmenter(self, path: str) -> None:
+        """Load the segmenter's weights from the checkpoint ``path`` (keys and shapes must
+        match)."""
+        from ..engine.checkpoint import load_weights
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f'{path}: segmenter checkpoint not found (train the segmenter first, or pass '
+                '--cfg-options model.segmenter_checkpoint=None when a whole scene-graph checkpoint '
+                'is loaded afterwards)')
+        load_weights(self.segmenter, path, strict=True)
+
+    def train(self, mode: bool = True) -> 'SceneGraphPanopticFPN':
+        super().train(mode)
+        if self.freeze_segmenter:
+            self.segmenter.eval()
+        return self
+
+    @property
+    def num_levels(self) -> int:
+        return self.relation_head.num_levels
+
+    # ----------------------------------------------------------------------------- first stage
+    def extract_feats(self, imgs: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """The segmenter's feature maps, FPN levels first, each ``(B, C, H / s, W / s)``."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_segmenter):
+            return self.segmenter.extract_feats(imgs)
+
+    def objects(self, feats: Mapping[str, torch.Tensor], batch: Batch, training: bool
+                ) -> tuple[list[ObjectSet], list[Any] | None]:
+        """The objects of every image and, in SGDet, the segmenter's ``SegmentResult`` s."""
+        head = self.relation_head
+        for sample in batch.samples:
+            check_sample(sample, head.num_classes, head.num_predicates)
+        if self.mode != 'sgdet':
+            return [ObjectSet(boxes=s.boxes, img_shape=tuple(s.meta.img_shape),
+                              labels=s.labels if self.mode == 'predcls' else None,
+                              masks=s.masks if head.with_mask_feats else None, targets=s.labels)
+                    for s in batch.samples], None
+        segments = self.segmenter.panoptic_segments(feats, batch)
+        objects = []
+        for seg, sample in zip(segments, batch.samples):
+            boxes = seg.boxes().float()
+            targets = None
+            if training:
+                targets = assign_object_targets(boxes, sample.boxes.to(boxes),
+                                                sample.labels.to(boxes.device), head.num_classes)
+            objects.append(ObjectSet(boxes=boxes, img_shape=tuple(sample.meta.img_shape),
+                                     labels=seg.labels.long(), targets=targets,
+                                     masks=seg.masks() if head.with_mask_feats else None))
+        return objects, segments
+
+    def _levels(self, feats: Mapping[str, torch.Tensor], keep: Sequence[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(list(keep), dtype=torch.long)
+        return [f[index.to(f.device)] for f in list(feats.values())[:self.num_levels]]
+
+    # ----------------------------------------------------------------------------- training
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Relation-head losses of the images that have objects (see
+        :meth:`~.relation_heads.base.RelationHead.loss`)."""
+        feats = self.extract_feats(batch.imgs)
+        objects, _ = self.objects(feats, batch, training=True)
+        keep = [i for i, o in enumerate(objects) if len(o)]
+        if not keep:
+            zero = sum(p.sum() for p in self.relation_head.parameters()) * 0.0
+            return {'loss_relation': zero}
+        return self.relation_head.loss(self._levels(feats, keep), [objects[i] for i in keep],
+                                       [batch.samples[i] for i in keep])
+
+    # ----------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Prediction]:
+        feats = self.extract_feats(batch.imgs)
+        objects, segments = self.objects(feats, batch, training=False)
+        keep = [i for i, o in enumerate(objects) if len(o)]
+        results = iter(self.relation_head.predict(self._levels(feats, keep),
+                                                  [objects[i] for i in keep]) if keep else [])
+        predictions = []
+        for i, sample in enumerate(batch.samples):
+            if not len(objects[i]):
+                predictions.append(self.empty_prediction(sample.meta))
+                continue
+            predictions.append(self.to_prediction(next(results), objects[i], sample,
+                                                  None if segments is None else segments[i]))
+        return predictions
+
+    def to_prediction(self, result: RelationResult, objects: ObjectSet, sample: Sample,
+                      segments: Any | None) -> Prediction:
+        """One image's :class:`Prediction` at ``meta.ori_shape``: SGDet masks and panoptic map from
+        the segmenter's id map, otherwise from the ground-truth masks (``None`` when the pipeline
+        loaded none)."""
+        meta = sample.meta
+        if segments is not None:
+            pan_id_map = id_map_to_original(segments.id_map, meta)
+            masks = id_map_to_masks(pan_id_map, len(objects))
+        elif sample.masks.shape[-2:].numel():
+            masks = original_masks(sample)
+            pan_id_map = masks_to_id_map(masks)
+        else:
+            masks = pan_id_map = None
+        return Prediction(
+            image_id=meta.image_id,
+            labels=result.labels.cpu().numpy().astype(np.int64),
+            scores=result.scores.cpu().numpy().astype(np.float32),
+            boxes=boxes_to_original(objects.boxes, meta),
+            masks=masks,
+            pairs=result.pairs.cpu().numpy().astype(np.int64),
+            predicate_scores=result.predicate_scores.cpu().numpy().astype(np.float32),
+            triplet_scores=result.triplet_scores.cpu().numpy().astype(np.float32),
+            no_relation_scores=result.no_relation_scores.cpu().numpy().astype(np.float32),
+            pan_id_map=pan_id_map)
+
+    def empty_prediction(self, meta: ImageMeta) -> Prediction:
+        """A prediction without objects or relations (the evaluators skip such images)."""
+        shape = tuple(meta.ori_shape)
+        return Prediction(
+            image_id=meta.image_id, labels=np.zeros(0, np.int64), scores=np.zeros(0, np.float32),
+            boxes=np.zeros((0, 4), np.float32), masks=np.zeros((0, *shape), bool),
+            pairs=np.zeros((0, 2), np.int64),
+            predicate_scores=np.zeros((0, self.relation_head.num_predicates), np.float32),
+            triplet_scores=np.zeros(0, np.float32), no_relation_scores=np.zeros(0, np.float32),
+            pan_id_map=np.full(shape, -1, np.int32))
