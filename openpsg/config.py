@@ -22,11 +22,12 @@ import copy
 import keyword
 import math
 import os
-import tempfile
 import traceback
 import types
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from .fileio import atomic_write
 
 BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
@@ -288,17 +289,9 @@ class Config(ConfigDict):
 
     def dump(self, path: str | os.PathLike) -> None:
         """Write :attr:`pretty_text` to ``path`` (a ``.py`` file) atomically; creates its folder."""
-        path = Path(path)
         text = self.pretty_text
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(path, 'w') as f:
+            f.write(text)
 
 
 def _parse_value(text: str) -> Any:

@@ -30,10 +30,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+
+from openpsg.fileio import atomic_write
 
 # COCO panoptic category id of each PSG class, in PSG order (80 things, then 53 stuff classes).
 COCO_PANOPTIC_IDS: tuple[int, ...] = (
@@ -113,16 +114,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], classes: str = 'coco',
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the target folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, 'wb') as f:
+        torch.save(obj, f)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

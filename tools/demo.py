@@ -32,6 +32,7 @@ from tqdm import tqdm
 from openpsg.apis import DeviceError, ImageInputError, inference_image, init_model, load_image
 from openpsg.config import ConfigError, DictAction
 from openpsg.engine.checkpoint import CheckpointError
+from openpsg.fileio import new_file_mode
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 MIN_SIZE = 384  # smaller images are enlarged in NAME_panoptic.png so that the names stay readable
@@ -83,18 +84,11 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (``mkstemp`` makes them 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_together(files: dict[Path, bytes]) -> None:
     """Write every file to a temporary name first and rename them all only when all are written,
     so that an error leaves none of them behind."""
     temps: dict[Path, str] = {}
-    mode = _file_mode()
+    mode = new_file_mode()
     try:
         for path, content in files.items():
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Any
 
+from openpsg.fileio import atomic_write
+
 PROTOCOLS = ('openpsg', 'fair')
 ROWS = ('R', 'mR', 'ngR', 'ng-mR')
 PANOPTIC = ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st')
@@ -80,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     report_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(report_dir, exist_ok=True)
     text = report_text(scores, [os.path.abspath(p) for p in pictures], report_dir)
-    tmp = f'{args.out}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_write(args.out, 'w') as f:
         f.write(text)
-    os.replace(tmp, args.out)
     print(f'report written to {args.out}')
     return 0
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..structures import Prediction
-from ..visualization.draw import _name, draw_boxes, draw_panoptic
+from ..visualization.draw import class_name, draw_boxes, draw_panoptic, segment_names
 from ..visualization.graph import draw_scene_graph, format_score
 
 JSON_FORMAT = 'openpsg-scene-graph'
@@ -87,8 +87,7 @@ class SceneGraphResult:
 
     def segment_names(self) -> list[str]:
         """``['person#0', 'grass-merged#1', ...]``, one per segment."""
-        return [f'{_name(self.class_names, int(label))}#{i}'
-                for i, label in enumerate(self.prediction.labels)]
+        return segment_names(self.prediction.labels, self.class_names)
 
     # ------------------------------------------------------------------------------ triplets
     def _ranked_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -129,9 +128,9 @@ class SceneGraphResult:
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Triplet(s, o, _name(self.class_names, int(labels[s])),
-                               _name(self.class_names, int(labels[o])),
-                               _name(self.predicate_names, p), p, float(scores[r])))
+            out.append(Triplet(s, o, class_name(self.class_names, int(labels[s])),
+                               class_name(self.class_names, int(labels[o])),
+                               class_name(self.predicate_names, p), p, float(scores[r])))
         return out
 
     # ------------------------------------------------------------------------------ json

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from ..fileio import atomic_write, fsync_dir
 
 LATEST = 'latest.pth'
 
@@ -31,37 +32,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that is missing, unreadable, or does not hold what is asked of it."""
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Write ``checkpoint`` to ``path`` atomically: a temporary file in the same folder is
     written, flushed to disk and renamed over ``path``, so a crash leaves either the old file or
     the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(dict(checkpoint), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, 'wb', fsync=True) as f:
+        torch.save(dict(checkpoint), f)
 
 
 def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -76,7 +52,7 @@ def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def load_checkpoint(path: str | os.PathLike,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..fileio import atomic_write
 from ..structures import Prediction
 from .dist import gather_objects, is_main_process
 
@@ -77,21 +77,11 @@ def save_predictions(predictions: Iterable[Prediction], path: str | os.PathLike)
     tensors = not path.endswith('.json')
     content = {'format': FORMAT, 'version': FORMAT_VERSION,
                'predictions': [p.compact().to_dict(tensors=tensors) for p in predictions]}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-    try:
+    with atomic_write(path, 'w' if path.endswith('.json') else 'wb') as f:
         if path.endswith('.json'):
-            with os.fdopen(fd, 'w', encoding='utf-8') as f:
-                json.dump(content, f)
+            json.dump(content, f)
         else:
-            with os.fdopen(fd, 'wb') as f:
-                torch.save(content, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            torch.save(content, f)
 
 
 def load_predictions(path: str | os.PathLike) -> list[Prediction]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from typing import Sequence
 
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import distance_transform_edt
 
+from ..fileio import atomic_write
 from ..structures.masks import masks_to_boxes
 from .palette import class_colors
 
@@ -27,7 +27,7 @@ PANEL_BACKGROUND = (255, 255, 255)
 PANEL_TEXT = (0, 0, 0)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def load_font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only the fixed-size bitmap font
@@ -46,13 +46,13 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _name(names: Sequence[str], index: int) -> str:
+def class_name(names: Sequence[str], index: int) -> str:
     return names[index] if 0 <= index < len(names) else str(index)
 
 
 def segment_names(labels: np.ndarray, class_names: Sequence[str]) -> list[str]:
     """``['person#0', 'grass-merged#1', ...]``: class name and position of each segment."""
-    return [f'{_name(class_names, int(label))}#{i}' for i, label in enumerate(labels)]
+    return [f'{class_name(class_names, int(label))}#{i}' for i, label in enumerate(labels)]
 
 
 def label_point(mask: np.ndarray) -> tuple[int, int]:
@@ -112,7 +112,7 @@ def draw_panoptic(image: np.ndarray, masks: np.ndarray, labels: np.ndarray,
         raise ValueError(f'draw_panoptic: masks {masks.shape} do not match image {image.shape[:2]} '
                          f'and {len(labels)} labels')
     colors = _colors(labels, colors, len(labels))
-    texts = [_name(class_names, int(label)) for label in labels] if texts is None else list(texts)
+    texts = [class_name(class_names, int(label)) for label in labels] if texts is None else list(texts)
     out = image.astype(np.float32)
     for mask, color in zip(masks, colors):
         out[mask] = out[mask] * (1 - alpha) + color.astype(np.float32) * alpha
@@ -121,7 +121,7 @@ def draw_panoptic(image: np.ndarray, masks: np.ndarray, labels: np.ndarray,
         out[outline] = color
     canvas = Image.fromarray(out)
     draw = ImageDraw.Draw(canvas)
-    font = _font(font_size or default_font_size(*image.shape[:2]))
+    font = load_font(font_size or default_font_size(*image.shape[:2]))
     for i, (mask, text) in enumerate(zip(masks, texts)):
         if points is not None:
             _text(draw, points[i], text, font, canvas.size)
@@ -138,10 +138,10 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
     image = _check_image(image)
     labels = np.asarray(labels, dtype=np.int64)
     colors = _colors(labels, colors, len(labels))
-    texts = [_name(class_names, int(label)) for label in labels] if texts is None else list(texts)
+    texts = [class_name(class_names, int(label)) for label in labels] if texts is None else list(texts)
     canvas = Image.fromarray(image.copy())
     draw = ImageDraw.Draw(canvas)
-    font = _font(font_size or default_font_size(*image.shape[:2]))
+    font = load_font(font_size or default_font_size(*image.shape[:2]))
     for (x1, y1, x2, y2), color, text in zip(np.asarray(boxes, dtype=np.float64), colors, texts):
         draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)],
                        outline=tuple(int(c) for c in color), width=2)
@@ -149,7 +149,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
     return np.asarray(canvas)
 
 
-def _arrow(draw: ImageDraw.ImageDraw, start: np.ndarray, end: np.ndarray, color: tuple[int, ...],
+def draw_arrow(draw: ImageDraw.ImageDraw, start: np.ndarray, end: np.ndarray, color: tuple[int, ...],
            width: int, head: float) -> None:
     """A line with a triangular head, stopping ``head`` short of ``end`` (where the object's name is
     written), drawn in ``color`` over a black edge so it shows on any background."""
@@ -180,23 +180,23 @@ def draw_relations(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rel
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2 if anchors is None else \
         np.asarray(anchors, dtype=np.float64).reshape(-1, 2)
     size = font_size or default_font_size(*image.shape[:2])
-    font = _font(size)
+    font = load_font(size)
     canvas = Image.fromarray(image.copy())
     draw = ImageDraw.Draw(canvas)
-    rels = _check_rels(rels, len(labels))
+    rels = check_relations(rels, len(labels))
     for s, o, _ in rels:
-        _arrow(draw, centres[s], centres[o], tuple(int(c) for c in colors[s]),
+        draw_arrow(draw, centres[s], centres[o], tuple(int(c) for c in colors[s]),
                width=max(2, size // 6), head=size * 0.8)
     seen: Counter = Counter()
     for s, o, p in rels:
         pair = (min(s, o), max(s, o))
         middle = (centres[s] + centres[o]) / 2 + np.array([0, seen[pair] * (size + 3)])
         seen[pair] += 1
-        _text(draw, tuple(middle), _name(predicate_names, int(p)), font, canvas.size)
+        _text(draw, tuple(middle), class_name(predicate_names, int(p)), font, canvas.size)
     return np.asarray(canvas)
 
 
-def _check_rels(rels: np.ndarray, num_segments: int) -> np.ndarray:
+def check_relations(rels: np.ndarray, num_segments: int) -> np.ndarray:
     rels = np.asarray(rels, dtype=np.int64).reshape(-1, 3)
     if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= num_segments):
         raise ValueError(f'rels index segments outside 0..{num_segments - 1}: '
@@ -208,8 +208,8 @@ def relation_lines(labels: np.ndarray, rels: np.ndarray, class_names: Sequence[s
                    predicate_names: Sequence[str]) -> list[str]:
     """One ``'person#0 --riding--> horse#1'`` line per row of ``rels``, in row order."""
     names = segment_names(np.asarray(labels), class_names)
-    return [f'{names[s]} --{_name(predicate_names, int(p))}--> {names[o]}'
-            for s, o, p in _check_rels(rels, len(names))]
+    return [f'{names[s]} --{class_name(predicate_names, int(p))}--> {names[o]}'
+            for s, o, p in check_relations(rels, len(names))]
 
 
 def text_panel(lines: Sequence[str], height: int, width: int | None = None,
@@ -219,7 +219,7 @@ def text_panel(lines: Sequence[str], height: int, width: int | None = None,
     ``width`` defaults to the widest line plus margins. Lines that do not fit are replaced by a
     last line ``'... N more'``.
     """
-    font = _font(font_size)
+    font = load_font(font_size)
     measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
     step = font_size + 4
     fit = max(1, (height - 8) // step)
@@ -252,17 +252,8 @@ def side_by_side(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
 def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
     """Write ``image (H, W, 3)`` uint8 as a PNG, creating folders; the file appears complete or not
     at all (written to a temporary name, then renamed)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.png')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            Image.fromarray(_check_image(image)).save(f, format='PNG')
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path, 'wb') as f:
+        Image.fromarray(_check_image(image)).save(f, format='PNG')
 
 
 def _upscale(image: np.ndarray, masks: np.ndarray | None, boxes: np.ndarray,

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .draw import _arrow, _check_rels, _font, _name
+from .draw import check_relations, class_name, draw_arrow, load_font
 from .palette import class_colors
 
 BACKGROUND = (255, 255, 255)
@@ -200,7 +200,7 @@ def _edge_texts(rels: np.ndarray, predicate_names: Sequence[str],
     groups: dict[tuple[int, int], list[str]] = defaultdict(list)
     for r, (s, o, p) in enumerate(rels):
         if s != o:
-            text = _name(predicate_names, int(p))
+            text = class_name(predicate_names, int(p))
             groups[(int(s), int(o))].append(text if scores is None
                                             else f'{text} {format_score(scores[r])}')
     return groups
@@ -228,13 +228,13 @@ def scene_graph_layout(labels: np.ndarray, rels: np.ndarray, class_names: Sequen
                        title: str | None = None) -> GraphLayout:
     """Nodes, arrows and label boxes of :func:`draw_scene_graph` (see the module doc)."""
     labels = np.asarray(labels, dtype=np.int64)
-    rels = _check_rels(rels, len(labels))
+    rels = check_relations(rels, len(labels))
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(rels):
             raise ValueError(f'scores has {len(scores)} entries for {len(rels)} relations')
     nodes = np.array(list(dict.fromkeys(rels[:, :2].ravel().tolist())), dtype=np.int64)
-    font = _font(font_size)
+    font = load_font(font_size)
     top = font_size + 14 if title else 0
     title_width = _text_size(font, title)[0] + 2 * MARGIN if title else 0
     if not len(nodes):
@@ -243,7 +243,7 @@ def scene_graph_layout(labels: np.ndarray, rels: np.ndarray, class_names: Sequen
     groups = _edge_texts(rels, predicate_names, scores)
     index = {int(s): i for i, s in enumerate(nodes)}
     edges = np.array([[index[s], index[o]] for s, o in groups], dtype=np.int64).reshape(-1, 2)
-    half = np.array([_text_size(font, f'{_name(class_names, int(labels[s]))}#{s}') for s in nodes],
+    half = np.array([_text_size(font, f'{class_name(class_names, int(labels[s]))}#{s}') for s in nodes],
                     dtype=np.float64) / 2 + NODE_PAD
     label_width = max([_text_size(font, '\n'.join(t))[0] for t in groups.values()] or [0])
     length = 2 * half[:, 0].mean() + min(label_width, 20 * font_size) + 2 * font_size
@@ -317,7 +317,7 @@ def draw_scene_graph(labels: np.ndarray, rels: np.ndarray, class_names: Sequence
         raise ValueError(f'colors must be ({len(labels)}, 3), got {colors.shape}')
     layout = scene_graph_layout(labels, rels, class_names, predicate_names, scores, size,
                                 font_size, title)
-    font = _font(font_size)
+    font = load_font(font_size)
     canvas = Image.new('RGB', layout.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
@@ -337,11 +337,11 @@ def draw_scene_graph(labels: np.ndarray, rels: np.ndarray, class_names: Sequence
         d = edge.end - edge.start
         length = float(np.hypot(*d))
         if length > 0:
-            _arrow(draw, edge.start, edge.end + d / length * head, rgb(edge.subject), width=2,
+            draw_arrow(draw, edge.start, edge.end + d / length * head, rgb(edge.subject), width=2,
                    head=head)
     for segment, box in zip(layout.nodes, layout.boxes):
         draw.rounded_rectangle(box.tolist(), radius=4, fill=rgb(segment), outline=INK, width=1)
-        text = f'{_name(class_names, int(labels[segment]))}#{segment}'
+        text = f'{class_name(class_names, int(labels[segment]))}#{segment}'
         w, h = _text_size(font, text)
         left, top, _, _ = draw.textbbox((0, 0), text, font=font)
         cx, cy = (box[:2] + box[2:]) / 2

@@ -33,6 +33,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ...fileio import atomic_write
+
 #: COCO category id of each PSG thing class ``0..79`` (PSG's thing order is COCO's id order).
 COCO_THING_IDS: tuple[int, ...] = (
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
@@ -167,10 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, WeightsError) as err:
         print(f'coco_weights: error: {err}', file=sys.stderr)
         return 1
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = f'{args.out}.tmp'
-    torch.save({'state_dict': weights, 'meta': {'source': source, 'variant': args.variant}}, tmp)
-    os.replace(tmp, args.out)
+    with atomic_write(args.out, 'wb') as f:
+        torch.save({'state_dict': weights, 'meta': {'source': source, 'variant': args.variant}}, f)
     print(f'wrote {args.out} ({len(weights)} tensors, {args.variant}, from {source})')
     return 0
 
