@@ -73,7 +73,7 @@ def test_logged_learning_rates_follow_warmup_and_steps(synth, trained):
         assert math.isfinite(r['loss_rel']) and r['loss'] == pytest.approx(r['loss_rel'])
     val = [r for r in records if r['mode'] == 'val']
     assert [r['epoch'] for r in val] == [1, 2]
-    assert {'predcls/openpsg/R@20', 'predcls/fair/mR@50'} <= set(val[0])
+    assert {'predcls/openpsg/R@20', 'predcls/fair/mR@50', 'predcls/fair/zR@20'} <= set(val[0])
 
 
 def test_every_checkpoint_loads_weights_only(synth, trained):
@@ -105,6 +105,7 @@ def test_eval_out_submit_and_show(synth, trained, tmp_path, capsys):
     assert header.split() == ['predcls', 'openpsg', 'fair']
     scores = json.loads(next((tmp_path / 'w').glob('eval_*.json')).read_text())['metric']
     assert 0 <= scores['predcls/openpsg/R@20'] <= 100 and 'predcls/fair/R@20' in scores
+    assert {'predcls/openpsg/zR@20', 'predcls/fair/zR@20'} <= set(scores)  # from the train split
 
     test_ids = PSGDataset(f'{synth}/psg.json', synth, split='test').image_ids
     raw = torch.load(out, weights_only=True)

@@ -30,7 +30,7 @@ from openpsg.engine.dist import (LAUNCHERS, destroy_dist, get_device, get_rank, 
 from openpsg.engine.env import import_custom_modules
 from openpsg.engine.inference import collect_predictions, inference, save_predictions
 from openpsg.engine.logger import get_logger
-from openpsg.engine.trainer import evaluation_kwargs
+from openpsg.engine.trainer import evaluation_kwargs, training_triplets
 from openpsg.evaluation.fair_protocol import DEDUP_MODES
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.runner import evaluate, format_results
@@ -83,6 +83,9 @@ def cli_evaluation_kwargs(args: argparse.Namespace, cfg: Config) -> dict:
     if args.dedup:
         kwargs['dedup'] = args.dedup
     kwargs.update(args.eval_options or {})
+    if 'zero_shot_triplets' not in kwargs and cfg.get('data', {}).get('train'):
+        train_set = DATASETS.build({**cfg.data.train.to_dict(), 'pipeline': []})
+        kwargs['zero_shot_triplets'] = training_triplets(train_set)
     return kwargs
 
 

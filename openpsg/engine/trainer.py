@@ -105,6 +105,12 @@ def evaluation_kwargs(evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
     return kwargs
 
 
+def training_triplets(train_set: Any) -> frozenset | None:
+    """The ``(subject, object, predicate)`` label triplets of the training split, for zero-shot
+    recall (``None`` for a dataset that cannot list them)."""
+    return frozenset(train_set.triplets()) if hasattr(train_set, 'triplets') else None
+
+
 class _Meter:
     """Averages of logged values since the last log line."""
 
@@ -368,7 +374,9 @@ class Trainer:
         predictions = collect_predictions(local, self.val_set.image_ids)
         metrics = None
         if self.rank == 0:
-            metrics = evaluate(predictions, self.val_set, **evaluation_kwargs(self.eval_cfg))
+            kwargs = evaluation_kwargs(self.eval_cfg)
+            kwargs.setdefault('zero_shot_triplets', training_triplets(self.train_set))
+            metrics = evaluate(predictions, self.val_set, **kwargs)
         metrics = broadcast_object(metrics)
         set_train_mode(self.model, self.frozen_norms)
         self._log({'mode': 'val', 'epoch': self.epoch, 'step': self.iter, **metrics})
