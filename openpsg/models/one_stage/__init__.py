@@ -5,10 +5,12 @@ from .detr4seg import DETR4Seg
 from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
 from .matcher import HungarianMatcher, detr_cost, linear_assignment
 from .position_encoding import PositionEmbeddingSine
+from .psgformer import PSGFormer
+from .psgtr import PSGTr
 from .transformer import Transformer, TransformerDecoder, TransformerEncoder
 
 __all__ = [
     'DETR', 'DETR4Seg', 'DETRBase', 'HungarianMatcher', 'Joiner', 'MHAttentionMap', 'MLP',
-    'MaskHeadSmallConv', 'PositionEmbeddingSine', 'Transformer', 'TransformerDecoder',
+    'MaskHeadSmallConv', 'PositionEmbeddingSine', 'PSGFormer', 'PSGTr', 'Transformer', 'TransformerDecoder',
     'TransformerEncoder', 'TransformerOutputs', 'detr_cost', 'linear_assignment', 'predict_masks',
 ]

@@ -1,0 +1,290 @@
+"""PSGFormer (OpenPSG, ECCV'22): object queries and relation queries decoded from one memory.
+
+One DETR encoder feeds two decoders of the same depth (OpenPSG's ``DualTransformer``):
+
+* the object decoder (``transformer.decoder`` with ``query_embed``) is DETR-panoptic - class head
+  ``class_embed`` (``C + 1`` logits, last = no object), box head ``bbox_embed`` and one mask branch
+  (``bbox_attention`` + ``mask_head``). These are DETR's names, so a converted DETR-panoptic
+  checkpoint (``tools/convert_detr_checkpoint.py``) initialises the whole object branch;
+* the relation decoder (``rel_decoder`` with ``rel_query_embed``, new) predicts a predicate per
+  relation query (``rel_class_embed``, ``P + 1`` logits, last = no relation).
+
+Relation queries find their subject and object among the object queries: ``sub_pointer`` and
+``obj_pointer`` (two-layer MLPs) map the last object-decoder outputs to subject and object
+embeddings; the cosine similarity of each relation-decoder output with them, divided by
+``temperature``, gives ``(Q_rel, Q_obj)`` subject and object score matrices; the pointer is their
+argmax.
+
+Training (OpenPSG's ``PSGFormerHead``), per decoder layer ``l``: object queries of layer ``l`` are
+matched to the GT segments by :class:`~.triplet_matcher.ObjectMatcher` (mmdet
+``HungarianAssigner``); object cross-entropy (no-object weight ``eos_coef``), L1 (normalised
+cxcywh) and GIoU (pixel xyxy); relation queries of layer ``l`` are matched to the GT triplets by
+:class:`~.triplet_matcher.IdMatcher` through the object queries matched to the triplets' subject
+and object (triplets touching an unmatched segment are left out); predicate cross-entropy on all
+relation queries (no-relation weight ``no_relation_weight``). Last layer only: focal and Dice
+losses of the matched object queries' masks at half the padded batch size (as PSGTR), and the
+pointer losses: for each matched relation query, cross-entropy of its subject (object) scores
+restricted to the matched object queries against the one matched to its GT subject (object),
+averaged over matched relation queries.
+
+Inference: see :meth:`PSGFormer.predict` and :mod:`.triplet_postprocess`.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...registry import MODELS
+from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
+                           ImageMeta, Prediction)
+from ..losses import dice_loss, no_object_cross_entropy, sigmoid_focal_loss
+from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, flatten_matches,
+                   num_targets_for_norm)
+from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from .matcher import Match
+from .psgtr import (box_losses, checked_loss_weights, checked_rels, half_resolution_logits,
+                    half_resolution_masks, merged_test_cfg)
+from .transformer import TransformerDecoder
+from .triplet_matcher import IdMatcher, ObjectMatcher, Size
+from .triplet_postprocess import (check_output_mode, logits_at_original_size, top_triplets,
+                                  triplet_prediction)
+
+RUG_MERGED = CLASSES.index('rug-merged')  # 132, dropped by OpenPSG's PSGFormer (bug)
+
+
+class FormerOutputs(NamedTuple):
+    """Head outputs: ``logits (L, B, Q, C + 1)``, ``boxes (L, B, Q, 4)`` normalised cxcywh,
+    ``rel_logits (L, B, Qr, P + 1)``, last-layer pointer scores ``sub_scores``, ``obj_scores``
+    ``(B, Qr, Q)``."""
+
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    rel_logits: torch.Tensor
+    sub_scores: torch.Tensor
+    obj_scores: torch.Tensor
+
+
+def relation_targets(match: Match, rels: torch.Tensor, num_segments: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GT triplets ``rels (M, 3)`` as (subject query, object query, predicate), each ``(M',)``,
+    through the object matching ``match`` of the image's ``num_segments`` segments; triplets
+    touching an unmatched segment are left out."""
+    query_idx, segment_idx = match
+    query_of = torch.full((num_segments,), -1, dtype=torch.int64, device=rels.device)
+    query_of[segment_idx] = query_idx
+    sub_query, obj_query = query_of[rels[:, 0]], query_of[rels[:, 1]]
+    valid = (sub_query >= 0) & (obj_query >= 0)
+    return sub_query[valid], obj_query[valid], rels[valid, 2]
+
+
+@MODELS.register()
+class PSGFormer(DETRBase):
+    """PSGFormer (module docstring).
+
+    Args:
+        backbone, transformer: see :class:`~.detr.DETRBase`; the relation decoder copies the
+            object decoder's depth, width, heads, FFN size and dropout.
+        num_classes, num_predicates: object classes and predicates (without the extra class).
+        num_queries, num_rel_queries: object and relation queries.
+        aux_loss: also supervise every earlier decoder layer (class/box and predicate terms).
+        eos_coef, no_relation_weight: class weights of "no object" and "no relation" (0.02).
+        temperature: divides the cosine similarities of the pointers.
+        matcher: :class:`~.triplet_matcher.ObjectMatcher` arguments (OpenPSG: cls 4, bbox 3, giou 2).
+        rel_matcher: :class:`~.triplet_matcher.IdMatcher` arguments.
+        loss_weights: ``ce, bbox, giou, mask (focal), dice, rel_ce, sub_pointer, obj_pointer``.
+        focal_alpha, focal_gamma: of the mask focal loss.
+        test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks of the thing
+            de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge).
+        output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
+        drop_rug_bug: reproduce OpenPSG's bug that drops every object query labelled
+            ``rug-merged`` (and the rows pointing at it).
+        num_thing_classes: labels below are things, the others stuff (panoptic merge).
+    """
+
+    default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
+                            'rel_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
+    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'thing_iou': 0.5}
+
+    def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
+                 num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
+                 num_queries: int = 100, num_rel_queries: int = 100, aux_loss: bool = True,
+                 eos_coef: float = 0.02, no_relation_weight: float = 0.02,
+                 temperature: float = 0.1, matcher: Mapping[str, float] | None = None,
+                 rel_matcher: Mapping[str, float] | None = None,
+                 loss_weights: Mapping[str, float] | None = None, focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.0, test_cfg: Mapping[str, Any] | None = None,
+                 output: str = 'single_mpo', drop_rug_bug: bool = False,
+                 num_thing_classes: int = NUM_THING_CLASSES) -> None:
+        super().__init__(backbone, transformer, num_queries)
+        d, nhead = self.transformer.d_model, self.transformer.nhead
+        decoder = self.transformer.decoder
+        self.rel_decoder = TransformerDecoder(len(decoder.layers), d, nhead,
+                                              decoder.layers[0].linear1.out_features,
+                                              decoder.layers[0].dropout.p)
+        self.rel_query_embed = nn.Embedding(num_rel_queries, d)
+        self.class_embed = nn.Linear(d, num_classes + 1)
+        self.bbox_embed = MLP(d, d, 4, 3)
+        self.rel_class_embed = nn.Linear(d, num_predicates + 1)
+        self.sub_pointer = MLP(d, d, d, 2)
+        self.obj_pointer = MLP(d, d, d, 2)
+        c2, c3, c4, _ = self.backbone[0].num_channels
+        self.bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
+        self.mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.num_classes = num_classes
+        self.num_predicates = num_predicates
+        self.num_thing_classes = num_thing_classes
+        self.aux_loss = aux_loss
+        self.eos_coef = eos_coef
+        self.no_relation_weight = no_relation_weight
+        self.temperature = temperature
+        self.matcher = ObjectMatcher(**{'cls': 4.0, 'bbox': 3.0, 'giou': 2.0, **(matcher or {})})
+        self.rel_matcher = IdMatcher(**(rel_matcher or {}))
+        self.loss_weights = checked_loss_weights(self.default_loss_weights, loss_weights,
+                                                 'PSGFormer')
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.test_cfg = merged_test_cfg(self.default_test_cfg, test_cfg, 'PSGFormer')
+        self.output = check_output_mode(output)
+        self.drop_rug_bug = drop_rug_bug
+
+    def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, FormerOutputs]:
+        """Encoder once, both decoders on its memory, all heads (``hs`` = object decoder)."""
+        features, masks, pos = self.backbone(batch.imgs, batch.pad_mask)
+        src = self.input_proj(features[-1])
+        memory, flat_mask, flat_pos = self.transformer.encode(src, masks[-1], pos)
+        hs = self.transformer.decoder(self.query_embed.weight, memory, flat_mask, flat_pos)
+        rel_hs = self.rel_decoder(self.rel_query_embed.weight, memory, flat_mask, flat_pos)
+        b, d, h, w = src.shape
+        out = TransformerOutputs(features, src, masks[-1], hs,
+                                 memory.permute(1, 2, 0).reshape(b, d, h, w))
+        rel = F.normalize(rel_hs[-1], dim=-1)
+        sub = F.normalize(self.sub_pointer(hs[-1]), dim=-1)
+        obj = F.normalize(self.obj_pointer(hs[-1]), dim=-1)
+        return out, FormerOutputs(self.class_embed(hs), self.bbox_embed(hs).sigmoid(),
+                                  self.rel_class_embed(rel_hs),
+                                  rel @ sub.transpose(1, 2) / self.temperature,
+                                  rel @ obj.transpose(1, 2) / self.temperature)
+
+    def mask_logits(self, out: TransformerOutputs, batch_idx: torch.Tensor,
+                    query_idx: torch.Tensor) -> torch.Tensor:
+        """Stride-4 mask logits ``(K, H/4, W/4)`` of last-layer object queries."""
+        fpns = [out.features[2], out.features[1], out.features[0]]
+        return predict_masks(self.bbox_attention, self.mask_head, out.hs[-1][batch_idx, query_idx],
+                             batch_idx, out.src, out.memory, out.mask, fpns)
+
+    def object_losses(self, logits: torch.Tensor, boxes: torch.Tensor,
+                      targets: Sequence[tuple[torch.Tensor, torch.Tensor]], sizes: Sequence[Size],
+                      matches: Sequence[Match], num_boxes: float) -> dict[str, torch.Tensor]:
+        """Unweighted class and box losses of one object-decoder layer."""
+        batch_idx, query_idx = flatten_matches(list(matches))
+        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
+                             device=logits.device)
+        classes[batch_idx, query_idx] = torch.cat([t[0][j] for t, (_, j) in zip(targets, matches)])
+        target_boxes = torch.cat([t[1][j] for t, (_, j) in zip(targets, matches)])
+        bbox, giou = box_losses(boxes[batch_idx, query_idx], target_boxes,
+                                [sizes[b] for b in batch_idx.tolist()], num_boxes)
+        return {'ce': no_object_cross_entropy(logits, classes, self.eos_coef), 'bbox': bbox,
+                'giou': giou}
+
+    def relation_losses(self, heads: FormerOutputs, layer: int,
+                        triplets: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                        matches: Sequence[Match], with_pointers: bool) -> dict[str, torch.Tensor]:
+        """Unweighted predicate loss of relation-decoder layer ``layer`` (and the pointer losses).
+
+        ``triplets[b]`` = (subject query, object query, predicate) of image ``b``'s GT triplets
+        under the same layer's object ``matches``.
+        """
+        rel_logits = heads.rel_logits[layer]
+        targets = torch.full(rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
+                             device=rel_logits.device)
+        pointer = {'sub_pointer': heads.sub_scores.sum() * 0, 'obj_pointer': heads.obj_scores.sum() * 0}
+        num_rows = 0
+        for b, ((sub_query, obj_query, predicates), (object_queries, _)) in enumerate(
+                zip(triplets, matches)):
+            rows, col = self.rel_matcher(heads.sub_scores[b], heads.obj_scores[b], rel_logits[b],
+                                         sub_query, obj_query, predicates)
+            targets[b, rows] = predicates[col]
+            if not with_pointers or not len(rows):
+                continue
+            position = torch.full((heads.sub_scores.shape[-1],), -1, dtype=torch.int64,
+                                  device=rows.device)
+            position[object_queries] = torch.arange(len(object_queries), device=rows.device)
+            for name, scores, pointed in (('sub_pointer', heads.sub_scores, sub_query),
+                                          ('obj_pointer', heads.obj_scores, obj_query)):
+                restricted = scores[b][rows][:, object_queries]
+                pointer[name] = pointer[name] + F.cross_entropy(restricted, position[pointed[col]],
+                                                                reduction='sum')
+            num_rows += len(rows)
+        losses = {'rel_ce': no_object_cross_entropy(rel_logits, targets, self.no_relation_weight)}
+        if with_pointers:
+            losses.update({name: value / max(num_rows, 1) for name, value in pointer.items()})
+        return losses
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out, heads = self.forward_heads(batch)
+        samples = batch.samples
+        targets = box_targets(samples, self.num_classes)
+        rels = [checked_rels(s, self.num_predicates) for s in samples]
+        sizes = [s.meta.img_shape for s in samples]
+        num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), batch.imgs.device)
+        num_layers = len(out.hs)
+        losses: dict[str, torch.Tensor] = {}
+        for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
+            last = layer == num_layers - 1
+            matches = self.matcher(heads.logits[layer], heads.boxes[layer], targets, sizes)
+            triplets = [relation_targets(m, r, len(t[0]))
+                        for m, r, t in zip(matches, rels, targets)]
+            values = self.object_losses(heads.logits[layer], heads.boxes[layer], targets, sizes,
+                                        matches, num_boxes)
+            values.update(self.relation_losses(heads, layer, triplets, matches, with_pointers=last))
+            suffix = '' if last else f'_d{layer}'
+            for name, value in values.items():
+                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
+        batch_idx, query_idx = flatten_matches(matches)
+        size = tuple(batch.imgs.shape[-2:])
+        num_masks = max(len(batch_idx), 1)
+        target = half_resolution_masks(samples, [j for _, j in matches], size).flatten(1)
+        pred = half_resolution_logits(self.mask_logits(out, batch_idx, query_idx), size).flatten(1)
+        losses['loss_mask'] = self.loss_weights['mask'] * sigmoid_focal_loss(
+            pred, target, num_masks, self.focal_alpha, self.focal_gamma)
+        losses['loss_dice'] = self.loss_weights['dice'] * dice_loss(pred, target, num_masks)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Prediction]:
+        """Per image (last decoder layers), as OpenPSG's ``PSGFormerHead``:
+
+        1. object class = argmax of the softmax without "no object", score = its value;
+        2. the ``max_per_img`` best (relation query, predicate) cells of the predicate softmax,
+           ranked; a row's subject and object are the object queries its relation query points at;
+        3. the candidates are the object queries some row points at (with ``drop_rug_bug``, minus
+           those labelled ``rug-merged``, and the rows pointing at them); no score threshold;
+        4. panoptic merge of the candidates' mask logits at original size and the output of
+           :func:`~.triplet_postprocess.triplet_prediction` (``output`` mode).
+        """
+        out, heads = self.forward_heads(batch)
+        return [self.predict_image(out, heads, b, meta) for b, meta in enumerate(batch.metas)]
+
+    def predict_image(self, out: TransformerOutputs, heads: FormerOutputs, b: int,
+                      meta: ImageMeta) -> Prediction:
+        cfg = self.test_cfg
+        rank_scores, rel_query, _, rel_probs = top_triplets(heads.rel_logits[-1, b],
+                                                            cfg['max_per_img'])
+        scores, labels = heads.logits[-1, b].float().softmax(-1)[:, :-1].max(-1)
+        sub_query = heads.sub_scores[b].argmax(-1)[rel_query]
+        obj_query = heads.obj_scores[b].argmax(-1)[rel_query]
+        used = torch.cat([sub_query, obj_query]).unique()
+        if self.drop_rug_bug:
+            used = used[labels[used] != RUG_MERGED]
+        position = torch.full_like(labels, -1)
+        position[used] = torch.arange(len(used), device=used.device)
+        rows = ((position[sub_query] >= 0) & (position[obj_query] >= 0)).cpu().numpy()
+        logits = logits_at_original_size(self.mask_logits(out, torch.full_like(used, b), used), meta)
+        return triplet_prediction(
+            meta, logits, labels[used].cpu().numpy(), scores[used].cpu().numpy(),
+            position[sub_query].cpu().numpy()[rows], position[obj_query].cpu().numpy()[rows],
+            rel_probs[rel_query].cpu().numpy()[rows], rank_scores.cpu().numpy()[rows], self.output,
+            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes)

@@ -1,0 +1,303 @@
+"""PSGTR (OpenPSG, ECCV'22): DETR whose queries are whole triplets.
+
+Every query of a DETR transformer (:class:`~.detr.DETRBase`: ``backbone``, ``input_proj``,
+``query_embed``, ``transformer`` - the names of DETR's checkpoints, so a converted DETR-panoptic
+checkpoint initialises them) predicts, on every decoder layer, a subject class and box, an object
+class and box and a predicate; on the last layer two DETR mask branches (attention map +
+:class:`~.mask_head.MaskHeadSmallConv`) predict the subject and the object mask.
+
+Label spaces: objects ``0..C-1`` with ``C`` = "no object" (134 logits for PSG); predicates
+``0..P-1`` with ``P`` = "no relation" (57 logits; OpenPSG's index 0 = no relation is our 56).
+
+Training (OpenPSG's ``PSGTrHead``): each decoder layer's queries are matched to the image's GT
+triplets by :class:`~.triplet_matcher.HTriMatcher`; subject and object cross-entropy on matched
+queries only (divided by their number), predicate cross-entropy on all queries with weight
+``no_relation_weight`` on the no-relation class (a weighted mean: divided by
+``#matched + no_relation_weight * #unmatched``), L1 (normalised cxcywh) and GIoU (pixel xyxy) for
+subject and object boxes (divided by the number of GT triplets); on the last layer Dice losses of
+the matched queries' subject and object masks, upsampled (bilinear) from stride 4 to half the
+padded batch size, against the GT masks zero-padded to the batch size and nearest-downsampled to
+half of it (divided by the number of matched queries).
+
+Inference: see :meth:`PSGTr.predict` and :mod:`.triplet_postprocess`.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import box_convert
+
+from ...datasets.errors import DatasetError, problem
+from ...registry import MODELS
+from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
+                           ImageMeta, Prediction, Sample)
+from ..losses import dice_loss, giou_loss, l1_loss, no_object_cross_entropy
+from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, flatten_matches,
+                   num_targets_for_norm)
+from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from .matcher import Match
+from .triplet_matcher import HTriMatcher, Size, TripletOutputs, TripletTargets
+from .triplet_postprocess import (check_output_mode, dedup_triplets, logits_at_original_size,
+                                  top_triplets, triplet_prediction)
+
+WALL_OTHER_MERGED = CLASSES.index('wall-other-merged')  # 131, dropped by OpenPSG's PSGTR (bug)
+
+
+def checked_rels(sample: Sample, num_predicates: int) -> torch.Tensor:
+    """``sample.rels (M, 3)``, or :class:`DatasetError` naming the image if an index is out of range."""
+    rels, n = sample.rels.reshape(-1, 3), len(sample.labels)
+    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n or rels[:, 2].min() < 0
+                      or rels[:, 2].max() >= num_predicates):
+        raise DatasetError(problem(sample.meta.file_name, sample.meta.image_id, 'rels',
+                                   f'subject/object must index the {n} segments and predicates '
+                                   f'be in 0..{num_predicates - 1}, got {rels.tolist()}'))
+    return rels
+
+
+def triplet_targets(samples: Sequence[Sample], num_classes: int, num_predicates: int
+                    ) -> list[TripletTargets]:
+    """Per image the GT triplets (labels and normalised cxcywh boxes of subject and object)."""
+    targets = []
+    for sample, (labels, boxes) in zip(samples, box_targets(list(samples), num_classes)):
+        rels = checked_rels(sample, num_predicates)
+        s, o = rels[:, 0], rels[:, 1]
+        targets.append(TripletTargets(labels[s], labels[o], rels[:, 2], boxes[s], boxes[o]))
+    return targets
+
+
+def half_resolution_masks(samples: Sequence[Sample], picks: Sequence[torch.Tensor],
+                          size: Size) -> torch.Tensor:
+    """GT masks ``picks[b]`` of each image, zero-padded to the batch size ``size = (H, W)`` and
+    nearest-downsampled to ``(H // 2, W // 2)``: ``(K, H // 2, W // 2)`` float, in batch order."""
+    out = []
+    for sample, pick in zip(samples, picks):
+        expected = (len(sample.labels), *sample.img.shape[1:])
+        if tuple(sample.masks.shape) != expected:
+            raise DatasetError(problem(
+                sample.meta.file_name, sample.meta.image_id, 'masks',
+                f'one-stage scene-graph models need one mask per object at the image size '
+                f'{expected}, got {tuple(sample.masks.shape)} (load masks with '
+                f'LoadPanopticAnnotations)'))
+        masks = sample.masks[pick].float()
+        masks = F.pad(masks, (0, size[1] - masks.shape[2], 0, size[0] - masks.shape[1]))
+        out.append(F.interpolate(masks[:, None], size=(size[0] // 2, size[1] // 2),
+                                 mode='nearest')[:, 0])
+    return torch.cat(out)
+
+
+def half_resolution_logits(logits: torch.Tensor, size: Size) -> torch.Tensor:
+    """Stride-4 mask logits ``(K, h, w)`` -> ``(K, H // 2, W // 2)`` (bilinear), ``size = (H, W)``."""
+    return F.interpolate(logits[:, None], size=(size[0] // 2, size[1] // 2), mode='bilinear',
+                         align_corners=False)[:, 0]
+
+
+def box_losses(boxes: torch.Tensor, target_boxes: torch.Tensor, sizes: Sequence[Size],
+               num_boxes: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L1 on normalised cxcywh, 1 - GIoU on pixel xyxy)`` of matched ``(K, 4)`` boxes, summed
+    and divided by ``num_boxes``; ``sizes`` is the ``img_shape`` of each pair's image."""
+    if len(boxes) == 0:
+        zero = boxes.sum() * 0
+        return zero, zero
+    scale = boxes.new_tensor([[w, h, w, h] for h, w in sizes])
+    giou = giou_loss(box_convert(boxes, 'cxcywh', 'xyxy') * scale,
+                     box_convert(target_boxes, 'cxcywh', 'xyxy') * scale, num_boxes)
+    return l1_loss(boxes, target_boxes, num_boxes), giou
+
+
+def merged_test_cfg(defaults: Mapping[str, Any], test_cfg: Mapping[str, Any] | None,
+                  owner: str) -> dict[str, Any]:
+    """``defaults`` updated by ``test_cfg``; unknown keys are an error naming ``owner``."""
+    unknown = set(test_cfg or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f'{owner}: unknown test_cfg keys {sorted(unknown)}; known: {sorted(defaults)}')
+    return {**defaults, **(test_cfg or {})}
+
+
+def checked_loss_weights(defaults: Mapping[str, float], loss_weights: Mapping[str, float] | None,
+                         owner: str) -> dict[str, float]:
+    unknown = set(loss_weights or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f'{owner}: unknown loss_weights {sorted(unknown)}; known: {sorted(defaults)}')
+    return {**defaults, **(loss_weights or {})}
+
+
+@MODELS.register()
+class PSGTr(DETRBase):
+    """PSGTR: ``num_queries`` triplet queries (module docstring).
+
+    Args:
+        backbone, transformer, num_queries: see :class:`~.detr.DETRBase`.
+        num_classes, num_predicates: object classes and predicates (without the extra class).
+        aux_loss: also supervise the class/box outputs of every earlier decoder layer.
+        no_relation_weight: class weight of "no relation" in the predicate loss (OpenPSG 0.02).
+        matcher: :class:`~.triplet_matcher.HTriMatcher` arguments.
+        loss_weights: ``sub_ce, obj_ce, rel_ce, sub_bbox, obj_bbox, sub_giou, obj_giou, sub_dice,
+            obj_dice``.
+        test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks), ``dedup_iou``
+            (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
+            ``predicate_score_thr`` (rows kept only above all three), ``thing_iou`` (panoptic
+            merge of thing masks).
+        output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
+        drop_wall_other_bug: reproduce OpenPSG's bug that drops every row whose subject or object
+            is ``wall-other-merged`` (for its published numbers).
+        num_thing_classes: labels below are things, the others stuff (panoptic merge).
+    """
+
+    default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
+                            'obj_bbox': 5.0, 'sub_giou': 2.0, 'obj_giou': 2.0, 'sub_dice': 1.0,
+                            'obj_dice': 1.0}
+    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'dedup_iou': 0.5,
+                        'subject_score_thr': 0.5, 'object_score_thr': 0.5,
+                        'predicate_score_thr': 0.3, 'thing_iou': 0.5}
+
+    def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
+                 num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
+                 num_queries: int = 100, aux_loss: bool = True, no_relation_weight: float = 0.02,
+                 matcher: Mapping[str, float] | None = None,
+                 loss_weights: Mapping[str, float] | None = None,
+                 test_cfg: Mapping[str, Any] | None = None, output: str = 'single_mpo',
+                 drop_wall_other_bug: bool = False,
+                 num_thing_classes: int = NUM_THING_CLASSES) -> None:
+        super().__init__(backbone, transformer, num_queries)
+        d, nhead = self.transformer.d_model, self.transformer.nhead
+        c2, c3, c4, _ = self.backbone[0].num_channels
+        self.sub_class_embed = nn.Linear(d, num_classes + 1)
+        self.sub_bbox_embed = MLP(d, d, 4, 3)
+        self.obj_class_embed = nn.Linear(d, num_classes + 1)
+        self.obj_bbox_embed = MLP(d, d, 4, 3)
+        self.rel_class_embed = nn.Linear(d, num_predicates + 1)
+        self.sub_bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
+        self.sub_mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.obj_bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
+        self.obj_mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.num_classes = num_classes
+        self.num_predicates = num_predicates
+        self.num_thing_classes = num_thing_classes
+        self.aux_loss = aux_loss
+        self.no_relation_weight = no_relation_weight
+        self.matcher = HTriMatcher(**(matcher or {}))
+        self.loss_weights = checked_loss_weights(self.default_loss_weights, loss_weights, 'PSGTr')
+        self.test_cfg = merged_test_cfg(self.default_test_cfg, test_cfg, 'PSGTr')
+        self.output = check_output_mode(output)
+        self.drop_wall_other_bug = drop_wall_other_bug
+
+    def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, TripletOutputs]:
+        """Transformer outputs and every decoder layer's triplet outputs ``(L, B, Q, ...)``."""
+        out = self.run_transformer(batch.imgs, batch.pad_mask)
+        hs = out.hs
+        return out, TripletOutputs(self.sub_class_embed(hs), self.obj_class_embed(hs),
+                                   self.rel_class_embed(hs), self.sub_bbox_embed(hs).sigmoid(),
+                                   self.obj_bbox_embed(hs).sigmoid())
+
+    def mask_logits(self, branch: str, out: TransformerOutputs, batch_idx: torch.Tensor,
+                    query_idx: torch.Tensor) -> torch.Tensor:
+        """Stride-4 ``'sub'`` or ``'obj'`` mask logits ``(K, H/4, W/4)`` of last-layer queries."""
+        attention, head = ((self.sub_bbox_attention, self.sub_mask_head) if branch == 'sub'
+                           else (self.obj_bbox_attention, self.obj_mask_head))
+        fpns = [out.features[2], out.features[1], out.features[0]]
+        return predict_masks(attention, head, out.hs[-1][batch_idx, query_idx], batch_idx, out.src,
+                             out.memory, out.mask, fpns)
+
+    def layer_losses(self, out: TripletOutputs, targets: Sequence[TripletTargets],
+                     sizes: Sequence[Size], matches: Sequence[Match],
+                     num_triplets: float) -> dict[str, torch.Tensor]:
+        """Unweighted class and box losses of one decoder layer (``out`` without the layer dim)."""
+        batch_idx, query_idx = flatten_matches(list(matches))
+        matched = [TripletTargets(*(field[j] for field in t)) for t, (_, j) in zip(targets, matches)]
+        tgt = TripletTargets(*(torch.cat(fields) for fields in zip(*matched)))
+        num_matched = max(len(batch_idx), 1)
+        rel_targets = torch.full(out.rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
+                                 device=out.rel_logits.device)
+        rel_targets[batch_idx, query_idx] = tgt.predicates
+        pair_sizes = [sizes[b] for b in batch_idx.tolist()]
+        sub_bbox, sub_giou = box_losses(out.sub_boxes[batch_idx, query_idx], tgt.sub_boxes,
+                                        pair_sizes, num_triplets)
+        obj_bbox, obj_giou = box_losses(out.obj_boxes[batch_idx, query_idx], tgt.obj_boxes,
+                                        pair_sizes, num_triplets)
+        return {
+            'sub_ce': F.cross_entropy(out.sub_logits[batch_idx, query_idx], tgt.sub_labels,
+                                      reduction='sum') / num_matched,
+            'obj_ce': F.cross_entropy(out.obj_logits[batch_idx, query_idx], tgt.obj_labels,
+                                      reduction='sum') / num_matched,
+            'rel_ce': no_object_cross_entropy(out.rel_logits, rel_targets, self.no_relation_weight),
+            'sub_bbox': sub_bbox, 'obj_bbox': obj_bbox, 'sub_giou': sub_giou, 'obj_giou': obj_giou,
+        }
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out, heads = self.forward_heads(batch)
+        targets = triplet_targets(batch.samples, self.num_classes, self.num_predicates)
+        sizes = [s.meta.img_shape for s in batch.samples]
+        num_triplets = num_targets_for_norm(sum(len(t.predicates) for t in targets), batch.imgs.device)
+        num_layers = len(out.hs)
+        losses: dict[str, torch.Tensor] = {}
+        for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
+            layer_out = TripletOutputs(*(field[layer] for field in heads))
+            matches = self.matcher(layer_out, targets, sizes)
+            suffix = '' if layer == num_layers - 1 else f'_d{layer}'
+            for name, value in self.layer_losses(layer_out, targets, sizes, matches,
+                                                 num_triplets).items():
+                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
+        batch_idx, query_idx = flatten_matches(matches)
+        size = tuple(batch.imgs.shape[-2:])
+        num_masks = max(len(batch_idx), 1)
+        for branch, column in (('sub', 0), ('obj', 1)):
+            picks = [s.rels.reshape(-1, 3)[j, column] for s, (_, j) in zip(batch.samples, matches)]
+            target = half_resolution_masks(batch.samples, picks, size).flatten(1)
+            pred = half_resolution_logits(self.mask_logits(branch, out, batch_idx, query_idx), size)
+            losses[f'loss_{branch}_dice'] = self.loss_weights[f'{branch}_dice'] * dice_loss(
+                pred.flatten(1), target, num_masks)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Prediction]:
+        """Per image (last decoder layer), as OpenPSG's ``PSGTrHead``:
+
+        1. subject/object class = argmax of the softmax without "no object", score = its value;
+        2. the ``max_per_img`` best (query, predicate) cells of the predicate softmax, ranked;
+        3. each row's subject/object mask = its query's mask logits at original size
+           (binary: ``sigmoid > mask_threshold``);
+        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``);
+        5. rows kept with subject score > ``subject_score_thr``, object score >
+           ``object_score_thr``, predicate score > ``predicate_score_thr`` (and, with
+           ``drop_wall_other_bug``, neither label ``wall-other-merged``);
+        6. panoptic merge of the kept rows' subject and object masks and the output of
+           :func:`~.triplet_postprocess.triplet_prediction` (``output`` mode).
+        """
+        out, heads = self.forward_heads(batch)
+        return [self.predict_image(out, TripletOutputs(*(field[-1, b] for field in heads)), b, meta)
+                for b, meta in enumerate(batch.metas)]
+
+    def predict_image(self, out: TransformerOutputs, heads: TripletOutputs, b: int,
+                      meta: ImageMeta) -> Prediction:
+        cfg = self.test_cfg
+        rank_scores, query, predicate, rel_probs = top_triplets(heads.rel_logits, cfg['max_per_img'])
+        sub_scores, sub_labels = heads.sub_logits.float().softmax(-1)[:, :-1].max(-1)
+        obj_scores, obj_labels = heads.obj_logits.float().softmax(-1)[:, :-1].max(-1)
+        used, row_query = query.unique(return_inverse=True)
+        batch_idx = torch.full_like(used, b)
+        logits = {branch: logits_at_original_size(self.mask_logits(branch, out, batch_idx, used), meta)
+                  for branch in ('sub', 'obj')}
+        binary = {branch: (value.sigmoid() > cfg['mask_threshold']).cpu().numpy()[row_query.cpu().numpy()]
+                  for branch, value in logits.items()}
+        rows = query.cpu().numpy()
+        s_lab, o_lab = sub_labels.cpu().numpy()[rows], obj_labels.cpu().numpy()[rows]
+        s_score, o_score = sub_scores.cpu().numpy()[rows], obj_scores.cpu().numpy()[rows]
+        r_score = rank_scores.cpu().numpy()
+        keep = dedup_triplets(s_lab, o_lab, predicate.cpu().numpy(), binary['sub'], binary['obj'],
+                              cfg['dedup_iou'])
+        keep &= ((s_score > cfg['subject_score_thr']) & (o_score > cfg['object_score_thr'])
+                 & (r_score > cfg['predicate_score_thr']))
+        if self.drop_wall_other_bug:
+            keep &= (s_lab != WALL_OTHER_MERGED) & (o_lab != WALL_OTHER_MERGED)
+        kept = np.flatnonzero(keep)
+        num = len(kept)
+        mask_rows = row_query[torch.as_tensor(kept, device=row_query.device)]
+        return triplet_prediction(
+            meta, torch.cat([logits['sub'][mask_rows], logits['obj'][mask_rows]]),
+            np.concatenate([s_lab[kept], o_lab[kept]]), np.concatenate([s_score[kept], o_score[kept]]),
+            np.arange(num), np.arange(num) + num, rel_probs.cpu().numpy()[rows[kept]], r_score[kept],
+            self.output, cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes)

@@ -1,0 +1,218 @@
+"""Inference of the one-stage scene-graph models (PSGTR, PSGFormer), written once for both.
+
+A model reduces its last decoder layer to
+
+* *rows*, ranked best-first: the top ``max_per_img`` (query, predicate) cells of the softmax
+  predicate probabilities (:func:`top_triplets`), each pointing at a subject and an object
+  *candidate* and carrying its query's full predicate distribution and its rank score (the
+  probability of the cell's predicate);
+* *candidates*: segment hypotheses with mask logits at original size
+  (:func:`logits_at_original_size`), a class and a class score. PSGTR has two candidates per row
+  (the row's subject and object masks), PSGFormer one per object query a row points at.
+
+:func:`triplet_prediction` then builds the panoptic segmentation (:func:`merge_candidates`:
+each pixel goes to the candidate with the largest logit - the argmax of OpenPSG's per-pixel
+softmax; stuff candidates of one class merge; thing candidates of one class whose binary masks
+overlap with IoU > ``thing_iou`` merge greedily; candidates left without pixels vanish) and the
+:class:`~openpsg.structures.Prediction`, in one of two ``output`` modes:
+
+``'single_mpo'`` (default)
+    The segments are the merged panoptic segments (one non-overlapping mask per object, ordered by
+    their first candidate). A row becomes the pair (segment of its subject, segment of its object);
+    rows whose subject or object segment vanished, and rows whose subject and object fell into
+    the same segment, are dropped; when several rows land on one (subject, object) pair - a query
+    ranked for its second predicate, or two queries merged into one segment - only the first,
+    i.e. highest-ranked, row is kept. ``predicate_scores`` is that row's query distribution over
+    the predicates, ``triplet_scores`` its rank score, ``no_relation_scores`` its query's
+    "no relation" probability; a segment's score is the best score of its candidates.
+``'legacy'``
+    OpenPSG's result: row ``r`` owns two segments, its subject candidate's and its object
+    candidate's binary mask (``sigmoid(logit) > mask_threshold``; masks may overlap and repeat an
+    object), so ``pairs[r] = (r, R + r)``; every row is kept in rank order. The evaluator takes the
+    argmax of a row's distribution, which may differ from the predicate the row was ranked for
+    (OpenPSG's quirk). The merged panoptic map is returned beside it as ``pan_id_map`` /
+    ``pan_labels``.
+
+Masks, boxes and maps are at ``meta.ori_shape``. An image without any candidate gets an empty
+prediction whose panoptic map is all void.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+from ...structures import (NUM_THING_CLASSES, VOID, ImageMeta, Prediction, id_map_to_masks,
+                           mask_iou, masks_to_boxes)
+
+OUTPUT_MODES = ('single_mpo', 'legacy')
+
+
+def check_output_mode(output: str) -> str:
+    if output not in OUTPUT_MODES:
+        raise ValueError(f'output must be one of {OUTPUT_MODES}, got {output!r}')
+    return output
+
+
+def top_triplets(rel_logits: torch.Tensor, k: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` best (query, predicate) cells of ``rel_logits (Q, P + 1)`` (last = no relation).
+
+    Probabilities are the softmax over all ``P + 1`` classes; the no-relation column is not a
+    candidate. Returns ``scores (k,)`` descending, ``query (k,)``, ``predicate (k,)`` in ``0..P-1``
+    and the probabilities ``(Q, P + 1)``.
+    """
+    probs = rel_logits.float().softmax(-1)
+    num_predicates = probs.shape[1] - 1
+    scores, flat = probs[:, :num_predicates].flatten().topk(min(k, probs.shape[0] * num_predicates))
+    return scores, flat // num_predicates, flat % num_predicates, probs
+
+
+def logits_at_original_size(logits: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
+    """Stride-4 mask logits ``(K, h, w)`` of a padded batch image -> ``(K, H0, W0)`` at
+    ``meta.ori_shape``: the valid ``img_shape`` region (``img_shape / 4`` cells of the stride-4
+    grid) is sampled bilinearly at the centres of the original pixels - the same as cropping the
+    upsampled map to ``img_shape`` and resizing it, without building the padded full-size map -
+    and un-flipped when ``meta.flip``."""
+    out_h, out_w = meta.ori_shape
+    if len(logits) == 0:
+        return logits.new_zeros((0, out_h, out_w), dtype=torch.float32)
+    h, w = meta.img_shape
+    box = logits.new_tensor([[0.0, 0.0, 0.0, w / 4, h / 4]], dtype=torch.float32)
+    out = roi_align(logits[None].float(), box, (out_h, out_w), spatial_scale=1.0, sampling_ratio=1,
+                    aligned=True)[0]
+    return out.flip(-1) if meta.flip else out
+
+
+def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: np.ndarray,
+                   sub_masks: np.ndarray, obj_masks: np.ndarray, iou_thr: float) -> np.ndarray:
+    """OpenPSG's triplet de-duplication of ranked rows -> ``keep (R,)`` bool.
+
+    Among rows with the same (subject label, object label, predicate), in rank order, the first
+    row still standing removes every later one whose subject-mask IoU and object-mask IoU with it
+    both exceed ``iou_thr``; removed rows remove nothing. ``*_masks (R, H, W)`` bool.
+    """
+    keep = np.ones(len(predicates), dtype=bool)
+    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for r, key in enumerate(zip(sub_labels.tolist(), obj_labels.tolist(), predicates.tolist())):
+        groups[key].append(r)
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        duplicate = ((mask_iou(sub_masks[rows], sub_masks[rows]) > iou_thr)
+                     & (mask_iou(obj_masks[rows], obj_masks[rows]) > iou_thr))
+        alive = list(range(len(rows)))
+        while alive:
+            base, rest = alive[0], alive[1:]
+            alive = [i for i in rest if not duplicate[base, i]]
+            for i in rest:
+                if duplicate[base, i]:
+                    keep[rows[i]] = False
+    return keep
+
+
+def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarray,
+                     scores: np.ndarray, thing_iou: float = 0.5,
+                     num_thing_classes: int = NUM_THING_CLASSES
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Panoptic merge of ``K >= 1`` candidates.
+
+    ``logits (K, H, W)`` at original size, ``binary (K, H, W)`` their thresholded masks,
+    ``labels (K,)``, ``scores (K,)``. Returns ``segment_of (K,)`` (segment of each candidate, -1
+    if its segment got no pixel), ``id_map (H, W)`` int32 (every pixel assigned), and the
+    segments' ``labels (S,)`` and ``scores (S,)`` (best candidate score). Segments are numbered by
+    their representative (first) candidate.
+    """
+    num = len(labels)
+    rep = np.arange(num)
+    first_stuff: dict[int, int] = {}
+    things: dict[int, list[int]] = defaultdict(list)
+    for k, label in enumerate(labels.tolist()):
+        if label >= num_thing_classes:
+            rep[k] = first_stuff.setdefault(label, k)
+        else:
+            things[label].append(k)
+    for members in things.values():
+        if len(members) < 2:
+            continue
+        iou = mask_iou(binary[members], binary[members])
+        alive = list(range(len(members)))
+        while alive:
+            base, rest = alive[0], alive[1:]
+            for i in rest:
+                if iou[base, i] > thing_iou:
+                    rep[members[i]] = members[base]
+            alive = [i for i in rest if iou[base, i] <= thing_iou]
+    owner = rep[logits.argmax(0).cpu().numpy()]
+    present = np.unique(owner)
+    renumber = np.full(num, VOID, dtype=np.int64)
+    renumber[present] = np.arange(len(present))
+    segment_of = renumber[rep]
+    seg_scores = np.zeros(len(present), dtype=np.float32)
+    alive = segment_of >= 0
+    np.maximum.at(seg_scores, segment_of[alive], scores[alive].astype(np.float32))
+    return segment_of, renumber[owner].astype(np.int32), labels[present].astype(np.int64), seg_scores
+
+
+def empty_prediction(meta: ImageMeta, num_predicates: int) -> Prediction:
+    """No segment, no relation, an all-void panoptic map."""
+    h, w = meta.ori_shape
+    return Prediction(image_id=meta.image_id, labels=np.zeros(0, np.int64),
+                      scores=np.zeros(0, np.float32), boxes=np.zeros((0, 4), np.float32),
+                      masks=np.zeros((0, h, w), bool), pairs=np.zeros((0, 2), np.int64),
+                      predicate_scores=np.zeros((0, num_predicates), np.float32),
+                      triplet_scores=np.zeros(0, np.float32),
+                      no_relation_scores=np.zeros(0, np.float32),
+                      pan_id_map=np.full((h, w), VOID, np.int32))
+
+
+def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
+                       scores: np.ndarray, sub_cand: np.ndarray, obj_cand: np.ndarray,
+                       rel_probs: np.ndarray, rank_scores: np.ndarray, output: str = 'single_mpo',
+                       mask_threshold: float = 0.85, thing_iou: float = 0.5,
+                       num_thing_classes: int = NUM_THING_CLASSES) -> Prediction:
+    """The :class:`~openpsg.structures.Prediction` of ranked rows over candidates (module docstring).
+
+    Args:
+        meta: the image (``ori_shape``, ``image_id``).
+        logits: ``(K, H0, W0)`` candidate mask logits at original size.
+        labels, scores: ``(K,)`` candidate classes and class scores.
+        sub_cand, obj_cand: ``(R,)`` the subject and object candidate of each row, best row first.
+        rel_probs: ``(R, P + 1)`` each row's query distribution (last column = no relation).
+        rank_scores: ``(R,)`` non-increasing.
+        output: ``'single_mpo'`` or ``'legacy'``.
+        mask_threshold: a candidate's binary mask is ``sigmoid(logit) > mask_threshold``.
+        thing_iou, num_thing_classes: see :func:`merge_candidates`.
+    """
+    num_predicates = rel_probs.shape[1] - 1
+    if len(labels) == 0:
+        return empty_prediction(meta, num_predicates)
+    binary = (logits.sigmoid() > mask_threshold).cpu().numpy()
+    segment_of, id_map, seg_labels, seg_scores = merge_candidates(
+        logits, binary, labels, scores, thing_iou, num_thing_classes)
+    rel_probs = rel_probs.astype(np.float32)
+    if check_output_mode(output) == 'legacy':
+        cands = np.concatenate([sub_cand, obj_cand])
+        num_rows = len(sub_cand)
+        masks = binary[cands]
+        return Prediction(
+            image_id=meta.image_id, labels=labels[cands].astype(np.int64),
+            scores=scores[cands].astype(np.float32), boxes=masks_to_boxes(masks), masks=masks,
+            pairs=np.stack([np.arange(num_rows), np.arange(num_rows) + num_rows], 1),
+            predicate_scores=rel_probs[:, :num_predicates],
+            triplet_scores=rank_scores.astype(np.float32), no_relation_scores=rel_probs[:, -1],
+            pan_id_map=id_map, pan_labels=seg_labels)
+    pairs = np.stack([segment_of[sub_cand], segment_of[obj_cand]], 1)
+    valid = (pairs >= 0).all(1) & (pairs[:, 0] != pairs[:, 1])
+    rows = np.flatnonzero(valid)
+    _, first = np.unique(pairs[rows], axis=0, return_index=True)
+    rows = rows[np.sort(first)]
+    masks = id_map_to_masks(id_map, len(seg_labels))
+    return Prediction(
+        image_id=meta.image_id, labels=seg_labels, scores=seg_scores, boxes=masks_to_boxes(masks),
+        masks=masks, pairs=pairs[rows].astype(np.int64),
+        predicate_scores=rel_probs[rows, :num_predicates],
+        triplet_scores=rank_scores[rows].astype(np.float32), no_relation_scores=rel_probs[rows, -1],
+        pan_id_map=id_map)
