@@ -25,8 +25,14 @@ from openpsg.datasets.errors import DatasetError
 from openpsg.datasets.io import read_image
 from openpsg.datasets.loader import build_test_loader
 from openpsg.engine.checkpoint import CheckpointError, load_weights
-from openpsg.engine.dist import (LAUNCHERS, destroy_dist, get_device, get_rank, get_world_size,
-                                 init_dist)
+from openpsg.engine.dist import (
+    LAUNCHERS,
+    destroy_dist,
+    get_device,
+    get_rank,
+    get_world_size,
+    init_dist,
+)
 from openpsg.engine.env import import_custom_modules
 from openpsg.engine.inference import collect_predictions, inference, save_predictions
 from openpsg.engine.logger import get_logger
@@ -35,6 +41,7 @@ from openpsg.evaluation.fair_protocol import DEDUP_MODES
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.runner import evaluate, format_results
 from openpsg.evaluation.submission import write_submission
+from openpsg.fileio import atomic_write
 from openpsg.registry import DATASETS, MODELS
 from openpsg.structures import Prediction
 from openpsg.visualization import compose_sample_figure
@@ -140,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             results = evaluate(predictions, dataset, **cli_evaluation_kwargs(args, cfg))
             print(format_results(results))
             if args.work_dir:
-                os.makedirs(args.work_dir, exist_ok=True)
                 path = os.path.join(args.work_dir, f'eval_{time.strftime("%Y%m%d_%H%M%S")}.json')
-                with open(path, 'w', encoding='utf-8') as f:
+                with atomic_write(path, 'w') as f:
                     json.dump({'config': args.config, 'checkpoint': args.checkpoint,
                                'metric': results}, f, indent=2)
                 logger.info(f'scores written to {path}')
