@@ -25,14 +25,8 @@ from openpsg.datasets.errors import DatasetError
 from openpsg.datasets.io import read_image
 from openpsg.datasets.loader import build_test_loader
 from openpsg.engine.checkpoint import CheckpointError, load_weights
-from openpsg.engine.dist import (
-    LAUNCHERS,
-    destroy_dist,
-    get_device,
-    get_rank,
-    get_world_size,
-    init_dist,
-)
+from openpsg.engine.dist import (LAUNCHERS, destroy_dist, get_device, get_rank, get_world_size,
+                                 init_dist)
 from openpsg.engine.env import import_custom_modules
 from openpsg.engine.inference import collect_predictions, inference, save_predictions
 from openpsg.engine.logger import get_logger
