@@ -37,8 +37,9 @@ def scene(image_id: str, h: int, w: int, thing: tuple[int, int, int, int], label
     meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=(h, w), img_shape=(h, w),
                      pad_shape=(h, w))
     return Sample(img=torch.from_numpy(img.astype(np.float32)), meta=meta,
-                  labels=torch.tensor([SKY, GRASS, label]), boxes=torch.from_numpy(masks_to_boxes(masks)),
-                  masks=torch.from_numpy(masks), rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
+                  labels=torch.tensor([SKY, GRASS, label]),
+                  boxes=torch.from_numpy(masks_to_boxes(masks)), masks=torch.from_numpy(masks),
+                  rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
 
 
 @pytest.fixture(autouse=True)
@@ -157,12 +158,14 @@ def test_predict_is_wellformed(output):
     for pred, shape in zip(preds, [(48, 64), (40, 56)]):
         n, r = pred.num_segments, len(pred.pairs)
         assert n > 0 and pred.masks.shape == (n, *shape) and pred.pan_id_map.shape == shape
-        assert pred.predicate_scores.shape == (r, NUM_PREDICATES) and (np.diff(pred.triplet_scores) <= 0).all()
+        assert pred.predicate_scores.shape == (r, NUM_PREDICATES)
+        assert (np.diff(pred.triplet_scores) <= 0).all()
         if output == 'legacy':  # no thresholds: all 6 x 56 cells compete for the top 100
             assert r == 100 and n == 200
         else:
             assert len(np.unique(pred.pairs, axis=0)) == r
-            np.testing.assert_array_equal(pred.masks, pred.pan_id_map[None] == np.arange(n)[:, None, None])
+            np.testing.assert_array_equal(pred.masks,
+                                          pred.pan_id_map[None] == np.arange(n)[:, None, None])
 
 
 def test_detr_panoptic_weights_initialise_the_whole_object_branch():

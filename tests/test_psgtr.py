@@ -38,8 +38,9 @@ def scene(image_id: str, h: int, w: int, thing: tuple[int, int, int, int], label
     meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=ori_shape or (h, w),
                      img_shape=(h, w), pad_shape=(h, w), flip=flip)
     return Sample(img=torch.from_numpy(img.astype(np.float32)), meta=meta,
-                  labels=torch.tensor([SKY, GRASS, label]), boxes=torch.from_numpy(masks_to_boxes(masks)),
-                  masks=torch.from_numpy(masks), rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
+                  labels=torch.tensor([SKY, GRASS, label]),
+                  boxes=torch.from_numpy(masks_to_boxes(masks)), masks=torch.from_numpy(masks),
+                  rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
 
 
 @pytest.fixture(autouse=True)
@@ -72,25 +73,31 @@ def test_one_step_gives_every_loss_and_gradients_reach_the_heads():
 def test_layer_losses_follow_openpsg_normalisation():
     model = PSGTr(**TINY, num_queries=3, num_classes=4, num_predicates=3)
     torch.manual_seed(1)
-    out = TripletOutputs(torch.randn(1, 3, 5), torch.randn(1, 3, 5), torch.randn(1, 3, 4),
-                         torch.tensor([[[0.5, 0.5, 0.4, 0.4], [0.4, 0.5, 0.3, 0.6], [0.5, 0.5, 0.2, 0.2]]]),
-                         torch.tensor([[[0.3, 0.3, 0.2, 0.2], [0.6, 0.4, 0.5, 0.4], [0.5, 0.5, 0.2, 0.2]]]))
+    sub_boxes = torch.tensor([[[0.5, 0.5, 0.4, 0.4], [0.4, 0.5, 0.3, 0.6], [0.5, 0.5, 0.2, 0.2]]])
+    obj_boxes = torch.tensor([[[0.3, 0.3, 0.2, 0.2], [0.6, 0.4, 0.5, 0.4], [0.5, 0.5, 0.2, 0.2]]])
+    out = TripletOutputs(torch.randn(1, 3, 5), torch.randn(1, 3, 5), torch.randn(1, 3, 4), sub_boxes,
+                         obj_boxes)
     target = TripletTargets(torch.tensor([2]), torch.tensor([1]), torch.tensor([0]),
-                            torch.tensor([[0.45, 0.5, 0.3, 0.5]]), torch.tensor([[0.6, 0.45, 0.4, 0.5]]))
+                            torch.tensor([[0.45, 0.5, 0.3, 0.5]]),
+                            torch.tensor([[0.6, 0.45, 0.4, 0.5]]))
+    match = [(torch.tensor([1]), torch.tensor([0]))]
     size = (40, 100)  # not square: GIoU on pixel boxes differs from GIoU on normalised ones
-    losses = model.layer_losses(out, [target], [size], [(torch.tensor([1]), torch.tensor([0]))], 1.0)
-    torch.testing.assert_close(losses['sub_ce'], F.cross_entropy(out.sub_logits[0, 1:2], target.sub_labels))
-    torch.testing.assert_close(losses['obj_ce'], F.cross_entropy(out.obj_logits[0, 1:2], target.obj_labels))
+    losses = model.layer_losses(out, [target], [size], match, 1.0)
+    torch.testing.assert_close(losses['sub_ce'],
+                               F.cross_entropy(out.sub_logits[0, 1:2], target.sub_labels))
+    torch.testing.assert_close(losses['obj_ce'],
+                               F.cross_entropy(out.obj_logits[0, 1:2], target.obj_labels))
     ce = F.cross_entropy(out.rel_logits[0], torch.tensor([3, 0, 3]), reduction='none')
     torch.testing.assert_close(losses['rel_ce'], (0.02 * ce[0] + ce[1] + 0.02 * ce[2]) / 1.04)
-    torch.testing.assert_close(losses['sub_bbox'], (out.sub_boxes[0, 1] - target.sub_boxes[0]).abs().sum())
+    torch.testing.assert_close(losses['sub_bbox'],
+                               (out.sub_boxes[0, 1] - target.sub_boxes[0]).abs().sum())
     scale = torch.tensor([100.0, 40.0, 100.0, 40.0])
     giou = generalized_box_iou(box_convert(out.obj_boxes[0, 1:2], 'cxcywh', 'xyxy') * scale,
                                box_convert(target.obj_boxes, 'cxcywh', 'xyxy') * scale)[0, 0]
     torch.testing.assert_close(losses['obj_giou'], 1 - giou)
     unmatched = out._replace(sub_logits=out.sub_logits.clone())
     unmatched.sub_logits[0, [0, 2]] += 5.0  # unmatched queries get no subject/object loss
-    again = model.layer_losses(unmatched, [target], [size], [(torch.tensor([1]), torch.tensor([0]))], 1.0)
+    again = model.layer_losses(unmatched, [target], [size], match, 1.0)
     torch.testing.assert_close(again['sub_ce'], losses['sub_ce'])
 
 
@@ -119,7 +126,8 @@ def test_bad_targets_name_the_image_and_the_field():
     model = PSGTr(**TINY, num_queries=5)
     sample = scene('img7', 48, 64, (20, 44, 6, 30), PERSON)
     bad_rel = Sample(**{**sample.__dict__, 'rels': torch.tensor([[2, 3, 14]])})
-    with pytest.raises(DatasetError, match=r'img7\.jpg: image_id=img7: rels: subject/object must index'):
+    with pytest.raises(DatasetError,
+                       match=r'img7\.jpg: image_id=img7: rels: subject/object must index'):
         model(collate_samples([bad_rel]))
     bad_pred = Sample(**{**sample.__dict__, 'rels': torch.tensor([[2, 1, NUM_PREDICATES]])})
     with pytest.raises(DatasetError, match='image_id=img7: rels: .*predicates be in 0..55'):
@@ -146,9 +154,10 @@ def random_boxes(n: int, g: torch.Generator) -> torch.Tensor:
 @pytest.mark.parametrize('seed', [0, 1])
 def test_htrimatcher_cost_and_assignment_against_brute_force(num_queries, num_targets, seed):
     g = torch.Generator().manual_seed(seed)
-    out = TripletOutputs(torch.randn(1, num_queries, 6, generator=g), torch.randn(1, num_queries, 6, generator=g),
-                         torch.randn(1, num_queries, 4, generator=g), random_boxes(num_queries, g)[None],
-                         random_boxes(num_queries, g)[None])
+    out = TripletOutputs(torch.randn(1, num_queries, 6, generator=g),
+                         torch.randn(1, num_queries, 6, generator=g),
+                         torch.randn(1, num_queries, 4, generator=g),
+                         random_boxes(num_queries, g)[None], random_boxes(num_queries, g)[None])
     tgt = TripletTargets(torch.randint(0, 5, (num_targets,), generator=g),
                          torch.randint(0, 5, (num_targets,), generator=g),
                          torch.randint(0, 3, (num_targets,), generator=g),
@@ -167,9 +176,11 @@ def test_htrimatcher_cost_and_assignment_against_brute_force(num_queries, num_ta
                     + out.obj_logits[0, q].softmax(-1)[tgt.obj_labels[m]]
                     + 2 * out.rel_logits[0, q].softmax(-1)[tgt.predicates[m]]) / 3
             box = 0.0
-            for pred, gt in ((out.sub_boxes[0, q], tgt.sub_boxes[m]), (out.obj_boxes[0, q], tgt.obj_boxes[m])):
+            for pred, gt in ((out.sub_boxes[0, q], tgt.sub_boxes[m]),
+                             (out.obj_boxes[0, q], tgt.obj_boxes[m])):
                 box += 5 * (xyxy(pred) - xyxy(gt)).abs().sum()
-                box -= 2 * generalized_box_iou((xyxy(pred) * scale)[None], (xyxy(gt) * scale)[None])[0, 0]
+                box -= 2 * generalized_box_iou((xyxy(pred) * scale)[None],
+                                               (xyxy(gt) * scale)[None])[0, 0]
             assert cost[q, m].item() == pytest.approx((1.2 * cls + box / 2).item(), abs=1e-5)
     (rows, cols), = matcher(out, [tgt], [(h, w)])
     assert len(rows) == min(num_queries, num_targets) == len(set(cols.tolist()))
@@ -189,7 +200,8 @@ def test_predict_is_wellformed_at_original_size(output):
         assert n > 0 and r > 0
         assert pred.masks.shape == (n, *shape) and pred.masks.dtype == bool
         assert pred.labels.dtype == np.int64 and pred.pairs.dtype == np.int64
-        assert pred.predicate_scores.shape == (r, NUM_PREDICATES) and pred.predicate_scores.dtype == np.float32
+        assert pred.predicate_scores.shape == (r, NUM_PREDICATES)
+        assert pred.predicate_scores.dtype == np.float32
         assert pred.no_relation_scores.shape == (r,) and pred.triplet_scores.shape == (r,)
         assert (np.diff(pred.triplet_scores) <= 0).all()
         np.testing.assert_allclose(pred.predicate_scores.sum(1) + pred.no_relation_scores, 1, atol=1e-5)
@@ -199,8 +211,10 @@ def test_predict_is_wellformed_at_original_size(output):
             assert n == 2 * r and pred.pairs.tolist() == [[i, r + i] for i in range(r)]
             assert r == 100  # every row of the top 100 passes zero thresholds
         else:
-            assert len(np.unique(pred.pairs, axis=0)) == r and (pred.pairs[:, 0] != pred.pairs[:, 1]).all()
-            np.testing.assert_array_equal(pred.masks, pred.pan_id_map[None] == np.arange(n)[:, None, None])
+            assert len(np.unique(pred.pairs, axis=0)) == r
+            assert (pred.pairs[:, 0] != pred.pairs[:, 1]).all()
+            np.testing.assert_array_equal(pred.masks,
+                                          pred.pan_id_map[None] == np.arange(n)[:, None, None])
 
 
 def test_detr_panoptic_weights_initialise_the_shared_parts():
@@ -208,7 +222,8 @@ def test_detr_panoptic_weights_initialise_the_shared_parts():
     transformer (the names and shapes are DETR's); the triplet heads start fresh."""
     psgtr = PSGTr(**TINY, num_queries=10).state_dict()
     detr = DETR4Seg(**TINY, num_queries=10).state_dict()
-    shared = [k for k in detr if k.split('.')[0] in ('backbone', 'input_proj', 'query_embed', 'transformer')]
+    parts = ('backbone', 'input_proj', 'query_embed', 'transformer')
+    shared = [k for k in detr if k.split('.')[0] in parts]
     assert shared and all(k in psgtr and psgtr[k].shape == detr[k].shape for k in shared)
 
 

@@ -20,10 +20,10 @@ model = dict(
 # on the image) and the model only learns the class and predicate priors
 optimizer = dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
 optimizer_config = dict(grad_clip=dict(max_norm=1.0, norm_type=2))
-lr_config = dict(policy='step', step=[4], warmup='linear', warmup_iters=100, warmup_ratio=0.1)
-runner = dict(type='EpochBasedRunner', max_epochs=5)
+lr_config = dict(policy='step', step=[10], warmup='linear', warmup_iters=100, warmup_ratio=0.1)
+runner = dict(type='EpochBasedRunner', max_epochs=12)
 log_config = dict(interval=20)
-evaluation = dict(interval=5, metric=['sgdet', 'PQ'])
+evaluation = dict(interval=4, metric=['sgdet', 'PQ'])
 find_unused_parameters = True
 load_from = None
 work_dir = './work_dirs/psgformer_tiny_synth'

@@ -92,7 +92,8 @@ class PSGFormer(DETRBase):
         aux_loss: also supervise every earlier decoder layer (class/box and predicate terms).
         eos_coef, no_relation_weight: class weights of "no object" and "no relation" (0.02).
         temperature: divides the cosine similarities of the pointers.
-        matcher: :class:`~.triplet_matcher.ObjectMatcher` arguments (OpenPSG: cls 4, bbox 3, giou 2).
+        matcher: :class:`~.triplet_matcher.ObjectMatcher` arguments (OpenPSG: cls 4, bbox 3,
+            giou 2).
         rel_matcher: :class:`~.triplet_matcher.IdMatcher` arguments.
         loss_weights: ``ce, bbox, giou, mask (focal), dice, rel_ce, sub_pointer, obj_pointer``.
         focal_alpha, focal_gamma: of the mask focal loss.
@@ -200,7 +201,8 @@ class PSGFormer(DETRBase):
         rel_logits = heads.rel_logits[layer]
         targets = torch.full(rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
                              device=rel_logits.device)
-        pointer = {'sub_pointer': heads.sub_scores.sum() * 0, 'obj_pointer': heads.obj_scores.sum() * 0}
+        pointer = {'sub_pointer': heads.sub_scores.sum() * 0,
+                   'obj_pointer': heads.obj_scores.sum() * 0}
         num_rows = 0
         for b, ((sub_query, obj_query, predicates), (object_queries, _)) in enumerate(
                 zip(triplets, matches)):
@@ -282,7 +284,8 @@ class PSGFormer(DETRBase):
         position = torch.full_like(labels, -1)
         position[used] = torch.arange(len(used), device=used.device)
         rows = ((position[sub_query] >= 0) & (position[obj_query] >= 0)).cpu().numpy()
-        logits = logits_at_original_size(self.mask_logits(out, torch.full_like(used, b), used), meta)
+        logits = logits_at_original_size(self.mask_logits(out, torch.full_like(used, b), used),
+                                         meta)
         return triplet_prediction(
             meta, logits, labels[used].cpu().numpy(), scores[used].cpu().numpy(),
             position[sub_query].cpu().numpy()[rows], position[obj_query].cpu().numpy()[rows],

@@ -48,7 +48,7 @@ WALL_OTHER_MERGED = CLASSES.index('wall-other-merged')  # 131, dropped by OpenPS
 
 
 def checked_rels(sample: Sample, num_predicates: int) -> torch.Tensor:
-    """``sample.rels (M, 3)``, or :class:`DatasetError` naming the image if an index is out of range."""
+    """``sample.rels (M, 3)``; a :class:`DatasetError` naming the image if an index is invalid."""
     rels, n = sample.rels.reshape(-1, 3), len(sample.labels)
     if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n or rels[:, 2].min() < 0
                       or rels[:, 2].max() >= num_predicates):
@@ -90,7 +90,7 @@ def half_resolution_masks(samples: Sequence[Sample], picks: Sequence[torch.Tenso
 
 
 def half_resolution_logits(logits: torch.Tensor, size: Size) -> torch.Tensor:
-    """Stride-4 mask logits ``(K, h, w)`` -> ``(K, H // 2, W // 2)`` (bilinear), ``size = (H, W)``."""
+    """Stride-4 mask logits ``(K, h, w)`` -> bilinear ``(K, H // 2, W // 2)``, ``size = (H, W)``."""
     return F.interpolate(logits[:, None], size=(size[0] // 2, size[1] // 2), mode='bilinear',
                          align_corners=False)[:, 0]
 
@@ -113,7 +113,8 @@ def merged_test_cfg(defaults: Mapping[str, Any], test_cfg: Mapping[str, Any] | N
     """``defaults`` updated by ``test_cfg``; unknown keys are an error naming ``owner``."""
     unknown = set(test_cfg or {}) - set(defaults)
     if unknown:
-        raise ValueError(f'{owner}: unknown test_cfg keys {sorted(unknown)}; known: {sorted(defaults)}')
+        raise ValueError(f'{owner}: unknown test_cfg keys {sorted(unknown)}; '
+                         f'known: {sorted(defaults)}')
     return {**defaults, **(test_cfg or {})}
 
 
@@ -121,7 +122,8 @@ def checked_loss_weights(defaults: Mapping[str, float], loss_weights: Mapping[st
                          owner: str) -> dict[str, float]:
     unknown = set(loss_weights or {}) - set(defaults)
     if unknown:
-        raise ValueError(f'{owner}: unknown loss_weights {sorted(unknown)}; known: {sorted(defaults)}')
+        raise ValueError(f'{owner}: unknown loss_weights {sorted(unknown)}; '
+                         f'known: {sorted(defaults)}')
     return {**defaults, **(loss_weights or {})}
 
 
@@ -207,7 +209,8 @@ class PSGTr(DETRBase):
                      num_triplets: float) -> dict[str, torch.Tensor]:
         """Unweighted class and box losses of one decoder layer (``out`` without the layer dim)."""
         batch_idx, query_idx = flatten_matches(list(matches))
-        matched = [TripletTargets(*(field[j] for field in t)) for t, (_, j) in zip(targets, matches)]
+        matched = [TripletTargets(*(field[j] for field in t))
+                   for t, (_, j) in zip(targets, matches)]
         tgt = TripletTargets(*(torch.cat(fields) for fields in zip(*matched)))
         num_matched = max(len(batch_idx), 1)
         rel_targets = torch.full(out.rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
@@ -231,7 +234,8 @@ class PSGTr(DETRBase):
         out, heads = self.forward_heads(batch)
         targets = triplet_targets(batch.samples, self.num_classes, self.num_predicates)
         sizes = [s.meta.img_shape for s in batch.samples]
-        num_triplets = num_targets_for_norm(sum(len(t.predicates) for t in targets), batch.imgs.device)
+        num_triplets = num_targets_for_norm(sum(len(t.predicates) for t in targets),
+                                            batch.imgs.device)
         num_layers = len(out.hs)
         losses: dict[str, torch.Tensor] = {}
         for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
@@ -274,14 +278,16 @@ class PSGTr(DETRBase):
     def predict_image(self, out: TransformerOutputs, heads: TripletOutputs, b: int,
                       meta: ImageMeta) -> Prediction:
         cfg = self.test_cfg
-        rank_scores, query, predicate, rel_probs = top_triplets(heads.rel_logits, cfg['max_per_img'])
+        rank_scores, query, predicate, rel_probs = top_triplets(heads.rel_logits,
+                                                                cfg['max_per_img'])
         sub_scores, sub_labels = heads.sub_logits.float().softmax(-1)[:, :-1].max(-1)
         obj_scores, obj_labels = heads.obj_logits.float().softmax(-1)[:, :-1].max(-1)
         used, row_query = query.unique(return_inverse=True)
         batch_idx = torch.full_like(used, b)
-        logits = {branch: logits_at_original_size(self.mask_logits(branch, out, batch_idx, used), meta)
-                  for branch in ('sub', 'obj')}
-        binary = {branch: (value.sigmoid() > cfg['mask_threshold']).cpu().numpy()[row_query.cpu().numpy()]
+        logits = {branch: logits_at_original_size(self.mask_logits(branch, out, batch_idx, used),
+                                                  meta) for branch in ('sub', 'obj')}
+        per_row = row_query.cpu().numpy()
+        binary = {branch: (value.sigmoid() > cfg['mask_threshold']).cpu().numpy()[per_row]
                   for branch, value in logits.items()}
         rows = query.cpu().numpy()
         s_lab, o_lab = sub_labels.cpu().numpy()[rows], obj_labels.cpu().numpy()[rows]
@@ -298,6 +304,7 @@ class PSGTr(DETRBase):
         mask_rows = row_query[torch.as_tensor(kept, device=row_query.device)]
         return triplet_prediction(
             meta, torch.cat([logits['sub'][mask_rows], logits['obj'][mask_rows]]),
-            np.concatenate([s_lab[kept], o_lab[kept]]), np.concatenate([s_score[kept], o_score[kept]]),
-            np.arange(num), np.arange(num) + num, rel_probs.cpu().numpy()[rows[kept]], r_score[kept],
+            np.concatenate([s_lab[kept], o_lab[kept]]),
+            np.concatenate([s_score[kept], o_score[kept]]), np.arange(num), np.arange(num) + num,
+            rel_probs.cpu().numpy()[rows[kept]], r_score[kept],
             self.output, cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes)

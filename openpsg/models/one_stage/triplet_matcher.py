@@ -32,8 +32,8 @@ def pixel_xyxy(boxes: torch.Tensor, size: Size) -> torch.Tensor:
 
 def box_costs(boxes: torch.Tensor, target_boxes: torch.Tensor, size: Size
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L1 on normalised xyxy, -GIoU on pixel xyxy)``, each ``(Q, N)``, of predicted ``boxes (Q, 4)``
-    and ``target_boxes (N, 4)`` (both normalised cxcywh)."""
+    """``(L1 on normalised xyxy, -GIoU on pixel xyxy)``, each ``(Q, N)``, of predicted
+    ``boxes (Q, 4)`` and ``target_boxes (N, 4)`` (both normalised cxcywh)."""
     l1 = l1_cost(box_convert(boxes, 'cxcywh', 'xyxy'), box_convert(target_boxes, 'cxcywh', 'xyxy'))
     return l1, giou_cost(pixel_xyxy(boxes, size), pixel_xyxy(target_boxes, size))
 
@@ -94,7 +94,8 @@ class HTriMatcher:
 
     Cost of query ``q`` for GT triplet ``m``::
 
-        cls_scale * (sub_cls * -p_s(label_s) + obj_cls * -p_o(label_o) + predicate_cls * -p_r(pred)) / 3
+        cls_scale * (sub_cls * -p_s(label_s) + obj_cls * -p_o(label_o)
+                     + predicate_cls * -p_r(pred)) / 3
         + box_scale * (bbox * (L1_s + L1_o) + giou * (-GIoU_s - GIoU_o)) / 2
 
     with softmax probabilities of the subject, object and predicate heads (the predicate head's

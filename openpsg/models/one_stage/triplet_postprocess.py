@@ -12,8 +12,9 @@ A model reduces its last decoder layer to
 
 :func:`triplet_prediction` then builds the panoptic segmentation (:func:`merge_candidates`:
 each pixel goes to the candidate with the largest logit - the argmax of OpenPSG's per-pixel
-softmax; stuff candidates of one class merge; thing candidates of one class whose binary masks
-overlap with IoU > ``thing_iou`` merge greedily; candidates left without pixels vanish) and the
+softmax, so every pixel is assigned, also where no row's segment lies; stuff candidates of one
+class merge; thing candidates of one class whose binary masks overlap with IoU > ``thing_iou``
+merge greedily; candidates left without pixels vanish) and the
 :class:`~openpsg.structures.Prediction`, in one of two ``output`` modes:
 
 ``'single_mpo'`` (default)
@@ -153,7 +154,8 @@ def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarra
     seg_scores = np.zeros(len(present), dtype=np.float32)
     alive = segment_of >= 0
     np.maximum.at(seg_scores, segment_of[alive], scores[alive].astype(np.float32))
-    return segment_of, renumber[owner].astype(np.int32), labels[present].astype(np.int64), seg_scores
+    id_map = renumber[owner].astype(np.int32)
+    return segment_of, id_map, labels[present].astype(np.int64), seg_scores
 
 
 def empty_prediction(meta: ImageMeta, num_predicates: int) -> Prediction:
@@ -173,7 +175,8 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
                        rel_probs: np.ndarray, rank_scores: np.ndarray, output: str = 'single_mpo',
                        mask_threshold: float = 0.85, thing_iou: float = 0.5,
                        num_thing_classes: int = NUM_THING_CLASSES) -> Prediction:
-    """The :class:`~openpsg.structures.Prediction` of ranked rows over candidates (module docstring).
+    """The :class:`~openpsg.structures.Prediction` of ranked rows over candidates (see the module
+    docstring).
 
     Args:
         meta: the image (``ori_shape``, ``image_id``).
