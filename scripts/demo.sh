@@ -15,6 +15,9 @@ RELATIONS=configs/motifs/motifs_tiny_sgdet_synth.py
 data_opts=(data.train.ann_file="$DATA/psg.json" data.train.data_root="$DATA/"
            data.val.ann_file="$DATA/psg.json" data.val.data_root="$DATA/"
            data.test.ann_file="$DATA/psg.json" data.test.data_root="$DATA/")
+SEG_EPOCHS="${SEG_EPOCHS:-6}"
+REL_EPOCHS="${REL_EPOCHS:-3}"
+last_but_one() { echo $(( $1 > 1 ? $1 - 1 : 1 )); }  # lr step: x0.1 for the last epoch
 mkdir -p "$OUT"
 step() { printf '\n[demo] %s\n' "$*"; }
 
@@ -32,11 +35,12 @@ python tools/browse_dataset.py "$RELATIONS" --out "$OUT/samples" --num 4 --cfg-o
 
 step "3/7 training the segmenter ($SEGMENTER)"
 python tools/train.py "$SEGMENTER" --work-dir "$OUT/segmenter" --seed 0 --resume --no-validate \
-  --cfg-options "${data_opts[@]}" runner.max_epochs="${SEG_EPOCHS:-3}" lr_config.step="[${SEG_EPOCHS:-3}]"
+  --cfg-options "${data_opts[@]}" runner.max_epochs="$SEG_EPOCHS" \
+  lr_config.step="[$(last_but_one "$SEG_EPOCHS")]"
 
 step "4/7 training the relation head on the frozen segmenter ($RELATIONS)"
 rel_opts=("${data_opts[@]}" model.segmenter_checkpoint="$OUT/segmenter/latest.pth"
-          runner.max_epochs="${REL_EPOCHS:-2}" lr_config.step="[${REL_EPOCHS:-2}]")
+          runner.max_epochs="$REL_EPOCHS" lr_config.step="[$(last_but_one "$REL_EPOCHS")]")
 python tools/train.py "$RELATIONS" --work-dir "$OUT/relations" --seed 0 --resume --no-validate \
   --cfg-options "${rel_opts[@]}"
 

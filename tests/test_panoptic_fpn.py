@@ -271,6 +271,27 @@ def test_training_step_gives_every_loss(synth):
         model.eval().loss(batch)
 
 
+def test_tiny_config_sizes_fpn_heads_and_anchors(synth):
+    cfg = Config.fromfile(ROOT / 'configs/panoptic_fpn/panoptic_fpn_tiny_synth.py')
+    model = MODELS.build(cfg.model).train()
+    params = dict(model.named_parameters())
+    assert model.backbone.out_channels == 64
+    assert params['backbone.fpn.layer_blocks.0.0.weight'].shape == (64, 64, 3, 3)
+    assert params['rpn.head.conv.0.0.weight'].shape == (64, 64, 3, 3)
+    assert params['roi_heads.box_head.fc6.weight'].shape == (256, 64 * 7 * 7)
+    assert params['roi_heads.box_predictor.cls_score.weight'].shape == (81, 256)
+    assert len(model.roi_heads.mask_head) == 2
+    assert params['roi_heads.mask_predictor.conv5_mask.weight'].shape == (64, 64, 2, 2)
+    assert all(p.requires_grad for p in model.backbone.body.parameters())  # trainable_layers=5
+    assert [s[0] for s in model.rpn.anchor_generator.sizes] == [8, 16, 32, 64, 128]
+    losses = model(collate_samples([synth[0], synth[1]], size_divisor=32), mode='loss')
+    assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
+    with pytest.raises(ValueError, match='one size per FPN level'):
+        PanopticFPN(backbone=dict(depth=18), rpn=dict(anchor_sizes=(8, 16)))
+    with pytest.raises(ValueError, match='trainable_layers'):
+        PanopticFPN(backbone=dict(depth=18, trainable_layers=6))
+
+
 def test_panoptic_segments_contract(synth):
     batch = collate_samples([synth[0], synth[1]], size_divisor=32)
     model = tiny_model(score_thr=0.0, stuff_area_limit=0, max_per_img=8).train()

@@ -216,6 +216,15 @@ def test_frequency_counts_from_training_split(psg_tiny, tmp_path):
     expected = {(0, 3, 4): 1, (0, 1, 2): 1, (0, 1, 1): 1, (1, 3, 3): 2}
     assert {tuple(map(int, k)): int(counts[tuple(k)]) for k in np.argwhere(counts)} == expected
 
+    # with_no_relation: the 9 other ordered pairs of image 1001 (classes person 0, horse 1,
+    # class 4, grass 3 for segments 0..3; pairs (0,3), (0,1), (1,3) are related)
+    with_bg = predicate_frequency_counts(psg_tiny, num_classes=5, num_predicates=6,
+                                         with_no_relation=True)
+    assert np.array_equal(with_bg[..., :6], counts[..., :6])
+    unrelated = {(0, 4), (1, 0), (1, 4), (4, 0), (4, 1), (4, 3), (3, 0), (3, 1), (3, 4)}
+    assert {tuple(map(int, k)): int(with_bg[(*k, 6)])
+            for k in np.argwhere(with_bg[..., 6])} == {k: 1 for k in unrelated}
+
     cache = tmp_path / 'freq.npy'
     assert np.array_equal(load_frequency_counts(str(cache), psg_tiny, 5, 6), counts)
     assert np.array_equal(load_frequency_counts(str(cache), None, 5, 6), counts)  # read back

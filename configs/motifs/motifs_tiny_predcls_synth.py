@@ -14,7 +14,7 @@ _base_ = [
 
 model = dict(
     segmenter_checkpoint='work_dirs/panoptic_fpn_tiny_synth/latest.pth',
-    relation_head=dict(roi_dim=256, hidden_dim=128, pooling_dim=512, pos_dim=64,
+    relation_head=dict(in_channels=64, roi_dim=256, hidden_dim=128, pooling_dim=512, pos_dim=64,
                        sampler=dict(num_rel_per_image=128)),
 )
 lr_config = dict(step=[4, 5], warmup_iters=50)

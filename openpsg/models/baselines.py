@@ -1,10 +1,14 @@
 """Frequency baselines: predicates predicted from the classes of the two segments alone.
 
-They use the ground-truth segments of each image (the PredCls setting) and learn one predicate
-distribution per (subject class, object class), or a single one for every pair. They are the
-floor every relation model must beat, and a tiny real model for testing the training machinery.
+:class:`FrequencyBaseline` uses the ground-truth segments of each image (the PredCls setting) and
+learns one predicate distribution per (subject class, object class), or a single one for every
+pair; :func:`frequency_scene_graph` applies training-set counts to any model's segments (the
+"FREQ" baseline in SGDet). They are the floor every relation model must beat, and a tiny real
+model for testing the training machinery.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -129,3 +133,33 @@ class FrequencyBaseline(PSGModel):
             predicate_scores=predicate_scores[order].cpu().numpy(),
             triplet_scores=triplet_scores[order].cpu().numpy(),
             no_relation_scores=probs[order, self.num_predicates].cpu().numpy())
+
+
+def frequency_scene_graph(prediction: Prediction, counts: np.ndarray,
+                          smoothing: float = 1.0) -> Prediction:
+    """``prediction``'s segments with its relations replaced by training-set frequencies.
+
+    ``counts``: ``(C, C, P + 1)`` counts of (subject class, object class, predicate), the last
+    column "no relation" (see ``predicate_frequency_counts(..., with_no_relation=True)``), or
+    ``(P + 1,)`` for one distribution shared by every pair ("the most frequent predicate").
+    Every ordered pair of distinct segments gets ``(counts[s, o] + smoothing * prior) /
+    (counts[s, o].sum() + smoothing)``, ``prior`` being the distribution over all pairs, and is
+    ranked by ``subject score x object score x best predicate probability``.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    prior = counts.reshape(-1, counts.shape[-1]).sum(0)
+    if prior.sum() <= 0:
+        raise ValueError('frequency_scene_graph: the counts are all zero')
+    prior /= prior.sum()
+    n = prediction.num_segments
+    i, j = np.nonzero(~np.eye(n, dtype=bool))
+    pair_counts = (counts[prediction.labels[i], prediction.labels[j]] if counts.ndim == 3
+                   else np.broadcast_to(counts, (len(i), len(prior))))
+    probs = (pair_counts + smoothing * prior) / (pair_counts.sum(-1, keepdims=True) + smoothing)
+    predicate_scores = probs[:, :-1]
+    rank = prediction.scores[i] * prediction.scores[j] * predicate_scores.max(1, initial=0)
+    order = np.argsort(-rank, kind='stable')
+    return replace(prediction, pairs=np.stack([i, j], 1)[order].astype(np.int64),
+                   predicate_scores=predicate_scores[order].astype(np.float32),
+                   triplet_scores=rank[order].astype(np.float32),
+                   no_relation_scores=probs[order, -1].astype(np.float32))

@@ -420,10 +420,13 @@ class RelationSampler:
 
 
 def predicate_frequency_counts(ann_file: str, num_classes: int = NUM_CLASSES,
-                               num_predicates: int = NUM_PREDICATES) -> np.ndarray:
+                               num_predicates: int = NUM_PREDICATES,
+                               with_no_relation: bool = False) -> np.ndarray:
     """``(C, C, P + 1)`` float64 counts of ``(subject class, object class, predicate)`` over the
-    relations of the training split of ``ann_file`` (every relation row of the file; the last
-    column, "no relation", stays 0)."""
+    relations of the training split of ``ann_file`` (every relation row of the file). The last
+    column, "no relation", stays 0 unless ``with_no_relation``: then it counts the ordered pairs
+    of distinct segments of the split's images that have no relation.
+    """
     from ...datasets.annotations import load_annotations, split_rows
 
     ann = load_annotations(ann_file, with_masks=False)
@@ -435,8 +438,17 @@ def predicate_frequency_counts(ann_file: str, num_classes: int = NUM_CLASSES,
     chosen = np.isin(rel_image, rows)
     rels, image = ann.rels[chosen], rel_image[chosen]
     base = ann.seg_offsets[image]
+    subject, obj = ann.labels[base + rels[:, 0]], ann.labels[base + rels[:, 1]]
     counts = np.zeros((num_classes, num_classes, num_predicates + 1), dtype=np.float64)
-    np.add.at(counts, (ann.labels[base + rels[:, 0]], ann.labels[base + rels[:, 1]], rels[:, 2]), 1)
+    np.add.at(counts, (subject, obj, rels[:, 2]), 1)
+    if with_no_relation:
+        for row in rows:
+            labels = ann.labels[ann.segments(row)]
+            own = ann.relations(row)
+            related = np.zeros((len(labels), len(labels)), dtype=bool)
+            related[own[:, 0], own[:, 1]] = True
+            i, j = np.nonzero(~related & ~np.eye(len(labels), dtype=bool))
+            np.add.at(counts, (labels[i], labels[j], num_predicates), 1)
     return counts
 
 

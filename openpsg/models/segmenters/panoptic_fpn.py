@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import (FastRCNNConvFCHead, FastRCNNPredictor,
                                                       TwoMLPHead)
 from torchvision.models.detection.image_list import ImageList
@@ -43,8 +43,8 @@ DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.
 
 
 def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_layers: int = 3,
-                   variant: str = 'v1') -> BackboneWithFPN:
-    """ResNet-``depth`` (FrozenBatchNorm) + FPN (256 channels, levels '0'..'3' and 'pool').
+                   variant: str = 'v1', out_channels: int = 256) -> BackboneWithFPN:
+    """ResNet-``depth`` (FrozenBatchNorm) + FPN (``out_channels``, levels '0'..'3' and 'pool').
 
     ``trainable_layers=3`` trains layer2..layer4 (stem and layer1 frozen). ``pretrained``: ``False``,
     ``True`` (torchvision ImageNet weights) or a path to a torchvision ResNet state dict. The v2
@@ -53,18 +53,31 @@ def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_la
     net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
     if pretrained:
         net.load_state_dict(imagenet_state_dict(depth, pretrained))
-    return _resnet_fpn_extractor(net, trainable_layers,
-                                 norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f'backbone.trainable_layers must be in 0..5, got {trainable_layers}')
+    trained = ('layer4', 'layer3', 'layer2', 'layer1', 'conv1')[:trainable_layers]
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith(trained))
+    return BackboneWithFPN(net, {f'layer{k}': str(k - 1) for k in range(1, 5)},
+                           [net.inplanes // 8 * 2 ** i for i in range(4)], out_channels,
+                           norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
 def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,
               post_nms_top_n_train: int = 1000, post_nms_top_n_test: int = 1000,
               nms_thresh: float = 0.7, fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3,
-              batch_size_per_image: int = 256, positive_fraction: float = 0.5) -> RegionProposalNetwork:
-    """torchvision's RPN over the 5 FPN levels: anchors 32..512 px, ratios 0.5/1/2; ``pre_nms_top_n``
-    counts per level, ``post_nms_top_n`` per image. v2 has two 3x3 convs in the head, v1 one."""
-    anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
-    head = RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=2 if variant == 'v2' else 1)
+              batch_size_per_image: int = 256, positive_fraction: float = 0.5,
+              anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+              in_channels: int = 256) -> RegionProposalNetwork:
+    """torchvision's RPN over the 5 FPN levels: one anchor size per level (``anchor_sizes``,
+    default 32..512 px), ratios 0.5/1/2; ``pre_nms_top_n`` counts per level, ``post_nms_top_n`` per
+    image. v2 has two 3x3 convs in the head, v1 one."""
+    if len(anchor_sizes) != len(FPN_LEVELS) + 1:
+        raise ValueError(f'rpn.anchor_sizes needs one size per FPN level '
+                         f'({len(FPN_LEVELS) + 1}), got {tuple(anchor_sizes)}')
+    anchors = AnchorGenerator(tuple((int(a),) for a in anchor_sizes), ((0.5, 1.0, 2.0),) * 5)
+    head = RPNHead(in_channels, anchors.num_anchors_per_location()[0],
+                   conv_depth=2 if variant == 'v2' else 1)
     return RegionProposalNetwork(
         anchors, head, fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction,
         pre_nms_top_n=dict(training=pre_nms_top_n_train, testing=pre_nms_top_n_test),
@@ -102,22 +115,26 @@ class ThingRoIHeads(RoIHeads):
 def build_roi_heads(variant: str = 'v1', num_things: int = NUM_THING_CLASSES, score_thr: float = 0.6,
                     nms_iou: float = 0.5, max_per_img: int = 100, fg_iou_thresh: float = 0.5,
                     bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
-                    positive_fraction: float = 0.25) -> ThingRoIHeads:
-    """Box branch (RoIAlign 7x7 -> v1: two FC 1024 / v2: four conv+BN and one FC 1024) and mask
-    branch (RoIAlign 14x14 -> four conv, v2 with BN -> 28x28 masks) over ``num_things + 1`` rows."""
+                    positive_fraction: float = 0.25, in_channels: int = 256,
+                    representation_size: int = 1024, mask_channels: int = 256,
+                    mask_convs: int = 4) -> ThingRoIHeads:
+    """Box branch (RoIAlign 7x7 -> v1: two FC ``representation_size`` / v2: four conv+BN and one
+    FC) and mask branch (RoIAlign 14x14 -> ``mask_convs`` convs of ``mask_channels``, v2 with BN
+    -> 28x28 masks) over ``num_things + 1`` rows. The defaults are torchvision's Mask R-CNN."""
     norm = nn.BatchNorm2d if variant == 'v2' else None
-    box_head = (FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024], norm_layer=norm) if variant == 'v2'
-                else TwoMLPHead(256 * 7 * 7, 1024))
+    box_head = (FastRCNNConvFCHead((in_channels, 7, 7), [in_channels] * 4, [representation_size],
+                                   norm_layer=norm) if variant == 'v2'
+                else TwoMLPHead(in_channels * 7 * 7, representation_size))
     return ThingRoIHeads(
         box_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), 7, 2), box_head=box_head,
-        box_predictor=FastRCNNPredictor(1024, num_things + 1),
+        box_predictor=FastRCNNPredictor(representation_size, num_things + 1),
         fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
         batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
         bbox_reg_weights=None, score_thresh=score_thr, nms_thresh=nms_iou,
         detections_per_img=max_per_img,
         mask_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), 14, 2),
-        mask_head=MaskRCNNHeads(256, [256] * 4, 1, norm_layer=norm),
-        mask_predictor=MaskRCNNPredictor(256, 256, num_things + 1))
+        mask_head=MaskRCNNHeads(in_channels, [mask_channels] * mask_convs, 1, norm_layer=norm),
+        mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_things + 1))
 
 
 @contextmanager
@@ -174,11 +191,11 @@ class PanopticFPN(PSGModel):
 
     Args:
         backbone: :func:`build_backbone` options (``depth`` 18/34/50/101, ``pretrained``,
-            ``trainable_layers``).
+            ``trainable_layers``, ``out_channels``).
         variant: ``'v1'`` (torchvision ``maskrcnn_resnet50_fpn``) or ``'v2'``
             (``maskrcnn_resnet50_fpn_v2``: BatchNorm in FPN and heads, conv box head, 2-conv RPN).
         num_things, num_stuff: class counts; PSG classes are things ``0..num_things-1`` then stuff.
-        rpn: :func:`build_rpn` options. roi_head: :func:`build_roi_heads` sampling options.
+        rpn: :func:`build_rpn` options. roi_head: :func:`build_roi_heads` sampling and size options.
         semantic_head: :class:`SemanticFPNHead` options (``inner_channels``, ``num_groups``,
             ``loss_weight``).
         test_cfg: ``score_thr``, ``nms_iou`` (class-agnostic), ``max_per_img`` for the detections;
@@ -206,9 +223,10 @@ class PanopticFPN(PSGModel):
         self.num_stuff = num_stuff
         self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
         self.backbone = build_backbone(**(backbone or {}), variant=variant)
-        self.rpn = build_rpn(variant, **(rpn or {}))
+        channels = self.backbone.out_channels
+        self.rpn = build_rpn(variant, **{'in_channels': channels, **(rpn or {})})
         self.roi_heads = build_roi_heads(
-            variant, num_things, score_thr=self.test_cfg['score_thr'],
+            variant, num_things, in_channels=channels, score_thr=self.test_cfg['score_thr'],
             nms_iou=self.test_cfg['nms_iou'], max_per_img=self.test_cfg['max_per_img'],
             **(roi_head or {}))
         self.semantic_head = SemanticFPNHead(self.backbone.out_channels,
