@@ -1,7 +1,11 @@
-"""Training benchmark: the CPU-sized PSGTR trained from scratch on the synthetic PSG set.
+"""Training benchmark: the CPU-sized PSGTR trained on the synthetic PSG set.
 
+    python tools/train.py configs/panoptic_fpn/panoptic_fpn_tiny_synth.py   # its ResNet-18
     python benchmarks/bench_psgtr_synth.py                      # 2 CPU threads, data/psg_synth
     python benchmarks/bench_psgtr_synth.py --config configs/psgformer/psgformer_tiny_synth.py
+
+0. The config's backbone weights (``model.backbone.pretrained``, a file) must exist: the tiny
+   configs take the ResNet-18 of the trained tiny Panoptic FPN.
 
 1. ``--data`` (default ``data/psg_synth``) is generated with 900 training and 100 test images if
    it does not exist; an existing set is used as it is (its sizes are reported).
@@ -109,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(parse_cfg_options(options))
 
+    pretrained = cfg.model.get('backbone', {}).get('pretrained')
+    if isinstance(pretrained, str) and not os.path.isfile(pretrained):
+        print(f'{args.config}: the backbone weights {pretrained} do not exist; train the model '
+              'that provides them first (configs/panoptic_fpn/panoptic_fpn_tiny_synth.py for the '
+              'tiny configs)', file=sys.stderr)
+        return 1
     train_set = DATASETS.build({**cfg.data.train, 'pipeline': []})
     test_set = DATASETS.build(cfg.data.test)
     epochs = int(cfg.runner.max_epochs)

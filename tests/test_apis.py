@@ -29,9 +29,16 @@ def model_config() -> str:
 
 
 def model_options() -> dict:
-    """Config overrides that make the untrained model keep its segments (``threshold`` 0)."""
-    cfg = Config.fromfile(model_config())
-    return {'model.threshold': 0.0} if 'threshold' in cfg.model else {}
+    """Config overrides for an untrained model: random backbone weights (no file needed) and every
+    score threshold the model has at 0, so that it keeps segments and relations."""
+    model = Config.fromfile(model_config()).model
+    options = {'model.backbone.pretrained': None}
+    if 'threshold' in model:
+        options['model.threshold'] = 0.0
+    for key in ('subject_score_thr', 'object_score_thr', 'predicate_score_thr', 'claim_threshold'):
+        if key in model.get('test_cfg', {}):
+            options[f'model.test_cfg.{key}'] = 0.0
+    return options
 
 
 def scene(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -240,8 +247,7 @@ def test_path_pil_and_array_give_the_same_result(model, tmp_path: Path) -> None:
     Image.fromarray(img).save(path)
     by_path = inference_image(model, path)
     assert by_path.image_id == 'own'
-    if model_options():  # the untrained model keeps every query that is not "no object"
-        assert by_path.num_segments > 0
+    assert by_path.num_segments > 0  # no threshold (model_options): the untrained model keeps some
     check_well_formed(by_path, (48, 64))
     with Image.open(path) as im:
         by_pil = inference_image(model, im)

@@ -1,12 +1,13 @@
-"""PSGTR and PSGFormer learn: overfitting four synthetic scenes drives SGDet R@20 above 50 %.
+"""PSGTR and PSGFormer learn: overfitting four synthetic scenes drives SGDet R@20 above 30 %.
 
 The scenes are the first four test images of the synthetic PSG set (seed 0, 96 px): 4-8 segments
 and 2-8 relations each, people, a bicycle, boats and a ball among them. The models are the tiny
 configs' (64-d transformer, 2 + 2 layers) on a small trainable CNN instead of ResNet-18, which
-keeps a step near 0.1 s on one core; 400 AdamW steps (lr 1e-3, cosine) reach R@20 = 62 % (PSGTR)
-and 57 % (PSGFormer). Recall is OpenPSG's evaluator on OpenPSG's output (``output='legacy'``: each
-row with its own subject and object masks); masks are what limits it (classes, predicates and
-pointers are right by then), the small objects' most.
+keeps a step near 0.1 s on one core; 400 AdamW steps (lr 1e-3, cosine) reach R@20 = 39 % (PSGTR)
+and 54 % (PSGFormer) with the default output (``single_mpo``: one merged panoptic segment per
+object), OpenPSG's protocol; untrained, both are near 0. Masks are what limits it (classes,
+predicates and pointers are right by then), the small objects' most: a segment whose mask is
+split between two unmerged candidates of its object misses it.
 """
 import numpy as np
 import pytest
@@ -92,11 +93,11 @@ def recall_at_20(model: nn.Module, dataset, batch) -> float:
 COMMON = dict(backbone=dict(type=SmallCNN, width=16),
               transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
                                dim_feedforward=128, dropout=0.0),
-              num_queries=20, output='legacy')
+              num_queries=20)
 
 
 @pytest.mark.parametrize('model_type', [PSGTr, PSGFormer])
-def test_overfitting_four_scenes_reaches_recall_50(scenes, one_thread, model_type):
+def test_overfitting_four_scenes_reaches_recall_30(scenes, one_thread, model_type):
     dataset, batch = scenes
     torch.manual_seed(0)
     extra = {'num_rel_queries': 20} if model_type is PSGFormer else {}
@@ -104,4 +105,4 @@ def test_overfitting_four_scenes_reaches_recall_50(scenes, one_thread, model_typ
     before = recall_at_20(model.eval(), dataset, batch)
     after = recall_at_20(overfit(model.train(), batch, steps=400, lr=1e-3), dataset, batch)
     assert np.isnan(before) or before < 10, before
-    assert after > 50, after
+    assert after > 30, after

@@ -207,7 +207,9 @@ def test_configs_resolve(name):
     assert cfg.model.drop_rug_bug is False and cfg.find_unused_parameters is True
     assert cfg.evaluation.metric == ['sgdet', 'PQ']
     if name == 'psgformer_tiny_synth':
-        assert cfg.model.backbone.depth == 18 and cfg.model.backbone.pretrained is None
+        assert cfg.model.backbone.depth == 18 and cfg.model.backbone.frozen_stages == 4
+        assert cfg.model.backbone.pretrained == 'work_dirs/panoptic_fpn_tiny_synth/latest.pth'
+        assert cfg.model.backbone.pretrained_prefix == 'backbone.body.'
         assert cfg.model.transformer.d_model == 64 and cfg.model.num_queries <= 50
         assert cfg.load_from is None
         return

@@ -130,6 +130,22 @@ def test_merge_candidates_stuff_things_and_vanished():
     assert segment_of.tolist() == [0, VOID, 1, 1, VOID] and seg_labels.tolist() == [PERSON, GRASS]
 
 
+def test_merge_candidates_leaves_unclaimed_pixels_void_with_a_claim_threshold():
+    person, grass = logits(PERSON_M), logits(GRASS_M, wall=-2)
+    lg, labels = torch.stack([person, grass]), np.array([PERSON, GRASS])
+    scores = np.array([0.9, 0.8], np.float32)
+    binary = np.stack([PERSON_M, GRASS_M])
+    _, filled, _, _ = merge_candidates(lg, binary, labels, scores)
+    np.testing.assert_array_equal(filled, np.where(PERSON_M, 0, 1))  # OpenPSG: wall -> grass
+    segment_of, id_map, seg_labels, _ = merge_candidates(lg, binary, labels, scores,
+                                                         claim_threshold=0.5)
+    np.testing.assert_array_equal(id_map, np.select([PERSON_M, GRASS_M], [0, 1], VOID))
+    assert segment_of.tolist() == [0, 1] and seg_labels.tolist() == [PERSON, GRASS]
+    segment_of, id_map, seg_labels, _ = merge_candidates(lg - 9, binary, labels, scores,
+                                                         claim_threshold=0.5)
+    assert segment_of.tolist() == [VOID, VOID] and len(seg_labels) == 0 and (id_map == VOID).all()
+
+
 def test_triplet_prediction_modes_self_pairs_and_empty():
     lg = torch.stack([logits(PERSON_M), logits(GRASS_M, wall=-2), logits(GRASS_M, wall=-2),
                       logits(WALL_M)])
@@ -226,7 +242,8 @@ def test_psgtr_wall_other_merged_bug_drops_exactly_its_rows():
     np.testing.assert_allclose(on.triplet_scores, off.triplet_scores[1:])
     single = psgtr_hand_made(drop_wall_other_bug=True)(batch, mode='predict')[0]
     assert single.labels.tolist() == [PERSON, GRASS] and single.pairs.tolist() == [[0, 1]]
-    np.testing.assert_array_equal(single.pan_id_map, np.where(PERSON_M, 0, 1))  # no wall segment
+    # no wall segment; no candidate claims the wall's pixels (the grass logit there is -4)
+    np.testing.assert_array_equal(single.pan_id_map, np.select([PERSON_M, GRASS_M], [0, 1], VOID))
 
 
 def test_psgtr_thresholds_and_dedup_are_configurable():
@@ -250,7 +267,8 @@ def psgformer_hand_made(**kwargs) -> PSGFormer:
     """Object queries o0 person, o1 grass (score 0.3: no threshold applies), o2 rug-merged, o3 none;
     relation queries r0: o0 -> o1 standing on 0.8 (walking on 0.1), r1: o0 -> o2 on 0.6 (in front
     of 0.3), r2: o0 -> o1 walking on 0.55 (standing on 0.25). The wall region is no object's: its
-    pixels go to grass, whose logits there are the largest."""
+    pixels go to grass, whose logits there are the largest, in ``legacy``'s panoptic map (OpenPSG)
+    and are void in ``single_mpo`` (no probability there is above ``claim_threshold``)."""
     model = PSGFormer(**TINY, num_queries=4, num_rel_queries=3,
                       test_cfg=dict(max_per_img=6), **kwargs).eval()
     labels = torch.stack([cls(PERSON, 0.9), cls(GRASS, 0.3), cls(RUG, 0.7), cls(133, 0.99)])
@@ -276,8 +294,10 @@ def test_psgformer_pointers_no_thresholds_and_both_modes():
     assert single.pairs.tolist() == [[0, 1], [0, 2]]
     assert single.predicate_scores.argmax(1).tolist() == [14, 3]
     np.testing.assert_allclose(single.triplet_scores, [0.8, 0.6], atol=1e-5)
-    np.testing.assert_array_equal(single.pan_id_map, np.select([PERSON_M, RUG_M], [0, 2], 1))
+    np.testing.assert_array_equal(single.pan_id_map,
+                                  np.select([PERSON_M, RUG_M, GRASS_M], [0, 2, 1], VOID))
     legacy = psgformer_hand_made(output='legacy')(batch, mode='predict')[0]
+    np.testing.assert_array_equal(legacy.pan_id_map, np.select([PERSON_M, RUG_M], [0, 2], 1))
     np.testing.assert_allclose(legacy.triplet_scores, [0.8, 0.6, 0.55, 0.3, 0.25, 0.1], atol=1e-5)
     assert legacy.pairs.tolist() == [[r, 6 + r] for r in range(6)]
     assert legacy.labels.tolist() == [PERSON] * 6 + [GRASS, RUG, GRASS, RUG, GRASS, GRASS]
@@ -296,4 +316,5 @@ def test_psgformer_rug_merged_bug_drops_the_query_and_its_rows():
     np.testing.assert_allclose(on.triplet_scores, [0.8, 0.55, 0.25, 0.1], atol=1e-5)
     single = psgformer_hand_made(drop_rug_bug=True)(batch, mode='predict')[0]
     assert single.labels.tolist() == [PERSON, GRASS] and single.pairs.tolist() == [[0, 1]]
-    np.testing.assert_array_equal(single.pan_id_map, np.where(PERSON_M, 0, 1))
+    np.testing.assert_array_equal(single.pan_id_map,
+                                  np.select([PERSON_M, GRASS_M & ~RUG_M], [0, 1], VOID))

@@ -21,7 +21,8 @@ model = dict(
                       sub_pointer=2.0, obj_pointer=2.0),
     focal_alpha=0.25,
     focal_gamma=2.0,
-    test_cfg=dict(max_per_img=100, mask_threshold=0.85, thing_iou=0.5),
+    test_cfg=dict(max_per_img=100, mask_threshold=0.85, thing_iou=0.5,
+                  claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
     output='single_mpo',  # 'legacy': OpenPSG's per-row masks and rows (MultiMPO)
     drop_rug_bug=False,  # True: OpenPSG's dropping of rug-merged objects (its numbers)
 )

@@ -17,7 +17,8 @@ model = dict(
     loss_weights=dict(sub_ce=1.0, obj_ce=1.0, rel_ce=2.0, sub_bbox=5.0, obj_bbox=5.0,
                       sub_giou=2.0, obj_giou=2.0, sub_dice=1.0, obj_dice=1.0),
     test_cfg=dict(max_per_img=100, mask_threshold=0.85, dedup_iou=0.5, subject_score_thr=0.5,
-                  object_score_thr=0.5, predicate_score_thr=0.3, thing_iou=0.5),
+                  object_score_thr=0.5, predicate_score_thr=0.3, thing_iou=0.5,
+                  claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
     output='single_mpo',  # 'legacy': OpenPSG's per-row masks and rows (MultiMPO)
     drop_wall_other_bug=False,  # True: OpenPSG's rows without wall-other-merged (its numbers)
 )

@@ -1,6 +1,8 @@
 """ResNet trunk (torchvision) with frozen batch norm, returning C2-C5 and their padding masks."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -25,6 +27,33 @@ def imagenet_state_dict(depth: int, pretrained: bool | str) -> dict[str, torch.T
     return state.get('state_dict', state) if isinstance(state, dict) else state
 
 
+def weights_under_prefix(state: Mapping[str, torch.Tensor], prefix: str,
+                         source: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` whose key starts with ``prefix``, with the prefix removed: the
+    backbone of a trained model, e.g. ``prefix='backbone.body.'`` of a Panoptic FPN checkpoint.
+    A :class:`ValueError` naming ``source`` and the key prefixes present if none matches."""
+    picked = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    if not picked:
+        present = sorted({'.'.join(key.split('.')[:2]) + '.' for key in state})
+        raise ValueError(f'{source}: no weight under the prefix {prefix!r}; the keys start with '
+                       f'{", ".join(present[:12])}{" ..." if len(present) > 12 else ""}')
+    return picked
+
+
+def load_trunk_weights(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy a torchvision ResNet state dict into ``net``; the classifier (``fc.*``) may be
+    absent (a detector's backbone has none). Any other missing, unexpected or misshapen entry is
+    a :class:`ValueError` naming ``source``."""
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f'{source}: not the weights of this ResNet: {err}') from None
+    missing = [key for key in missing if not key.startswith('fc.')]
+    if missing or unexpected:
+        raise ValueError(f'{source}: not the weights of this ResNet; missing {missing[:8]}, '
+                         f'unexpected {unexpected[:8]}')
+
+
 @MODELS.register()
 class ResNet(nn.Module):
     """A torchvision ResNet-18/34/50/101 without its classifier, every BatchNorm frozen.
@@ -32,7 +61,9 @@ class ResNet(nn.Module):
     ``frozen_stages`` follows the mmdet convention: ``-1`` trains everything, ``0`` freezes the
     stem (conv1 + bn1), ``k >= 1`` also freezes ``layer1..layerk``. ``pretrained``: ``None``/``False``
     (random init), ``True`` (torchvision ImageNet weights from the torch hub cache) or a path to a
-    torchvision ResNet state dict.
+    torchvision ResNet state dict or to a checkpoint (``state_dict`` inside) of a model that holds
+    the ResNet under the key prefix ``pretrained_prefix``, e.g. ``'backbone.body.'`` for a trained
+    Panoptic FPN (the prefix is unused without ``pretrained``).
 
     ``forward(imgs (B, 3, H, W), pad_mask (B, H, W) bool, True on padding)`` returns two lists over
     C2..C5: feature maps ``(B, C_i, H / s_i, W / s_i)`` with strides 4, 8, 16, 32 and the padding
@@ -40,7 +71,7 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, depth: int = 50, frozen_stages: int = 1,
-                 pretrained: bool | str | None = None) -> None:
+                 pretrained: bool | str | None = None, pretrained_prefix: str = '') -> None:
         super().__init__()
         if depth not in _CHANNELS:
             raise ValueError(f'ResNet depth must be one of {sorted(_CHANNELS)}, got {depth}')
@@ -48,7 +79,11 @@ class ResNet(nn.Module):
             raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
         if pretrained:
-            net.load_state_dict(imagenet_state_dict(depth, pretrained))
+            source = 'torchvision ImageNet weights' if pretrained is True else str(pretrained)
+            state = imagenet_state_dict(depth, pretrained)
+            if pretrained_prefix:
+                state = weights_under_prefix(state, pretrained_prefix, source)
+            load_trunk_weights(net, state, source)
         self.body = IntermediateLayerGetter(
             net, return_layers={stage: str(i) for i, stage in enumerate(_STAGES)})
         self.num_channels = list(_CHANNELS[depth])

@@ -98,7 +98,9 @@ class PSGFormer(DETRBase):
         loss_weights: ``ce, bbox, giou, mask (focal), dice, rel_ce, sub_pointer, obj_pointer``.
         focal_alpha, focal_gamma: of the mask focal loss.
         test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks of the thing
-            de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge).
+            de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge),
+            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+            probability are void).
         output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
         drop_rug_bug: reproduce OpenPSG's bug that drops every object query labelled
             ``rug-merged`` (and the rows pointing at it).
@@ -107,7 +109,8 @@ class PSGFormer(DETRBase):
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
                             'rel_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
-    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'thing_iou': 0.5}
+    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'thing_iou': 0.5,
+                        'claim_threshold': 0.5}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
@@ -290,4 +293,5 @@ class PSGFormer(DETRBase):
             meta, logits, labels[used].cpu().numpy(), scores[used].cpu().numpy(),
             position[sub_query].cpu().numpy()[rows], position[obj_query].cpu().numpy()[rows],
             rel_probs[rel_query].cpu().numpy()[rows], rank_scores.cpu().numpy()[rows], self.output,
-            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes)
+            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
+            cfg['claim_threshold'])

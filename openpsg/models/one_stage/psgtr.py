@@ -142,7 +142,8 @@ class PSGTr(DETRBase):
         test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks), ``dedup_iou``
             (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
             ``predicate_score_thr`` (rows kept only above all three), ``thing_iou`` (panoptic
-            merge of thing masks).
+            merge of thing masks), ``claim_threshold`` (``single_mpo``: pixels no candidate
+            claims with a larger probability are void).
         output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
         drop_wall_other_bug: reproduce OpenPSG's bug that drops every row whose subject or object
             is ``wall-other-merged`` (for its published numbers).
@@ -154,7 +155,7 @@ class PSGTr(DETRBase):
                             'obj_dice': 1.0}
     default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'dedup_iou': 0.5,
                         'subject_score_thr': 0.5, 'object_score_thr': 0.5,
-                        'predicate_score_thr': 0.3, 'thing_iou': 0.5}
+                        'predicate_score_thr': 0.3, 'thing_iou': 0.5, 'claim_threshold': 0.5}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
@@ -307,4 +308,5 @@ class PSGTr(DETRBase):
             np.concatenate([s_lab[kept], o_lab[kept]]),
             np.concatenate([s_score[kept], o_score[kept]]), np.arange(num), np.arange(num) + num,
             rel_probs.cpu().numpy()[rows[kept]], r_score[kept],
-            self.output, cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes)
+            self.output, cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
+            cfg['claim_threshold'])

@@ -12,16 +12,18 @@ A model reduces its last decoder layer to
 
 :func:`triplet_prediction` then builds the panoptic segmentation (:func:`merge_candidates`:
 each pixel goes to the candidate with the largest logit - the argmax of OpenPSG's per-pixel
-softmax, so every pixel is assigned, also where no row's segment lies; stuff candidates of one
-class merge; thing candidates of one class whose binary masks overlap with IoU > ``thing_iou``
-merge greedily; candidates left without pixels vanish) and the
+softmax; stuff candidates of one class merge; thing candidates of one class whose binary masks
+overlap with IoU > ``thing_iou`` merge greedily; candidates left without pixels vanish) and the
 :class:`~openpsg.structures.Prediction`, in one of two ``output`` modes:
 
 ``'single_mpo'`` (default)
     The segments are the merged panoptic segments (one non-overlapping mask per object, ordered by
-    their first candidate). A row becomes the pair (segment of its subject, segment of its object);
-    rows whose subject or object segment vanished, and rows whose subject and object fell into
-    the same segment, are dropped; when several rows land on one (subject, object) pair - a query
+    their first candidate). A pixel no candidate claims (best probability <= ``claim_threshold``)
+    is void: OpenPSG gives it to the largest logit, so the pixels of every object that no kept row
+    mentions (and of the background between objects) swell some candidate's segment, which then
+    misses its object by IoU - with weak masks, most of them. A row becomes the pair (segment of
+    its subject, segment of its object); rows whose subject or object segment vanished, and rows
+    whose subject and object fell into the same segment, are dropped; when several rows land on one (subject, object) pair - a query
     ranked for its second predicate, or two queries merged into one segment - only the first,
     i.e. highest-ranked, row is kept. ``predicate_scores`` is that row's query distribution over
     the predicates, ``triplet_scores`` its rank score, ``no_relation_scores`` its query's
@@ -31,8 +33,8 @@ merge greedily; candidates left without pixels vanish) and the
     candidate's binary mask (``sigmoid(logit) > mask_threshold``; masks may overlap and repeat an
     object), so ``pairs[r] = (r, R + r)``; every row is kept in rank order. The evaluator takes the
     argmax of a row's distribution, which may differ from the predicate the row was ranked for
-    (OpenPSG's quirk). The merged panoptic map is returned beside it as ``pan_id_map`` /
-    ``pan_labels``.
+    (OpenPSG's quirk). The merged panoptic map (every pixel assigned, as OpenPSG) is returned
+    beside it as ``pan_id_map`` / ``pan_labels``.
 
 Masks, boxes and maps are at ``meta.ori_shape``. An image without any candidate gets an empty
 prediction whose panoptic map is all void.
@@ -116,15 +118,18 @@ def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: n
 
 def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarray,
                      scores: np.ndarray, thing_iou: float = 0.5,
-                     num_thing_classes: int = NUM_THING_CLASSES
+                     num_thing_classes: int = NUM_THING_CLASSES,
+                     claim_threshold: float | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Panoptic merge of ``K >= 1`` candidates.
 
     ``logits (K, H, W)`` at original size, ``binary (K, H, W)`` their thresholded masks,
-    ``labels (K,)``, ``scores (K,)``. Returns ``segment_of (K,)`` (segment of each candidate, -1
-    if its segment got no pixel), ``id_map (H, W)`` int32 (every pixel assigned), and the
-    segments' ``labels (S,)`` and ``scores (S,)`` (best candidate score). Segments are numbered by
-    their representative (first) candidate.
+    ``labels (K,)``, ``scores (K,)``. Each pixel goes to the candidate with the largest logit;
+    with ``claim_threshold`` only where that candidate's probability exceeds it (other pixels are
+    void), with ``None`` every pixel (OpenPSG). Returns ``segment_of (K,)`` (segment of each
+    candidate, -1 if its segment got no pixel), ``id_map (H, W)`` int32, and the segments'
+    ``labels (S,)`` and ``scores (S,)`` (best candidate score). Segments are numbered by their
+    representative (first) candidate.
     """
     num = len(labels)
     rep = np.arange(num)
@@ -146,9 +151,12 @@ def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarra
                 if iou[base, i] > thing_iou:
                     rep[members[i]] = members[base]
             alive = [i for i in rest if iou[base, i] <= thing_iou]
-    owner = rep[logits.argmax(0).cpu().numpy()]
-    present = np.unique(owner)
-    renumber = np.full(num, VOID, dtype=np.int64)
+    best, winner = logits.max(0)
+    owner = rep[winner.cpu().numpy()]
+    if claim_threshold is not None:
+        owner[(best.sigmoid() <= claim_threshold).cpu().numpy()] = num
+    present = np.unique(owner[owner < num])
+    renumber = np.full(num + 1, VOID, dtype=np.int64)
     renumber[present] = np.arange(len(present))
     segment_of = renumber[rep]
     seg_scores = np.zeros(len(present), dtype=np.float32)
@@ -174,7 +182,8 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
                        scores: np.ndarray, sub_cand: np.ndarray, obj_cand: np.ndarray,
                        rel_probs: np.ndarray, rank_scores: np.ndarray, output: str = 'single_mpo',
                        mask_threshold: float = 0.85, thing_iou: float = 0.5,
-                       num_thing_classes: int = NUM_THING_CLASSES) -> Prediction:
+                       num_thing_classes: int = NUM_THING_CLASSES,
+                       claim_threshold: float = 0.5) -> Prediction:
     """The :class:`~openpsg.structures.Prediction` of ranked rows over candidates (see the module
     docstring).
 
@@ -188,15 +197,19 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
         output: ``'single_mpo'`` or ``'legacy'``.
         mask_threshold: a candidate's binary mask is ``sigmoid(logit) > mask_threshold``.
         thing_iou, num_thing_classes: see :func:`merge_candidates`.
+        claim_threshold: ``'single_mpo'``: a pixel whose best candidate's probability is not above
+            it is void (``'legacy'`` assigns every pixel, as OpenPSG).
     """
     num_predicates = rel_probs.shape[1] - 1
     if len(labels) == 0:
         return empty_prediction(meta, num_predicates)
+    legacy = check_output_mode(output) == 'legacy'
     binary = (logits.sigmoid() > mask_threshold).cpu().numpy()
     segment_of, id_map, seg_labels, seg_scores = merge_candidates(
-        logits, binary, labels, scores, thing_iou, num_thing_classes)
+        logits, binary, labels, scores, thing_iou, num_thing_classes,
+        None if legacy else claim_threshold)
     rel_probs = rel_probs.astype(np.float32)
-    if check_output_mode(output) == 'legacy':
+    if legacy:
         cands = np.concatenate([sub_cand, obj_cand])
         num_rows = len(sub_cand)
         masks = binary[cands]
