@@ -14,22 +14,21 @@
 3. The last checkpoint predicts the test split (``data.test``), and ``openpsg.evaluation.evaluate``
    scores SGDet under both protocols (R@K, mR@K, K = 20/50/100) and PQ, for the config's output
    mode and for ``output='legacy'`` (OpenPSG's per-row masks).
-4. Baseline on the same segments: every ordered pair of the model's own predicted segments gets
-   the training set's predicate frequencies as its distribution (argmax: the most frequent
-   predicate), ranked by the product of the two segment scores. What the model adds over it is
-   what its relation head learned.
+4. Baselines on the same segments (``openpsg.models.frequency_scene_graph``): every ordered pair
+   of the model's own predicted segments gets the training split's predicate distribution -
+   one for all pairs ("most frequent predicate") or one per (subject class, object class) with
+   "no relation" counted ("FREQ") - ranked by its best predicate probability times the two
+   segment scores. What the model adds over them is what its relation head learned.
 
-Prints the numbers and the cost (training wall time, training images/s, inference images/s, peak
-resident memory) and writes them to ``WORK_DIR/bench.json``.
+Training runs as a child process (its wall time and peak resident memory are measured). Prints
+the numbers and writes them to ``WORK_DIR/bench.json``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, data_options, ensure_synthetic_data, run_tool
+
+KEYS = [f'sgdet/{protocol}/{metric}@{k}' for protocol in ('openpsg', 'fair')
+        for metric in ('R', 'mR') for k in (20, 50, 100)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,125 +54,70 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_tool(name: str):
-    """``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def ensure_data(data: str) -> None:
-    if os.path.isfile(os.path.join(data, 'psg.json')):
-        return
-    from openpsg.datasets.synthetic import generate_synthetic_psg
-    print(f'generating {data} (900 train / 100 test images)')
-    generate_synthetic_psg(data, num_train=900, num_test=100, seed=0, workers=2, progress=True)
-
-
-def frequency_baseline(prediction, frequencies: np.ndarray):
-    """Every ordered pair of ``prediction``'s segments, scored with the predicate ``frequencies``
-    and ranked by the product of the segment scores."""
-    from dataclasses import replace
-
-    n = prediction.num_segments
-    i, j = np.nonzero(~np.eye(n, dtype=bool))
-    rank = prediction.scores[i] * prediction.scores[j] * frequencies.max()
-    order = np.argsort(-rank, kind='stable')
-    return replace(prediction, pairs=np.stack([i, j], 1)[order].astype(np.int64),
-                   predicate_scores=np.tile(frequencies, (len(order), 1)).astype(np.float32),
-                   triplet_scores=rank[order].astype(np.float32), no_relation_scores=None)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MB (Linux: KB units)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(args.threads)
-    # the models register themselves on import (until openpsg.models.one_stage imports them)
-    import openpsg.models.one_stage.psgformer  # noqa: F401
-    import openpsg.models.one_stage.psgtr  # noqa: F401
     from openpsg.config import Config, parse_cfg_options
     from openpsg.datasets.loader import build_test_loader
     from openpsg.engine.checkpoint import load_weights
     from openpsg.engine.inference import inference
     from openpsg.evaluation import evaluate, format_results
+    from openpsg.models import frequency_scene_graph
+    from openpsg.models.relation_heads import predicate_frequency_counts
     from openpsg.registry import DATASETS, MODELS
 
-    ensure_data(args.data)
-    name = Path(args.config).stem
-    work_dir = args.work_dir or f'work_dirs/bench_{name}'
-    data_options = [f'data.{split}.{key}={value}' for split in ('train', 'val', 'test')
-                    for key, value in (('ann_file', f'{args.data}/psg.json'),
-                                       ('data_root', f'{args.data}/'))]
-    options = data_options + list(args.cfg_options)
+    ensure_synthetic_data(args.data)
+    work_dir = args.work_dir or f'work_dirs/bench_{Path(args.config).stem}'
+    options = data_options(args.data) + list(args.cfg_options)
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(parse_cfg_options(options))
-
     pretrained = cfg.model.get('backbone', {}).get('pretrained')
     if isinstance(pretrained, str) and not os.path.isfile(pretrained):
         print(f'{args.config}: the backbone weights {pretrained} do not exist; train the model '
               'that provides them first (configs/panoptic_fpn/panoptic_fpn_tiny_synth.py for the '
               'tiny configs)', file=sys.stderr)
         return 1
-    train_set = DATASETS.build({**cfg.data.train, 'pipeline': []})
+    train_images = len(DATASETS.build({**cfg.data.train, 'pipeline': []}))
     test_set = DATASETS.build(cfg.data.test)
     epochs = int(cfg.runner.max_epochs)
-    print(f'{args.config}: {len(train_set)} training / {len(test_set)} test images, '
-          f'{epochs} epochs, {args.threads} threads')
+    print(f'{args.config}: {train_images} training / {len(test_set)} test images, '
+          f'{epochs} epochs, {args.threads} threads', flush=True)
 
-    start = time.perf_counter()
-    code = load_tool('train').main([args.config, '--work-dir', work_dir, '--no-validate',
-                                    '--seed', str(args.seed), '--cfg-options', *options])
-    train_seconds = time.perf_counter() - start
-    if code:
-        return code
-
+    stats = run_tool('train', [args.config, '--work-dir', work_dir, '--no-validate', '--seed',
+                               str(args.seed), '--cfg-options', *options],
+                     os.path.join(work_dir, 'bench_train.log'), args.threads)
     model = MODELS.build(cfg.model)
     load_weights(model, os.path.join(work_dir, 'latest.pth'), strict=True)
+    model.eval()
     start = time.perf_counter()
     predictions = inference(model, build_test_loader(test_set, 1))
     predict_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = evaluate(predictions, test_set, metrics=('sgdet', 'PQ'))
-    eval_seconds = time.perf_counter() - start
-    legacy = None
+    tables = {'model': evaluate(predictions, test_set, metrics=('sgdet', 'PQ'))}
     if getattr(model, 'output', 'legacy') != 'legacy':
         model.output = 'legacy'
-        legacy = evaluate(inference(model, build_test_loader(test_set, 1)), test_set,
-                          metrics=('sgdet',))
-    frequencies = train_set.predicate_frequencies().astype(np.float64)
-    frequencies /= frequencies.sum()
-    baseline = evaluate([frequency_baseline(p.compact(), frequencies) for p in predictions],
-                        test_set, metrics=('sgdet',))
+        tables["output='legacy'"] = evaluate(inference(model, build_test_loader(test_set, 1)),
+                                             test_set, metrics=('sgdet',))
+    counts = predicate_frequency_counts(cfg.data.train.ann_file, with_no_relation=True)
+    most_frequent = np.append(counts[..., :-1].sum((0, 1)), 0.0)  # no "no relation" mass
+    for name, table in (('most frequent predicate, same segments', most_frequent),
+                        ('FREQ (per class pair), same segments', counts)):
+        tables[name] = evaluate([frequency_scene_graph(p, table) for p in predictions], test_set,
+                                metrics=('sgdet',))
 
-    keys = [f'sgdet/{protocol}/{metric}@{k}' for protocol in ('openpsg', 'fair')
-            for metric in ('R', 'mR') for k in (20, 50, 100)]
     report = {
-        'config': args.config, 'data': args.data, 'train_images': len(train_set),
+        'config': args.config, 'data': args.data, 'train_images': train_images,
         'test_images': len(test_set), 'epochs': epochs, 'threads': args.threads,
-        'train_seconds': round(train_seconds, 1),
-        'train_images_per_second': round(len(train_set) * epochs / train_seconds, 2),
+        'train_seconds': round(stats.seconds, 1),
+        'train_images_per_second': round(train_images * epochs / stats.seconds, 2),
         'predict_images_per_second': round(len(test_set) / predict_seconds, 2),
-        'evaluate_seconds': round(eval_seconds, 1), 'peak_rss_mb': round(peak_rss_mb()),
-        'model': {k: round(v, 2) for k, v in scores.items() if k in keys or '/' not in k},
-        'model_legacy_output': legacy and {k: round(v, 2) for k, v in legacy.items() if k in keys},
-        'baseline_same_segments': {k: round(v, 2) for k, v in baseline.items() if k in keys},
+        'peak_rss_mb': round(stats.peak_rss_mb),
         'torch': torch.__version__, 'cpu': platform.processor() or platform.machine(),
     }
-    print(format_results(scores))
-    if legacy is not None:
-        legacy_table = format_results({k: v for k, v in legacy.items() if k in keys})
-        print(f"\noutput='legacy'\n{legacy_table}")
-    print('\nfrequency baseline on the same segments\n' + format_results(
-        {k: v for k, v in baseline.items() if k in keys}))
-    tables = ('model', 'model_legacy_output', 'baseline_same_segments')
+    for name, scores in tables.items():
+        keep = {k: round(v, 2) for k, v in scores.items() if k in KEYS or '/' not in k}
+        print(f'\n{name}\n{format_results(keep)}')
+        report[name] = keep
     print(json.dumps({k: v for k, v in report.items() if k not in tables}, indent=1))
     with open(os.path.join(work_dir, 'bench.json'), 'w', encoding='utf-8') as f:
         json.dump(report, f, indent=1)

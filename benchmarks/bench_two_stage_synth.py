@@ -7,7 +7,8 @@ trained from scratch on the synthetic PSG set on a CPU.
 1. ``--data`` (default ``data/psg_synth``) is generated with 900 training and 100 test images if
    it does not exist; an existing set is used as it is.
 2. The segmenter (``configs/panoptic_fpn/panoptic_fpn_tiny_synth.py``) is trained, unless
-   ``WORK_DIR/segmenter/latest.pth`` exists, and scored with PQ on the test split.
+   ``WORK_DIR/segmenter/latest.pth`` exists (then it is reused), and scored with PQ on the test
+   split.
 3. For every head and mode, ``configs/<head>/<head>_tiny_<mode>_synth.py`` trains on the frozen
    segmenter and is scored on the test split in its mode under both protocols (R@K, mR@K,
    K = 20/50/100).
@@ -118,9 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     seg_dir = os.path.join(args.work_dir, 'segmenter')
     seg_ckpt = os.path.join(seg_dir, 'latest.pth')
     seg_options = data + ([f'runner.max_epochs={args.seg_epochs}'] if args.seg_epochs else [])
+    seg_stats = os.path.join(seg_dir, 'bench_train.json')
     if not os.path.isfile(seg_ckpt):
         print(f'training the segmenter ({SEGMENTER}) into {seg_dir}', flush=True)
-        report['segmenter'] = train(SEGMENTER, seg_dir, seg_options, args)
+        with open(seg_stats, 'w', encoding='utf-8') as f:
+            json.dump(train(SEGMENTER, seg_dir, seg_options, args), f)
+    if os.path.isfile(seg_stats):  # the training cost of a reused segmenter
+        with open(seg_stats, encoding='utf-8') as f:
+            report['segmenter'] = json.load(f)
     segmenter, test_set = build_trained(SEGMENTER, seg_ckpt, seg_options)
     predictions, speed = predict(segmenter, test_set)
     pq = evaluate(predictions, test_set, metrics=('PQ',))

@@ -208,3 +208,18 @@ def test_detr_box_model_losses_and_ranked_boxes_at_original_size():
     mirrored = model(collate_samples([flipped]), 'predict')[0].boxes
     np.testing.assert_allclose(mirrored[:, [2, 1, 0, 3]] * [-1, 1, -1, 1] + [128, 0, 128, 0],
                                pred.boxes, atol=1e-4)
+
+
+def test_feature_level_picks_the_transformer_input_map():
+    config = dict(type='DETR', backbone=dict(type='ResNet', depth=18, frozen_stages=1),
+                  transformer=dict(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
+                                   dim_feedforward=64, dropout=0.0), num_queries=4)
+    imgs, pad = torch.randn(1, 3, 64, 96), torch.zeros(1, 64, 96, dtype=torch.bool)
+    c5 = MODELS.build(config).run_transformer(imgs, pad)
+    c4 = MODELS.build({**config, 'feature_level': 2}).run_transformer(imgs, pad)
+    assert c5.src.shape == (1, 32, 2, 3) and c5.memory.shape == (1, 32, 2, 3)  # stride 32
+    assert c4.src.shape == (1, 32, 4, 6) and c4.mask.shape == (1, 4, 6)        # stride 16
+    assert c4.features[2].shape[-2:] == (4, 6) and c4.hs.shape == (1, 1, 4, 32)
+    assert MODELS.build({**config, 'feature_level': 2}).input_proj.in_channels == 256
+    with pytest.raises(ValueError, match='feature_level'):
+        MODELS.build({**config, 'feature_level': 4})

@@ -52,22 +52,23 @@ class MLP(nn.Module):
 class Joiner(nn.Sequential):
     """``[0]`` a backbone, ``[1]`` a positional encoding (DETR's layout, hence ``backbone.0.body``).
 
-    ``forward(imgs (B, 3, H, W), pad_mask (B, H, W))`` -> the backbone's feature maps and padding
-    masks (lists over levels) and the positional encoding of the last level ``(B, d, h, w)``.
+    ``forward(imgs (B, 3, H, W), pad_mask (B, H, W), level)`` -> the backbone's feature maps and
+    padding masks (lists over levels) and the positional encoding ``(B, d, h, w)`` of ``level``
+    (default: the last).
     """
 
-    def forward(self, imgs: torch.Tensor, pad_mask: torch.Tensor
+    def forward(self, imgs: torch.Tensor, pad_mask: torch.Tensor, level: int = -1
                 ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         features, masks = self[0](imgs, pad_mask)
-        return features, masks, self[1](masks[-1]).to(features[-1].dtype)
+        return features, masks, self[1](masks[level]).to(features[level].dtype)
 
 
 @dataclass
 class TransformerOutputs:
     """What :meth:`DETRBase.run_transformer` computes for a batch.
 
-    ``features``: backbone maps C2..C5 ``(B, C_i, H_i, W_i)``; ``src``: C5 projected to
-    ``(B, d, h, w)``; ``mask``: its padding ``(B, h, w)``; ``hs``: decoder outputs of every layer
+    ``features``: backbone maps C2..C5 ``(B, C_i, H_i, W_i)``; ``src``: the transformer's input
+    map (C5 by default) projected to ``(B, d, h, w)``; ``mask``: its padding ``(B, h, w)``; ``hs``: decoder outputs of every layer
     ``(L, B, Q, d)``; ``memory``: encoder output ``(B, d, h, w)``.
     """
 
@@ -127,30 +128,44 @@ def empty_relations() -> dict[str, np.ndarray]:
 
 
 class DETRBase(PSGModel):
-    """Backbone (with sine positional encoding), 1x1 input projection of C5, ``num_queries``
-    learned query embeddings and a :class:`~.transformer.Transformer`. Heads are added by
-    subclasses, which call :meth:`run_transformer`.
+    """Backbone (with sine positional encoding), 1x1 input projection of one backbone map,
+    ``num_queries`` learned query embeddings and a :class:`~.transformer.Transformer`. Heads are
+    added by subclasses, which call :meth:`run_transformer` (or :meth:`embed`).
 
     ``backbone`` is a MODELS config (e.g. ``dict(type='ResNet', depth=50)``) of a module exposing
     ``num_channels``; ``transformer`` holds the :class:`~.transformer.Transformer` arguments.
+    ``feature_level`` picks the map the transformer reads: ``3`` (C5, stride 32) as DETR, ``2``
+    (C4, stride 16) for small images, where C5 leaves a few tokens per object at most.
     """
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
-                 num_queries: int = 100) -> None:
+                 num_queries: int = 100, feature_level: int = 3) -> None:
         super().__init__()
         self.transformer = Transformer(**transformer)
         d = self.transformer.d_model
         trunk = MODELS.build(backbone)
+        if not 0 <= feature_level < len(trunk.num_channels):
+            raise ValueError(f'feature_level must be in 0..{len(trunk.num_channels) - 1} (C2..C5), '
+                             f'got {feature_level}')
+        self.feature_level = feature_level
         self.backbone = Joiner(trunk, PositionEmbeddingSine(d // 2, normalize=True))
-        self.input_proj = nn.Conv2d(trunk.num_channels[-1], d, kernel_size=1)
+        self.input_proj = nn.Conv2d(trunk.num_channels[feature_level], d, kernel_size=1)
         self.query_embed = nn.Embedding(num_queries, d)
         self.num_queries = num_queries
 
+    def embed(self, imgs: torch.Tensor, pad_mask: torch.Tensor
+              ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Backbone maps C2..C5 and the transformer's input: the ``feature_level`` map projected
+        to ``(B, d, h, w)``, its padding mask ``(B, h, w)`` and positional encoding
+        ``(B, d, h, w)``."""
+        features, masks, pos = self.backbone(imgs, pad_mask, self.feature_level)
+        return (features, self.input_proj(features[self.feature_level]), masks[self.feature_level],
+                pos)
+
     def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor) -> TransformerOutputs:
-        features, masks, pos = self.backbone(imgs, pad_mask)
-        src = self.input_proj(features[-1])
-        hs, memory = self.transformer(src, masks[-1], self.query_embed.weight, pos)
-        return TransformerOutputs(features, src, masks[-1], hs, memory)
+        features, src, mask, pos = self.embed(imgs, pad_mask)
+        hs, memory = self.transformer(src, mask, self.query_embed.weight, pos)
+        return TransformerOutputs(features, src, mask, hs, memory)
 
 
 @MODELS.register()
@@ -171,8 +186,8 @@ class DETR(DETRBase):
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_queries: int = 100, aux_loss: bool = True,
                  eos_coef: float = 0.1, matcher: Mapping[str, float] | None = None,
-                 loss_weights: Mapping[str, float] | None = None) -> None:
-        super().__init__(backbone, transformer, num_queries)
+                 loss_weights: Mapping[str, float] | None = None, feature_level: int = 3) -> None:
+        super().__init__(backbone, transformer, num_queries, feature_level)
         d = self.transformer.d_model
         self.class_embed = nn.Linear(d, num_classes + 1)
         self.bbox_embed = MLP(d, d, 4, 3)

@@ -128,9 +128,9 @@ class DETR4Seg(DETR):
                  eos_coef: float = 0.1, matcher: Mapping[str, float] | None = None,
                  loss_weights: Mapping[str, float] | None = None, threshold: float = 0.85,
                  num_thing_classes: int = NUM_THING_CLASSES, focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.0) -> None:
+                 focal_gamma: float = 2.0, feature_level: int = 3) -> None:
         super().__init__(backbone, transformer, num_classes, num_queries, aux_loss, eos_coef,
-                         matcher, loss_weights)
+                         matcher, loss_weights, feature_level)
         d, nhead = self.transformer.d_model, self.transformer.nhead
         c2, c3, c4, _ = self.backbone[0].num_channels
         self.bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)

@@ -105,6 +105,7 @@ class PSGFormer(DETRBase):
         drop_rug_bug: reproduce OpenPSG's bug that drops every object query labelled
             ``rug-merged`` (and the rows pointing at it).
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
+        feature_level: the backbone map the transformer reads (see :class:`~.detr.DETRBase`).
     """
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
@@ -121,8 +122,8 @@ class PSGFormer(DETRBase):
                  loss_weights: Mapping[str, float] | None = None, focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0, test_cfg: Mapping[str, Any] | None = None,
                  output: str = 'single_mpo', drop_rug_bug: bool = False,
-                 num_thing_classes: int = NUM_THING_CLASSES) -> None:
-        super().__init__(backbone, transformer, num_queries)
+                 num_thing_classes: int = NUM_THING_CLASSES, feature_level: int = 3) -> None:
+        super().__init__(backbone, transformer, num_queries, feature_level)
         d, nhead = self.transformer.d_model, self.transformer.nhead
         decoder = self.transformer.decoder
         self.rel_decoder = TransformerDecoder(len(decoder.layers), d, nhead,
@@ -156,13 +157,12 @@ class PSGFormer(DETRBase):
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, FormerOutputs]:
         """Encoder once, both decoders on its memory, all heads (``hs`` = object decoder)."""
-        features, masks, pos = self.backbone(batch.imgs, batch.pad_mask)
-        src = self.input_proj(features[-1])
-        memory, flat_mask, flat_pos = self.transformer.encode(src, masks[-1], pos)
+        features, src, mask, pos = self.embed(batch.imgs, batch.pad_mask)
+        memory, flat_mask, flat_pos = self.transformer.encode(src, mask, pos)
         hs = self.transformer.decoder(self.query_embed.weight, memory, flat_mask, flat_pos)
         rel_hs = self.rel_decoder(self.rel_query_embed.weight, memory, flat_mask, flat_pos)
         b, d, h, w = src.shape
-        out = TransformerOutputs(features, src, masks[-1], hs,
+        out = TransformerOutputs(features, src, mask, hs,
                                  memory.permute(1, 2, 0).reshape(b, d, h, w))
         rel = F.normalize(rel_hs[-1], dim=-1)
         sub = F.normalize(self.sub_pointer(hs[-1]), dim=-1)

@@ -148,6 +148,7 @@ class PSGTr(DETRBase):
         drop_wall_other_bug: reproduce OpenPSG's bug that drops every row whose subject or object
             is ``wall-other-merged`` (for its published numbers).
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
+        feature_level: the backbone map the transformer reads (see :class:`~.detr.DETRBase`).
     """
 
     default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
@@ -164,8 +165,8 @@ class PSGTr(DETRBase):
                  loss_weights: Mapping[str, float] | None = None,
                  test_cfg: Mapping[str, Any] | None = None, output: str = 'single_mpo',
                  drop_wall_other_bug: bool = False,
-                 num_thing_classes: int = NUM_THING_CLASSES) -> None:
-        super().__init__(backbone, transformer, num_queries)
+                 num_thing_classes: int = NUM_THING_CLASSES, feature_level: int = 3) -> None:
+        super().__init__(backbone, transformer, num_queries, feature_level)
         d, nhead = self.transformer.d_model, self.transformer.nhead
         c2, c3, c4, _ = self.backbone[0].num_channels
         self.sub_class_embed = nn.Linear(d, num_classes + 1)
