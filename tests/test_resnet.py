@@ -39,3 +39,8 @@ def test_a_prefix_that_matches_nothing_names_the_file_and_the_keys(checkpoint):
         ResNet(18, pretrained=str(path), pretrained_prefix='backbone.')
     with pytest.raises(ValueError, match='not the weights of this ResNet'):
         ResNet(34, pretrained=str(path), pretrained_prefix='backbone.body.')
+
+
+def test_missing_weights_file_is_named():
+    with pytest.raises(FileNotFoundError, match='nowhere.pth: backbone weights not found'):
+        ResNet(depth=18, pretrained='/nowhere.pth')

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     json.dump({'config': args.config, 'checkpoint': args.checkpoint,
                                'metric': results}, f, indent=2)
                 logger.info(f'scores written to {path}')
-    except (ConfigError, CheckpointError, DatasetError, EvaluationError) as err:
+    except (ConfigError, CheckpointError, DatasetError, EvaluationError, FileNotFoundError) as err:
         print(f'test.py: error: {err}', file=sys.stderr)
         return 1
     finally:

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         elif load_from:
             trainer.load_weights(load_from)
         trainer.train()
-    except (ConfigError, CheckpointError, DatasetError, EvaluationError) as err:
+    except (ConfigError, CheckpointError, DatasetError, EvaluationError, FileNotFoundError) as err:
         print(f'train.py: error: {err}', file=sys.stderr)
         return 1
     finally:

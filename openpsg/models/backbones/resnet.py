@@ -1,6 +1,7 @@
 """ResNet trunk (torchvision) with frozen batch norm, returning C2-C5 and their padding masks."""
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 import torch
@@ -23,6 +24,11 @@ def imagenet_state_dict(depth: int, pretrained: bool | str) -> dict[str, torch.T
     if pretrained is True:
         weights = torchvision.models.get_model_weights(f'resnet{depth}').IMAGENET1K_V1
         return weights.get_state_dict(progress=True)
+    if not os.path.isfile(pretrained):
+        raise FileNotFoundError(
+            f'{pretrained}: backbone weights not found (model.backbone.pretrained; the tiny '
+            'configs take the ResNet-18 of a trained '
+            'configs/panoptic_fpn/panoptic_fpn_tiny_synth.py: train it first)')
     state = torch.load(pretrained, map_location='cpu', weights_only=True)
     return state.get('state_dict', state) if isinstance(state, dict) else state
 
