@@ -19,6 +19,9 @@ model = dict(
     transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
                      dim_feedforward=256, dropout=0.0),
     num_queries=30,
+    # The transformer reads C4 (stride 16): C5 leaves 4x5 tokens on a 128-px image. PSGTR, 15
+    # epochs: PQ things 2.2 vs 0.6, R@20 9.5 vs 8.0 with C5, for 17 % more time.
+    feature_level=2,
     num_rel_queries=30,
 )
 # DETR's lr: with a random trunk, 1e-3 collapses the encoder within ~50 iterations (its output

@@ -18,12 +18,15 @@ model = dict(
     transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
                      dim_feedforward=256, dropout=0.0),
     num_queries=30,
+    # The transformer reads C4 (stride 16): C5 leaves 4x5 tokens on a 128-px image. PSGTR, 15
+    # epochs: PQ things 2.2 vs 0.6, R@20 9.5 vs 8.0 with C5, for 17 % more time.
+    feature_level=2,
 )
 # DETR's lr: with a random trunk, 1e-3 collapses the encoder within ~50 iterations (its output
 # stops depending on the image); with the trained trunk 5e-4 scored the same as 2e-4 in 6 epochs
 optimizer = dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
 optimizer_config = dict(grad_clip=dict(max_norm=1.0, norm_type=2))
-# 15 epochs: ~9 minutes on one CPU thread (400 images)
+# 15 epochs: ~10 minutes on one CPU thread (400 images)
 lr_config = dict(policy='step', step=[12], warmup='linear', warmup_iters=100, warmup_ratio=0.1)
 runner = dict(type='EpochBasedRunner', max_epochs=15)
 log_config = dict(interval=20)
