@@ -15,7 +15,7 @@ RELATIONS=configs/motifs/motifs_tiny_sgdet_synth.py
 data_opts=(data.train.ann_file="$DATA/psg.json" data.train.data_root="$DATA/"
            data.val.ann_file="$DATA/psg.json" data.val.data_root="$DATA/"
            data.test.ann_file="$DATA/psg.json" data.test.data_root="$DATA/")
-SEG_EPOCHS="${SEG_EPOCHS:-6}"
+SEG_EPOCHS="${SEG_EPOCHS:-10}"
 REL_EPOCHS="${REL_EPOCHS:-3}"
 last_but_one() { echo $(( $1 > 1 ? $1 - 1 : 1 )); }  # lr step: x0.1 for the last epoch
 mkdir -p "$OUT"
