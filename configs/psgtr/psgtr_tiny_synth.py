@@ -1,6 +1,6 @@
-# CPU-sized PSGTR on the synthetic PSG set: a frozen ResNet-18 taken from the tiny Panoptic FPN
-# trained on the same set (as the real PSGTR starts from a COCO-panoptic DETR; train that first),
-# a 64-d transformer with 2+2 layers, 30 triplet queries, images of 128-160 px.
+# CPU-sized PSGTR on the synthetic PSG set: the trained tiny Panoptic FPN's ResNet-18 (frozen), a
+# 64-d transformer with 2+2 layers on C4, 30 triplet queries, images of 128-160 px (see
+# configs/_base_/models/one_stage_tiny_synth.py).
 #   python tools/make_synth_psg.py --out data/psg_synth --num-train 400 --num-test 100
 #   python tools/train.py configs/panoptic_fpn/panoptic_fpn_tiny_synth.py
 #   python tools/train.py configs/psgtr/psgtr_tiny_synth.py
@@ -8,28 +8,9 @@ _base_ = [
     '../_base_/models/psgtr_r50.py',
     '../_base_/datasets/psg_synth_onestage.py',
     '../_base_/default_runtime.py',
+    '../_base_/models/one_stage_tiny_synth.py',
 ]
-model = dict(
-    # Frozen: a random frozen trunk gives PQ things 0 and R@20 0; training layer3-4 (lr x0.1)
-    # costs 75 % more time per epoch and did not score higher in 6 epochs.
-    backbone=dict(depth=18, frozen_stages=4,
-                  pretrained='work_dirs/panoptic_fpn_tiny_synth/latest.pth',
-                  pretrained_prefix='backbone.body.'),
-    transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
-                     dim_feedforward=256, dropout=0.0),
-    num_queries=30,
-    # The transformer reads C4 (stride 16): C5 leaves 4x5 tokens on a 128-px image. PSGTR, 15
-    # epochs: PQ things 2.2 vs 0.6, R@20 9.5 vs 8.0 with C5, for 17 % more time.
-    feature_level=2,
-)
-# DETR's lr: with a random trunk, 1e-3 collapses the encoder within ~50 iterations (its output
-# stops depending on the image); with the trained trunk 5e-4 scored the same as 2e-4 in 6 epochs
-optimizer = dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
-optimizer_config = dict(grad_clip=dict(max_norm=1.0, norm_type=2))
 # 15 epochs: ~10 minutes on one CPU thread (400 images)
-lr_config = dict(policy='step', step=[12], warmup='linear', warmup_iters=100, warmup_ratio=0.1)
-runner = dict(type='EpochBasedRunner', max_epochs=15)
-log_config = dict(interval=20)
-evaluation = dict(interval=4, metric=['sgdet', 'PQ'])
-load_from = None
+lr_config = dict(step=[12])
+runner = dict(max_epochs=15)
 work_dir = './work_dirs/psgtr_tiny_synth'
