@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from one_stage_scenes import GRASS, HORSE, PERSON, SKY, TINY, coco_sized_scene, sky_grass_scene
+
 from openpsg.config import Config
 from openpsg.datasets.errors import DatasetError
 from openpsg.models.one_stage import DETR4Seg
@@ -15,35 +17,12 @@ from openpsg.structures import (NUM_PREDICATES, VOID, ImageMeta, Sample, collate
                                 id_map_iou, masks_to_boxes)
 
 ROOT = Path(__file__).resolve().parents[1]
-SKY, GRASS, PERSON, HORSE = 119, 125, 0, 17  # sky-other-merged, grass-merged (stuff), things
 
 
 def tiny_model(**overrides) -> DETR4Seg:
-    cfg = dict(type='DETR4Seg', backbone=dict(type='ResNet', depth=18, frozen_stages=1),
-               transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
-                                dim_feedforward=128, dropout=0.0),
-               num_queries=10)
+    cfg = dict(type='DETR4Seg', **TINY, num_queries=10)
     cfg.update(overrides)
     return MODELS.build(cfg)
-
-
-def scene(image_id: str, h: int, w: int, thing: tuple[int, int, int, int], thing_label: int,
-          ori_shape: tuple[int, int] | None = None, flip: bool = False) -> tuple[Sample, np.ndarray]:
-    """Sky on the top third, grass below, one thing rectangle ``(y0, y1, x0, x1)``; colours make the
-    three segments easy to tell apart. Returns the sample and its GT id map."""
-    ids = np.ones((h, w), np.int32)
-    ids[:h // 3] = 0
-    y0, y1, x0, x1 = thing
-    ids[y0:y1, x0:x1] = 2
-    masks = ids[None] == np.arange(3)[:, None, None]
-    colours = np.array([[0.2, 0.5, 1.5], [-1.0, 1.2, -1.0], [1.5, -0.5, -0.5]], np.float32)
-    img = colours[ids].transpose(2, 0, 1) + 0.1 * np.random.RandomState(0).randn(3, h, w)
-    meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=ori_shape or (h, w),
-                     img_shape=(h, w), pad_shape=(h, w), flip=flip)
-    return Sample(img=torch.from_numpy(img.astype(np.float32)), meta=meta,
-                  labels=torch.tensor([SKY, GRASS, thing_label]),
-                  boxes=torch.from_numpy(masks_to_boxes(masks)), masks=torch.from_numpy(masks),
-                  rels=torch.tensor([[2, 1, 14]])), ids
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +32,8 @@ def _seed():
 
 def test_one_step_gives_every_loss_and_gradients_reach_the_heads():
     model = tiny_model()
-    batch = collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
-                             scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]])
+    batch = collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
+                             sky_grass_scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]])
     losses = model(batch, mode='loss')
     expected = {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_mask', 'loss_dice',
                 'loss_ce_d0', 'loss_bbox_d0', 'loss_giou_d0'}
@@ -74,7 +53,7 @@ def test_loss_weights_scale_the_terms_and_images_without_objects_work():
     a = tiny_model(aux_loss=False)
     b = tiny_model(aux_loss=False, loss_weights=dict(dice=2.0, ce=0.5))
     b.load_state_dict(a.state_dict())
-    sample, _ = scene('a', 48, 64, (20, 44, 6, 30), PERSON)
+    sample, _ = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)
     empty = Sample(img=torch.randn(3, 40, 40),
                    meta=ImageMeta('e', ori_shape=(40, 40), img_shape=(40, 40)),
                    labels=torch.zeros(0, dtype=torch.int64), boxes=torch.zeros(0, 4),
@@ -95,8 +74,8 @@ def test_loss_weights_scale_the_terms_and_images_without_objects_work():
 
 def test_predict_returns_a_wellformed_prediction_at_original_size():
     model = tiny_model(threshold=0.0).eval()
-    small, _ = scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(96, 128))  # resized by 0.5
-    large, _ = scene('b', 56, 72, (16, 36, 30, 50), HORSE)
+    small, _ = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(96, 128))  # resized by 0.5
+    large, _ = sky_grass_scene('b', 56, 72, (16, 36, 30, 50), HORSE)
     preds = model(collate_samples([small, large]), mode='predict')
     assert [p.image_id for p in preds] == ['a', 'b']
     for pred, shape in zip(preds, [(96, 128), (56, 72)]):
@@ -119,12 +98,12 @@ def test_predict_returns_a_wellformed_prediction_at_original_size():
 
 def test_predict_undoes_a_horizontal_flip_and_handles_no_kept_query():
     model = tiny_model(threshold=0.0).eval()
-    plain = model(collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0]]), 'predict')[0]
-    flipped = model(collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON, flip=True)[0]]),
+    plain = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0]]), 'predict')[0]
+    flipped = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, flip=True)[0]]),
                     'predict')[0]
     np.testing.assert_array_equal(flipped.pan_id_map, plain.pan_id_map[:, ::-1])
     model.threshold = 1.0  # no probability exceeds 1: nothing kept
-    empty = model(collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(50, 70))[0]]),
+    empty = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(50, 70))[0]]),
                   'predict')[0]
     assert empty.num_segments == 0 and empty.masks.shape == (0, 50, 70)
     assert (empty.pan_id_map == VOID).all() and empty.pan_id_map.shape == (50, 70)
@@ -153,7 +132,7 @@ def test_panoptic_prediction_hand_made_logits():
 
 def test_bad_targets_name_the_image_and_the_field():
     model = tiny_model()
-    sample, _ = scene('img7', 48, 64, (20, 44, 6, 30), PERSON)
+    sample, _ = sky_grass_scene('img7', 48, 64, (20, 44, 6, 30), PERSON)
     no_masks = Sample(**{**sample.__dict__, 'masks': torch.zeros(3, 0, 0, dtype=torch.bool)})
     with pytest.raises(DatasetError, match=r'img7\.jpg: image_id=img7: masks: DETR4Seg needs one mask'):
         model(collate_samples([no_masks]))
@@ -180,7 +159,7 @@ def test_short_overfit_learns_the_panoptic_maps():
     """200 steps on two 48x64 scenes (backbone frozen): classes, boxes and masks are learned."""
     model = tiny_model(backbone=dict(type='ResNet', depth=18, frozen_stages=4), num_queries=5,
                        threshold=0.5)
-    scenes = [scene('a', 48, 64, (24, 44, 6, 32), PERSON), scene('b', 48, 64, (18, 40, 32, 58), HORSE)]
+    scenes = [sky_grass_scene('a', 48, 64, (24, 44, 6, 32), PERSON), sky_grass_scene('b', 48, 64, (18, 40, 32, 58), HORSE)]
     batch = collate_samples([s for s, _ in scenes])
 
     def evaluate() -> float:
@@ -210,16 +189,7 @@ def test_r50_config_forward_backward_on_a_full_size_image():
     cfg = Config.fromfile(ROOT / 'configs' / '_base_' / 'models' / 'detr4seg_r50.py')
     model = MODELS.build(cfg.model)
     assert model.num_queries == 100 and model.class_embed.out_features == 134
-    h, w = 800, 1333
-    masks = torch.zeros(3, h, w, dtype=torch.bool)
-    masks[0, :300] = True
-    masks[1, 300:] = True
-    masks[2, 400:700, 200:600] = True
-    masks[1] &= ~masks[2]
-    sample = Sample(img=torch.randn(3, h, w), meta=ImageMeta('big', ori_shape=(h, w), img_shape=(h, w)),
-                    labels=torch.tensor([SKY, GRASS, PERSON]),
-                    boxes=torch.from_numpy(masks_to_boxes(masks.numpy())), masks=masks,
-                    rels=torch.zeros(0, 3, dtype=torch.int64))
+    sample = coco_sized_scene(rels=())
     start = time.perf_counter()
     losses = model(collate_samples([sample]))
     sum(losses.values()).backward()

@@ -10,36 +10,17 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert, generalized_box_iou
 
+from one_stage_scenes import HORSE, PERSON, TINY, coco_sized_scene, sky_grass_scene
+
 from openpsg.config import Config
 from openpsg.engine.optim import build_param_groups
 from openpsg.models.one_stage.detr4seg import DETR4Seg
 from openpsg.models.one_stage.psgformer import FormerOutputs, PSGFormer, relation_targets
 from openpsg.models.one_stage.triplet_matcher import IdMatcher, ObjectMatcher
 from openpsg.registry import MODELS
-from openpsg.structures import NUM_PREDICATES, ImageMeta, Sample, collate_samples, masks_to_boxes
+from openpsg.structures import NUM_PREDICATES, Sample, collate_samples
 
 ROOT = Path(__file__).resolve().parents[1]
-SKY, GRASS, PERSON, HORSE = 119, 125, 0, 17
-TINY = dict(backbone=dict(type='ResNet', depth=18, frozen_stages=1),
-            transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
-                             dim_feedforward=128, dropout=0.0))
-
-
-def scene(image_id: str, h: int, w: int, thing: tuple[int, int, int, int], label: int) -> Sample:
-    """Sky above grass, one thing ``(y0, y1, x0, x1)`` standing on the grass, in front of the sky."""
-    ids = np.ones((h, w), np.int64)
-    ids[:h // 3] = 0
-    y0, y1, x0, x1 = thing
-    ids[y0:y1, x0:x1] = 2
-    masks = ids[None] == np.arange(3)[:, None, None]
-    colours = np.array([[0.2, 0.5, 1.5], [-1.0, 1.2, -1.0], [1.5, -0.5, -0.5]], np.float32)
-    img = colours[ids].transpose(2, 0, 1) + 0.1 * np.random.RandomState(0).randn(3, h, w)
-    meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=(h, w), img_shape=(h, w),
-                     pad_shape=(h, w))
-    return Sample(img=torch.from_numpy(img.astype(np.float32)), meta=meta,
-                  labels=torch.tensor([SKY, GRASS, label]),
-                  boxes=torch.from_numpy(masks_to_boxes(masks)), masks=torch.from_numpy(masks),
-                  rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +30,8 @@ def _seed():
 
 def test_one_step_gives_every_loss_and_gradients_reach_both_branches():
     model = PSGFormer(**TINY, num_queries=8, num_rel_queries=6)
-    batch = collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON),
-                             scene('b', 40, 56, (16, 36, 30, 50), HORSE)])
+    batch = collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
+                             sky_grass_scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]])
     losses = model(batch, mode='loss')
     per_layer = ['ce', 'bbox', 'giou', 'rel_ce']
     expected = {f'loss_{n}' for n in per_layer + ['mask', 'dice', 'sub_pointer', 'obj_pointer']}
@@ -153,8 +134,8 @@ def test_object_and_id_matchers_against_brute_force(num_queries, num_targets, se
 @pytest.mark.parametrize('output', ['single_mpo', 'legacy'])
 def test_predict_is_wellformed(output):
     model = PSGFormer(**TINY, num_queries=8, num_rel_queries=6, output=output).eval()
-    preds = model(collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON),
-                                   scene('b', 40, 56, (16, 36, 30, 50), HORSE)]), mode='predict')
+    preds = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
+                                   sky_grass_scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]]), mode='predict')
     for pred, shape in zip(preds, [(48, 64), (40, 56)]):
         n, r = pred.num_segments, len(pred.pairs)
         assert n > 0 and pred.masks.shape == (n, *shape) and pred.pan_id_map.shape == shape
@@ -181,16 +162,7 @@ def test_r50_config_forward_backward_on_a_full_size_image():
     model = MODELS.build(cfg.model)
     assert model.num_queries == 100 and model.rel_query_embed.num_embeddings == 100
     assert model.class_embed.out_features == 134 and model.rel_class_embed.out_features == 57
-    h, w = 800, 1333
-    masks = torch.zeros(3, h, w, dtype=torch.bool)
-    masks[0, :300] = True
-    masks[1, 300:] = True
-    masks[2, 400:700, 200:600] = True
-    masks[1] &= ~masks[2]
-    sample = Sample(img=torch.randn(3, h, w), meta=ImageMeta('big', ori_shape=(h, w), img_shape=(h, w)),
-                    labels=torch.tensor([SKY, GRASS, PERSON]),
-                    boxes=torch.from_numpy(masks_to_boxes(masks.numpy())), masks=masks,
-                    rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
+    sample = coco_sized_scene()
     start = time.perf_counter()
     losses = model(collate_samples([sample]))
     sum(losses.values()).backward()

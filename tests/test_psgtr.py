@@ -10,37 +10,17 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert, generalized_box_iou
 
+from one_stage_scenes import HORSE, PERSON, TINY, coco_sized_scene, sky_grass_scene
+
 from openpsg.config import Config
 from openpsg.datasets.errors import DatasetError
 from openpsg.models.one_stage.detr4seg import DETR4Seg
 from openpsg.models.one_stage.psgtr import PSGTr
 from openpsg.models.one_stage.triplet_matcher import HTriMatcher, TripletOutputs, TripletTargets
 from openpsg.registry import MODELS
-from openpsg.structures import NUM_PREDICATES, ImageMeta, Sample, collate_samples, masks_to_boxes
+from openpsg.structures import NUM_PREDICATES, Sample, collate_samples, masks_to_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
-SKY, GRASS, PERSON, HORSE = 119, 125, 0, 17
-TINY = dict(backbone=dict(type='ResNet', depth=18, frozen_stages=1),
-            transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
-                             dim_feedforward=128, dropout=0.0))
-
-
-def scene(image_id: str, h: int, w: int, thing: tuple[int, int, int, int], label: int,
-          ori_shape: tuple[int, int] | None = None, flip: bool = False) -> Sample:
-    """Sky above grass, one thing ``(y0, y1, x0, x1)`` standing on the grass, in front of the sky."""
-    ids = np.ones((h, w), np.int64)
-    ids[:h // 3] = 0
-    y0, y1, x0, x1 = thing
-    ids[y0:y1, x0:x1] = 2
-    masks = ids[None] == np.arange(3)[:, None, None]
-    colours = np.array([[0.2, 0.5, 1.5], [-1.0, 1.2, -1.0], [1.5, -0.5, -0.5]], np.float32)
-    img = colours[ids].transpose(2, 0, 1) + 0.1 * np.random.RandomState(0).randn(3, h, w)
-    meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=ori_shape or (h, w),
-                     img_shape=(h, w), pad_shape=(h, w), flip=flip)
-    return Sample(img=torch.from_numpy(img.astype(np.float32)), meta=meta,
-                  labels=torch.tensor([SKY, GRASS, label]),
-                  boxes=torch.from_numpy(masks_to_boxes(masks)), masks=torch.from_numpy(masks),
-                  rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +30,8 @@ def _seed():
 
 def test_one_step_gives_every_loss_and_gradients_reach_the_heads():
     model = PSGTr(**TINY, num_queries=10)
-    batch = collate_samples([scene('a', 48, 64, (20, 44, 6, 30), PERSON),
-                             scene('b', 40, 56, (16, 36, 30, 50), HORSE)])
+    batch = collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
+                             sky_grass_scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]])
     losses = model(batch, mode='loss')
     per_layer = ['sub_ce', 'obj_ce', 'rel_ce', 'sub_bbox', 'obj_bbox', 'sub_giou', 'obj_giou']
     expected = {f'loss_{n}' for n in per_layer + ['sub_dice', 'obj_dice']}
@@ -105,7 +85,7 @@ def test_loss_weights_aux_loss_and_images_without_relations():
     a = PSGTr(**TINY, num_queries=10, aux_loss=False)
     b = PSGTr(**TINY, num_queries=10, aux_loss=False, loss_weights=dict(rel_ce=4.0, sub_dice=3.0))
     b.load_state_dict(a.state_dict())
-    sample = scene('a', 48, 64, (20, 44, 6, 30), PERSON)
+    sample = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0]
     batch = collate_samples([sample])
     la, lb = a(batch), b(batch)
     assert len(la) == 9
@@ -124,7 +104,7 @@ def test_loss_weights_aux_loss_and_images_without_relations():
 
 def test_bad_targets_name_the_image_and_the_field():
     model = PSGTr(**TINY, num_queries=5)
-    sample = scene('img7', 48, 64, (20, 44, 6, 30), PERSON)
+    sample = sky_grass_scene('img7', 48, 64, (20, 44, 6, 30), PERSON)[0]
     bad_rel = Sample(**{**sample.__dict__, 'rels': torch.tensor([[2, 3, 14]])})
     with pytest.raises(DatasetError,
                        match=r'img7\.jpg: image_id=img7: rels: subject/object must index'):
@@ -191,8 +171,8 @@ def test_htrimatcher_cost_and_assignment_against_brute_force(num_queries, num_ta
 def test_predict_is_wellformed_at_original_size(output):
     everything = dict(subject_score_thr=0.0, object_score_thr=0.0, predicate_score_thr=0.0)
     model = PSGTr(**TINY, num_queries=10, output=output, test_cfg=everything).eval()
-    small = scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(96, 128), flip=True)
-    large = scene('b', 56, 72, (16, 36, 30, 50), HORSE)
+    small = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(96, 128), flip=True)[0]
+    large = sky_grass_scene('b', 56, 72, (16, 36, 30, 50), HORSE)[0]
     preds = model(collate_samples([small, large]), mode='predict')
     assert [p.image_id for p in preds] == ['a', 'b']
     for pred, shape in zip(preds, [(96, 128), (56, 72)]):
@@ -233,16 +213,7 @@ def test_r50_config_forward_backward_on_a_full_size_image():
     model = MODELS.build(cfg.model)
     assert model.num_queries == 100 and model.rel_class_embed.out_features == 57
     assert model.sub_class_embed.out_features == model.obj_class_embed.out_features == 134
-    h, w = 800, 1333
-    masks = torch.zeros(3, h, w, dtype=torch.bool)
-    masks[0, :300] = True
-    masks[1, 300:] = True
-    masks[2, 400:700, 200:600] = True
-    masks[1] &= ~masks[2]
-    sample = Sample(img=torch.randn(3, h, w), meta=ImageMeta('big', ori_shape=(h, w), img_shape=(h, w)),
-                    labels=torch.tensor([SKY, GRASS, PERSON]),
-                    boxes=torch.from_numpy(masks_to_boxes(masks.numpy())), masks=masks,
-                    rels=torch.tensor([[2, 1, 14], [2, 0, 1]]))
+    sample = coco_sized_scene()
     start = time.perf_counter()
     losses = model(collate_samples([sample]))
     sum(losses.values()).backward()
