@@ -127,6 +127,16 @@ def empty_relations() -> dict[str, np.ndarray]:
                 triplet_scores=np.zeros((0,), np.float32))
 
 
+def checked_options(defaults: Mapping[str, Any], options: Mapping[str, Any] | None, owner: str,
+                    name: str) -> dict[str, Any]:
+    """``defaults`` updated by ``options`` (a model's ``loss_weights`` or ``test_cfg``); a key
+    that ``defaults`` lacks is a ``ValueError`` naming ``owner``, ``name`` and the known keys."""
+    unknown = set(options or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f'{owner}: unknown {name} {sorted(unknown)}; known: {sorted(defaults)}')
+    return {**defaults, **(options or {})}
+
+
 class DETRBase(PSGModel):
     """Backbone (with sine positional encoding), 1x1 input projection of one backbone map,
     ``num_queries`` learned query embeddings and a :class:`~.transformer.Transformer`. Heads are
@@ -195,11 +205,8 @@ class DETR(DETRBase):
         self.aux_loss = aux_loss
         self.eos_coef = eos_coef
         self.matcher = HungarianMatcher(**(matcher or {}))
-        unknown = set(loss_weights or {}) - set(self.default_loss_weights)
-        if unknown:
-            raise ValueError(f'{type(self).__name__}: unknown loss_weights {sorted(unknown)}; '
-                             f'known: {sorted(self.default_loss_weights)}')
-        self.loss_weights = {**self.default_loss_weights, **(loss_weights or {})}
+        self.loss_weights = checked_options(self.default_loss_weights, loss_weights,
+                                            type(self).__name__, 'loss_weights')
 
     def predict_boxes(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder outputs ``(L, B, Q, d)`` -> class logits ``(L, B, Q, C + 1)`` and normalised

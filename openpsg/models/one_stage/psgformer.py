@@ -41,12 +41,11 @@ from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
                            ImageMeta, Prediction)
 from ..losses import dice_loss, no_object_cross_entropy, sigmoid_focal_loss
-from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, flatten_matches,
+from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
                    num_targets_for_norm)
 from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
 from .matcher import Match
-from .psgtr import (box_losses, checked_loss_weights, checked_rels, half_resolution_logits,
-                    half_resolution_masks, merged_test_cfg)
+from .psgtr import box_losses, checked_rels, half_resolution_logits, half_resolution_masks
 from .transformer import TransformerDecoder
 from .triplet_matcher import IdMatcher, ObjectMatcher, Size
 from .triplet_postprocess import (check_output_mode, logits_at_original_size, top_triplets,
@@ -147,11 +146,12 @@ class PSGFormer(DETRBase):
         self.temperature = temperature
         self.matcher = ObjectMatcher(**{'cls': 4.0, 'bbox': 3.0, 'giou': 2.0, **(matcher or {})})
         self.rel_matcher = IdMatcher(**(rel_matcher or {}))
-        self.loss_weights = checked_loss_weights(self.default_loss_weights, loss_weights,
-                                                 'PSGFormer')
+        self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGFormer',
+                                            'loss_weights')
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
-        self.test_cfg = merged_test_cfg(self.default_test_cfg, test_cfg, 'PSGFormer')
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGFormer',
+                                        'test_cfg keys')
         self.output = check_output_mode(output)
         self.drop_rug_bug = drop_rug_bug
 

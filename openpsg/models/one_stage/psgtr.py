@@ -36,7 +36,7 @@ from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
                            ImageMeta, Prediction, Sample)
 from ..losses import dice_loss, giou_loss, l1_loss, no_object_cross_entropy
-from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, flatten_matches,
+from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
                    num_targets_for_norm)
 from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
 from .matcher import Match
@@ -108,25 +108,6 @@ def box_losses(boxes: torch.Tensor, target_boxes: torch.Tensor, sizes: Sequence[
     return l1_loss(boxes, target_boxes, num_boxes), giou
 
 
-def merged_test_cfg(defaults: Mapping[str, Any], test_cfg: Mapping[str, Any] | None,
-                  owner: str) -> dict[str, Any]:
-    """``defaults`` updated by ``test_cfg``; unknown keys are an error naming ``owner``."""
-    unknown = set(test_cfg or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f'{owner}: unknown test_cfg keys {sorted(unknown)}; '
-                         f'known: {sorted(defaults)}')
-    return {**defaults, **(test_cfg or {})}
-
-
-def checked_loss_weights(defaults: Mapping[str, float], loss_weights: Mapping[str, float] | None,
-                         owner: str) -> dict[str, float]:
-    unknown = set(loss_weights or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f'{owner}: unknown loss_weights {sorted(unknown)}; '
-                         f'known: {sorted(defaults)}')
-    return {**defaults, **(loss_weights or {})}
-
-
 @MODELS.register()
 class PSGTr(DETRBase):
     """PSGTR: ``num_queries`` triplet queries (module docstring).
@@ -184,8 +165,9 @@ class PSGTr(DETRBase):
         self.aux_loss = aux_loss
         self.no_relation_weight = no_relation_weight
         self.matcher = HTriMatcher(**(matcher or {}))
-        self.loss_weights = checked_loss_weights(self.default_loss_weights, loss_weights, 'PSGTr')
-        self.test_cfg = merged_test_cfg(self.default_test_cfg, test_cfg, 'PSGTr')
+        self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGTr',
+                                            'loss_weights')
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg keys')
         self.output = check_output_mode(output)
         self.drop_wall_other_bug = drop_wall_other_bug
 
