@@ -1,13 +1,13 @@
-"""PSGTR and PSGFormer learn: overfitting four synthetic scenes drives SGDet R@20 above 30 %.
+"""PSGTR and PSGFormer learn: overfitting four synthetic scenes drives SGDet R@20 above 50 %.
 
-The scenes are the first four test images of the synthetic PSG set (seed 0, 96 px): 4-8 segments
-and 2-8 relations each, people, a bicycle, boats and a ball among them. The models are the tiny
-configs' (64-d transformer, 2 + 2 layers) on a small trainable CNN instead of ResNet-18, which
-keeps a step near 0.1 s on one core; 400 AdamW steps (lr 1e-3, cosine) reach R@20 = 39 % (PSGTR)
-and 54 % (PSGFormer) with the default output (``single_mpo``: one merged panoptic segment per
-object), OpenPSG's protocol; untrained, both are near 0. Masks are what limits it (classes,
-predicates and pointers are right by then), the small objects' most: a segment whose mask is
-split between two unmerged candidates of its object misses it.
+The scenes are the first four test images of the synthetic PSG set (seed 0, 128 px): 3-6 segments
+and 1-8 relations each: people, cars and a boat on grass, road and sea. The models
+are the tiny configs' (64-d transformer, 2 + 2 layers) on a small trainable CNN instead of
+ResNet-18, which keeps a step near 0.1 s on one core; 800 AdamW steps (lr 1e-3, cosine) reach
+R@20 = 81 % (PSGTR) and 59 % (PSGFormer) with the default output (``single_mpo``: one merged
+panoptic segment per object), OpenPSG's protocol (76-81 % and 57-84 % over seeds 0-2); untrained,
+both are near 0. Masks are what limits it: a large stuff segment split between two classes, or
+swelling over a neighbour no relation names, misses its object (IoU < 0.5).
 """
 import numpy as np
 import pytest
@@ -54,7 +54,7 @@ class SmallCNN(nn.Module):
 @pytest.fixture(scope='module')
 def scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp('synth4') / 'psg_synth'
-    generate_synthetic_psg(root, num_train=0, num_test=4, seed=0, size=96)
+    generate_synthetic_psg(root, num_train=0, num_test=4, seed=0, size=128)
     pipeline = [dict(type='LoadImage'), dict(type='LoadPanopticAnnotations', with_rel=True),
                 dict(type='Normalize', **NORM), dict(type='Pad', size_divisor=1),
                 dict(type='PackSample')]
@@ -97,12 +97,12 @@ COMMON = dict(backbone=dict(type=SmallCNN, width=16),
 
 
 @pytest.mark.parametrize('model_type', [PSGTr, PSGFormer])
-def test_overfitting_four_scenes_reaches_recall_30(scenes, one_thread, model_type):
+def test_overfitting_four_scenes_reaches_recall_50(scenes, one_thread, model_type):
     dataset, batch = scenes
     torch.manual_seed(0)
     extra = {'num_rel_queries': 20} if model_type is PSGFormer else {}
     model = model_type(**COMMON, **extra)
     before = recall_at_20(model.eval(), dataset, batch)
-    after = recall_at_20(overfit(model.train(), batch, steps=400, lr=1e-3), dataset, batch)
+    after = recall_at_20(overfit(model.train(), batch, steps=800, lr=1e-3), dataset, batch)
     assert np.isnan(before) or before < 10, before
-    assert after > 30, after
+    assert after > 50, after
