@@ -72,11 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     options = data_options(args.data) + list(args.cfg_options)
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(parse_cfg_options(options))
-    pretrained = cfg.model.get('backbone', {}).get('pretrained')
-    if isinstance(pretrained, str) and not os.path.isfile(pretrained):
-        print(f'{args.config}: the backbone weights {pretrained} do not exist; train the model '
-              'that provides them first (configs/panoptic_fpn/panoptic_fpn_tiny_synth.py for the '
-              'tiny configs)', file=sys.stderr)
+    try:  # fails first on missing backbone weights (model.backbone.pretrained)
+        model = MODELS.build(cfg.model)
+    except FileNotFoundError as err:
+        print(f'{args.config}: {err}', file=sys.stderr)
         return 1
     train_images = len(DATASETS.build({**cfg.data.train, 'pipeline': []}))
     test_set = DATASETS.build(cfg.data.test)
@@ -87,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     stats = run_tool('train', [args.config, '--work-dir', work_dir, '--no-validate', '--seed',
                                str(args.seed), '--cfg-options', *options],
                      os.path.join(work_dir, 'bench_train.log'), args.threads)
-    model = MODELS.build(cfg.model)
     load_weights(model, os.path.join(work_dir, 'latest.pth'), strict=True)
     model.eval()
     start = time.perf_counter()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torchvision.models.detection import (MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn,
                                           maskrcnn_resnet50_fpn_v2)
 
@@ -18,6 +19,7 @@ from openpsg.engine.checkpoint import load_weights
 from openpsg.models.segmenters import (PanopticFPN, SegmentResult, heuristic_fusion,
                                        load_torchvision_maskrcnn, semantic_target)
 from openpsg.models.segmenters.coco_weights import WeightsError
+from openpsg.models.segmenters.panoptic_fpn import build_backbone
 from openpsg.models.segmenters.coco_weights import main as convert_main
 from openpsg.registry import MODELS
 from openpsg.structures import ImageMeta, Sample, collate_samples
@@ -290,6 +292,17 @@ def test_tiny_config_sizes_fpn_heads_and_anchors(synth):
         PanopticFPN(backbone=dict(depth=18), rpn=dict(anchor_sizes=(8, 16)))
     with pytest.raises(ValueError, match='trainable_layers'):
         PanopticFPN(backbone=dict(depth=18, trainable_layers=6))
+
+
+def test_backbone_takes_a_resnet_state_dict_file_and_names_a_wrong_one(tmp_path):
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / 'r18.pth')
+    backbone = build_backbone(depth=18, pretrained=str(tmp_path / 'r18.pth'))
+    assert torch.equal(backbone.body.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+    assert [m.in_channels for m in backbone.fpn.inner_blocks.modules()
+            if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256, 512]
+    with pytest.raises(ValueError, match='r18.pth: not the weights of this ResNet'):
+        build_backbone(depth=50, pretrained=str(tmp_path / 'r18.pth'))
 
 
 def test_panoptic_segments_contract(synth):

@@ -13,8 +13,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...registry import MODELS
 
-_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512),
-             50: (256, 512, 1024, 2048), 101: (256, 512, 1024, 2048)}
+#: output channels of layer1..layer4 (C2..C5) per ResNet depth
+RESNET_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512),
+                   50: (256, 512, 1024, 2048), 101: (256, 512, 1024, 2048)}
 _STAGES = ('layer1', 'layer2', 'layer3', 'layer4')
 
 
@@ -60,6 +61,17 @@ def load_trunk_weights(net: nn.Module, state: Mapping[str, torch.Tensor], source
                          f'unexpected {unexpected[:8]}')
 
 
+def load_pretrained_trunk(net: nn.Module, depth: int, pretrained: bool | str,
+                          prefix: str = '') -> None:
+    """Load ``pretrained`` (see :func:`imagenet_state_dict`) into the torchvision ResNet ``net``,
+    taking the weights under ``prefix`` (see :func:`weights_under_prefix`) when it is given."""
+    source = 'torchvision ImageNet weights' if pretrained is True else str(pretrained)
+    state = imagenet_state_dict(depth, pretrained)
+    if prefix:
+        state = weights_under_prefix(state, prefix, source)
+    load_trunk_weights(net, state, source)
+
+
 @MODELS.register()
 class ResNet(nn.Module):
     """A torchvision ResNet-18/34/50/101 without its classifier, every BatchNorm frozen.
@@ -79,20 +91,16 @@ class ResNet(nn.Module):
     def __init__(self, depth: int = 50, frozen_stages: int = 1,
                  pretrained: bool | str | None = None, pretrained_prefix: str = '') -> None:
         super().__init__()
-        if depth not in _CHANNELS:
-            raise ValueError(f'ResNet depth must be one of {sorted(_CHANNELS)}, got {depth}')
+        if depth not in RESNET_CHANNELS:
+            raise ValueError(f'ResNet depth must be one of {sorted(RESNET_CHANNELS)}, got {depth}')
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
         if pretrained:
-            source = 'torchvision ImageNet weights' if pretrained is True else str(pretrained)
-            state = imagenet_state_dict(depth, pretrained)
-            if pretrained_prefix:
-                state = weights_under_prefix(state, pretrained_prefix, source)
-            load_trunk_weights(net, state, source)
+            load_pretrained_trunk(net, depth, pretrained, pretrained_prefix)
         self.body = IntermediateLayerGetter(
             net, return_layers={stage: str(i) for i, stage in enumerate(_STAGES)})
-        self.num_channels = list(_CHANNELS[depth])
+        self.num_channels = list(RESNET_CHANNELS[depth])
         frozen = [] if frozen_stages < 0 else ['conv1', 'bn1', *_STAGES[:frozen_stages]]
         for name, param in self.body.named_parameters():
             if name.split('.')[0] in frozen:

@@ -68,8 +68,9 @@ class TransformerOutputs:
     """What :meth:`DETRBase.run_transformer` computes for a batch.
 
     ``features``: backbone maps C2..C5 ``(B, C_i, H_i, W_i)``; ``src``: the transformer's input
-    map (C5 by default) projected to ``(B, d, h, w)``; ``mask``: its padding ``(B, h, w)``; ``hs``: decoder outputs of every layer
-    ``(L, B, Q, d)``; ``memory``: encoder output ``(B, d, h, w)``.
+    map (C5 by default) projected to ``(B, d, h, w)``; ``mask``: its padding ``(B, h, w)``;
+    ``hs``: decoder outputs of every layer ``(L, B, Q, d)``; ``memory``: encoder output
+    ``(B, d, h, w)``.
     """
 
     features: list[torch.Tensor]

@@ -23,9 +23,9 @@ overlap with IoU > ``thing_iou`` merge greedily; candidates left without pixels 
     mentions (and of the background between objects) swell some candidate's segment, which then
     misses its object by IoU - with weak masks, most of them. A row becomes the pair (segment of
     its subject, segment of its object); rows whose subject or object segment vanished, and rows
-    whose subject and object fell into the same segment, are dropped; when several rows land on one (subject, object) pair - a query
-    ranked for its second predicate, or two queries merged into one segment - only the first,
-    i.e. highest-ranked, row is kept. ``predicate_scores`` is that row's query distribution over
+    whose subject and object fell into the same segment, are dropped; when several rows land on
+    one (subject, object) pair - a query ranked for its second predicate, or two queries merged
+    into one segment - only the first, i.e. highest-ranked, row is kept. ``predicate_scores`` is that row's query distribution over
     the predicates, ``triplet_scores`` its rank score, ``no_relation_scores`` its query's
     "no relation" probability; a segment's score is the best score of its candidates.
 ``'legacy'``

@@ -29,7 +29,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from ...registry import MODELS
 from ...structures import Batch, ImageMeta, Prediction, Sample
 from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
-from ..backbones.resnet import imagenet_state_dict
+from ..backbones.resnet import RESNET_CHANNELS, load_pretrained_trunk
 from ..base import PSGModel
 from .coco_weights import VARIANTS
 from .panoptic_fusion import SegmentResult, heuristic_fusion, segments_to_prediction
@@ -52,14 +52,14 @@ def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_la
     """
     net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
     if pretrained:
-        net.load_state_dict(imagenet_state_dict(depth, pretrained))
+        load_pretrained_trunk(net, depth, pretrained)
     if not 0 <= trainable_layers <= 5:
         raise ValueError(f'backbone.trainable_layers must be in 0..5, got {trainable_layers}')
     trained = ('layer4', 'layer3', 'layer2', 'layer1', 'conv1')[:trainable_layers]
     for name, param in net.named_parameters():
         param.requires_grad_(name.startswith(trained))
     return BackboneWithFPN(net, {f'layer{k}': str(k - 1) for k in range(1, 5)},
-                           [net.inplanes // 8 * 2 ** i for i in range(4)], out_channels,
+                           list(RESNET_CHANNELS[depth]), out_channels,
                            norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
@@ -229,7 +229,7 @@ class PanopticFPN(PSGModel):
             variant, num_things, in_channels=channels, score_thr=self.test_cfg['score_thr'],
             nms_iou=self.test_cfg['nms_iou'], max_per_img=self.test_cfg['max_per_img'],
             **(roi_head or {}))
-        self.semantic_head = SemanticFPNHead(self.backbone.out_channels,
+        self.semantic_head = SemanticFPNHead(channels,
                                              num_classes=num_stuff + 1, **(semantic_head or {}))
 
     def extract_feats(self, imgs: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
