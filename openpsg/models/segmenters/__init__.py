@@ -1,9 +1,11 @@
 """First-stage panoptic segmenters of the two-stage scene-graph models."""
+from .base import FeatureLevel, Segmenter, SegmentResult, segments_to_prediction
 from .coco_weights import COCO_THING_IDS, convert_torchvision_maskrcnn, load_torchvision_maskrcnn
 from .panoptic_fpn import PanopticFPN
-from .panoptic_fusion import SegmentResult, heuristic_fusion, segments_to_prediction
+from .panoptic_fusion import heuristic_fusion
 from .semantic_head import SemanticFPNHead, semantic_target, semantic_targets
 
-__all__ = ['COCO_THING_IDS', 'PanopticFPN', 'SegmentResult', 'SemanticFPNHead',
-           'convert_torchvision_maskrcnn', 'heuristic_fusion', 'load_torchvision_maskrcnn',
-           'segments_to_prediction', 'semantic_target', 'semantic_targets']
+__all__ = ['COCO_THING_IDS', 'FeatureLevel', 'PanopticFPN', 'SegmentResult', 'Segmenter',
+           'SemanticFPNHead', 'convert_torchvision_maskrcnn', 'heuristic_fusion',
+           'load_torchvision_maskrcnn', 'segments_to_prediction', 'semantic_target',
+           'semantic_targets']

@@ -27,12 +27,12 @@ from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image, nms
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...registry import MODELS
-from ...structures import Batch, ImageMeta, Prediction, Sample
+from ...structures import Batch, ImageMeta, Sample
 from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
 from ..backbones.resnet import RESNET_CHANNELS, load_pretrained_trunk
-from ..base import PSGModel
+from .base import FeatureLevel, Segmenter, SegmentResult
 from .coco_weights import VARIANTS
-from .panoptic_fusion import SegmentResult, heuristic_fusion, segments_to_prediction
+from .panoptic_fusion import heuristic_fusion
 from .semantic_head import SemanticFPNHead, semantic_targets
 
 FPN_LEVELS = ('0', '1', '2', '3')  # strides 4, 8, 16, 32; 'pool' (stride 64) feeds the RPN only
@@ -186,7 +186,7 @@ def _semantic_logits_at(logits: torch.Tensor, pad_size: tuple[int, int], img_sha
 
 
 @MODELS.register()
-class PanopticFPN(PSGModel):
+class PanopticFPN(Segmenter):
     """Panoptic FPN for PSG: Mask R-CNN for the 80 thing classes + semantic FPN head for stuff.
 
     Args:
@@ -224,6 +224,8 @@ class PanopticFPN(PSGModel):
         self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
         self.backbone = build_backbone(**(backbone or {}), variant=variant)
         channels = self.backbone.out_channels
+        self.feature_levels = tuple(FeatureLevel(name, 4 * 2**k, channels)
+                                    for k, name in enumerate(FPN_LEVELS))
         self.rpn = build_rpn(variant, **{'in_channels': channels, **(rpn or {})})
         self.roi_heads = build_roi_heads(
             variant, num_things, in_channels=channels, score_thr=self.test_cfg['score_thr'],
@@ -278,10 +280,3 @@ class PanopticFPN(PSGModel):
             results.append(heuristic_fusion(masks, det['scores'], det['labels'] - 1, semantic,
                                             self.num_things, **fusion))
         return results
-
-    @torch.no_grad()
-    def predict(self, batch: Batch) -> list[Prediction]:
-        """Panoptic predictions at ``meta.ori_shape`` (no relations): labels, scores, dense masks,
-        mask boxes and ``pan_id_map``."""
-        segments = self.panoptic_segments(self.extract_feats(batch.imgs), batch, rescale=True)
-        return [segments_to_prediction(s, m.image_id) for s, m in zip(segments, batch.metas)]

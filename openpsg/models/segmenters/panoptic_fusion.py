@@ -1,48 +1,10 @@
 """Heuristic panoptic fusion (Kirillov et al.): thing instances pasted by score, stuff from the
-semantic map; and :class:`SegmentResult`, the panoptic output every first-stage segmenter returns."""
+semantic map."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
-from torchvision.ops import masks_to_boxes as _inclusive_boxes
 
-from ...structures import Prediction
-from ...structures.labels import NUM_PREDICATES
-from ...structures.masks import id_map_to_masks, masks_to_boxes
-
-
-@dataclass
-class SegmentResult:
-    """The panoptic segmentation of one image.
-
-    ``id_map (h, w)`` int32: segment index of each pixel, ``-1`` void. ``labels (N,)`` int64 PSG
-    classes (things ``0..79``, stuff ``80..132``). ``scores (N,)`` float32: a thing's detection
-    score; a stuff segment's mean semantic probability of its class over its pixels.
-
-    Order (OpenPSG's, which lists segments by descending panoptic id): things first, from the
-    lowest- to the highest-scoring instance, then stuff in decreasing class index.
-    """
-
-    id_map: torch.Tensor
-    labels: torch.Tensor
-    scores: torch.Tensor
-
-    @property
-    def num_segments(self) -> int:
-        return len(self.labels)
-
-    def masks(self) -> torch.Tensor:
-        """``(N, h, w)`` bool, one mask per segment."""
-        return self.id_map[None] == torch.arange(self.num_segments, device=self.id_map.device,
-                                                 dtype=self.id_map.dtype)[:, None, None]
-
-    def boxes(self) -> torch.Tensor:
-        """``(N, 4)`` float32 tight xyxy boxes of the masks, ``x2``/``y2`` exclusive."""
-        if self.num_segments == 0:
-            return torch.zeros((0, 4), dtype=torch.float32, device=self.id_map.device)
-        return _inclusive_boxes(self.masks()).float() + self.id_map.new_tensor([0, 0, 1, 1]).float()
+from .base import SegmentResult
 
 
 def heuristic_fusion(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
@@ -102,21 +64,3 @@ def heuristic_fusion(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Te
         id_map=id_map,
         labels=torch.cat([labels[things].long(), stuff + num_things]),
         scores=torch.cat([scores[things].float(), (prob_sum[stuff] / area[stuff]).float()]))
-
-
-def segments_to_prediction(segments: SegmentResult, image_id: str,
-                           num_predicates: int = NUM_PREDICATES) -> Prediction:
-    """A panoptic-only :class:`~openpsg.structures.Prediction`: the segments with dense masks and
-    mask boxes at the id map's size, ``pan_id_map`` = the id map, and no relations."""
-    id_map = segments.id_map.cpu().numpy().astype(np.int32)
-    masks = id_map_to_masks(id_map, segments.num_segments)
-    return Prediction(
-        image_id=image_id,
-        labels=segments.labels.cpu().numpy().astype(np.int64),
-        scores=segments.scores.cpu().numpy().astype(np.float32),
-        boxes=masks_to_boxes(masks),
-        masks=masks,
-        pairs=np.zeros((0, 2), dtype=np.int64),
-        predicate_scores=np.zeros((0, num_predicates), dtype=np.float32),
-        triplet_scores=np.zeros((0,), dtype=np.float32),
-        pan_id_map=id_map)
