@@ -17,12 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
+from openpsg.apis import build_inference_pipeline
 from openpsg.config import Config
 from openpsg.datasets.errors import DatasetError
 from openpsg.datasets.synthetic import generate_synthetic_psg
 from openpsg.datasets.transforms import (Compose, LoadImage, LoadPanopticAnnotations, Normalize,
                                          PackSample, Pad, PipelineError, RandomChoice, RandomFlip,
                                          RelRandomCrop, Resize, SegRescale, crop_objects)
+from openpsg.datasets.transforms.geometric import rescale_size
 from openpsg.registry import DATASETS, TRANSFORMS
 from openpsg.structures import Sample, id2rgb
 
@@ -135,6 +137,35 @@ def test_resize_shrink_scale_order_and_clip(loaded: dict) -> None:
     assert out['img'].shape == (6, 9, 3) and out['scale_factor'] == (0.75, 0.75)
     np.testing.assert_allclose(out['boxes'][:2], [[1.5, 0.75, 3.75, 3.75], [5.25, 1.5, 7.5, 4.5]])
     np.testing.assert_allclose(out['boxes'][2], [0, 0, 9, 6])   # 12.5 * .75 = 9.375 clipped to 9
+
+
+@pytest.mark.parametrize('dataset_config', sorted(p.name for p in CONFIGS.glob('*.py')))
+def test_test_pipelines_bound_the_model_input_for_any_aspect_ratio(dataset_config: str) -> None:
+    """Keep-ratio Resize fits the long side to max(scale) and the short side to min(scale),
+    whichever binds first, and never rounds a side to 0: the model input is bounded however
+    thin the image."""
+    cfg = Config.fromfile(str(CONFIGS / dataset_config))
+    pipeline = build_inference_pipeline(cfg)
+    resize = next(t for t in pipeline.transforms if isinstance(t, Resize))
+    long_side, short_side = max(resize.scales[0]), min(resize.scales[0])
+    for h, w in [(1, 10000), (10000, 1), (2, 4000), (4000, 2), (3, 3)]:
+        img = np.full((h, w, 3), 128, dtype=np.uint8)
+        sample = pipeline({'image_id': 'x', 'img': img, 'height': h, 'width': w,
+                           'labels': np.zeros(0, np.int64), 'boxes': np.zeros((0, 4), np.float32),
+                           'rels': np.zeros((0, 3), np.int64), 'rng': np.random.default_rng(0)})
+        out_h, out_w = sample.meta.img_shape
+        assert 1 <= min(out_h, out_w) <= short_side and max(out_h, out_w) <= long_side, (h, w)
+        assert max(sample.img.shape[1:]) < long_side + 32  # padding adds less than a divisor
+
+
+def test_resize_extreme_aspect_ratios_by_hand() -> None:
+    # (1333, 800): factor = min(1333 / 10000, 800 / 1) = 0.1333 -> h = max(1, int(0.63)) = 1
+    assert rescale_size((1, 10000), (1333, 800), keep_ratio=True) == (1, 1333)
+    assert rescale_size((10000, 1), (1333, 800), keep_ratio=True) == (1333, 1)
+    # factor = min(1333 / 4000, 800 / 2) = 0.33325 -> h = int(0.67 + .5) = 1, w = 1333
+    assert rescale_size((2, 4000), (1333, 800), keep_ratio=True) == (1, 1333)
+    # factor = min(1333 / 3, 800 / 3) = 266.7 -> both sides 800
+    assert rescale_size((3, 3), (1333, 800), keep_ratio=True) == (800, 800)
 
 
 def test_resize_exact_and_accumulated_factor(loaded: dict) -> None:

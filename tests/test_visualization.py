@@ -15,8 +15,10 @@ from openpsg.datasets import PSGDataset
 from openpsg.datasets.synthetic import generate_synthetic_psg
 from openpsg.structures import CLASSES, PREDICATES
 from openpsg.visualization import (class_colors, compose_sample_figure, draw_boxes, draw_panoptic,
-                                   draw_relations, instance_colors, label_point, relation_lines,
-                                   save_png, side_by_side, text_panel)
+                                   draw_relations, draw_scene_graph, instance_colors, label_point,
+                                   relation_lines, save_png, side_by_side, text_panel)
+from openpsg.visualization.draw import MAX_DRAWING_SIDE, drawing_size
+from openpsg.visualization.graph import MAX_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,6 +144,43 @@ def test_compose_sample_figure_writes_png(tmp_path: Path) -> None:
     boxes_only = compose_sample_figure(grey(32, 48), np.array([0]), np.zeros((0, 3)), CLASSES,
                                        PREDICATES, boxes=np.array([[4, 4, 20, 20]]), min_size=0)
     assert boxes_only.shape[0] == 32
+
+
+def test_drawing_size_is_capped_whatever_the_aspect_ratio() -> None:
+    assert MAX_DRAWING_SIDE == 4096
+    # enlarged by the smallest integer factor reaching min_size: ceil(384 / 20) = 20 ...
+    assert drawing_size((20, 30), 384) == (400, 600)
+    # ... as far as the cap allows: min(ceil(384 / 100), 4096 // 1000) = 4, min(4, 4096 // 2000) = 2
+    assert drawing_size((100, 1000), 384) == (400, 4000)
+    assert drawing_size((100, 2000), 384) == (200, 4000)
+    assert drawing_size((2, 4000), 384) == (2, 4000) and drawing_size((4000, 2), 384) == (4000, 2)
+    # longer than the cap: shrunk to it, 6000 * 4096 / 8000 = 3072; 1 * 0.4096 rounds up to 1 px
+    assert drawing_size((8000, 6000)) == (4096, 3072)
+    assert drawing_size((1, 10000), 384) == (1, 4096) and drawing_size((10000, 1)) == (4096, 1)
+
+
+def test_figures_and_graphs_stay_bounded_with_huge_inputs() -> None:
+    """Names and titles come from users' files and may be of any length; images of any shape."""
+    names = ['a' * 100_000, 'b' * 50_000]
+    predicates = ['c' * 1_000_000]
+    masks = np.zeros((2, 2, 4000), dtype=bool)
+    masks[0, :, :2000] = True
+    masks[1, :, 2000:] = True
+    figure = compose_sample_figure(grey(2, 4000), np.array([0, 1]), np.array([[0, 1, 0]]), names,
+                                   predicates, masks=masks, title='t' * 1_000_000, min_size=384)
+    assert figure.shape[0] == 2 and figure.shape[1] <= 4000 + 4 + MAX_DRAWING_SIDE
+    tall = np.zeros((1, 6000, 20), dtype=bool)
+    tall[0, 1000:5000, 5:15] = True
+    figure = compose_sample_figure(grey(6000, 20), np.array([0]), np.zeros((0, 3)), CLASSES,
+                                   PREDICATES, masks=tall)
+    assert figure.shape[0] == 4096  # 20 x 4096 / 6000 = 13.65 -> 14 px wide, then the text panel
+    # the mask is shrunk with the image: drawing row 1000 is image row 1465 (inside the mask),
+    # drawing row 100 is image row 146 (outside)
+    assert (figure[1000, 7] != 100).any() and (figure[100, 7] == 100).all()
+    graph = draw_scene_graph(np.array([0, 1]), np.array([[0, 1, 0]]), names, predicates,
+                             title='t' * 1_000_000)
+    assert graph.shape[0] <= MAX_SIZE[1] and graph.shape[1] <= MAX_SIZE[0]
+    assert text_panel(['x' * 1_000_000], 40).shape[1] <= MAX_DRAWING_SIDE
 
 
 def test_save_png_leaves_nothing_on_error(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..structures import Prediction
-from ..visualization.draw import class_name, draw_boxes, draw_panoptic, segment_names
+from ..visualization.draw import (class_name, draw_boxes, draw_panoptic, resize_for_drawing,
+                                  segment_names)
 from ..visualization.graph import draw_scene_graph, format_score
 
 JSON_FORMAT = 'openpsg-scene-graph'
@@ -211,21 +212,23 @@ class SceneGraphResult:
     # ------------------------------------------------------------------------------ drawing
     def draw_panoptic(self, image: np.ndarray, alpha: float = 0.5, min_size: int = 0) -> np.ndarray:
         """``image (H, W, 3)`` uint8 with every segment tinted in its class colour (the colour of
-        its node in :meth:`draw_graph`) and named ``<class>#<i>``; boxes for box-only models. An
-        image whose short side is below ``min_size`` is first enlarged by an integer factor
-        (pixel repetition), so that the names stay readable on small images."""
+        its node in :meth:`draw_graph`) and named ``<class>#<i>``; boxes for box-only models.
+        The drawing has :func:`~openpsg.visualization.draw.drawing_size`: an image whose short
+        side is below ``min_size`` is enlarged by an integer factor (pixel repetition), so that
+        the names stay readable on small images, and the long side is at most
+        :data:`~openpsg.visualization.draw.MAX_DRAWING_SIDE` pixels."""
         image = np.asarray(image)
         if tuple(image.shape[:2]) != self.image_size:
             raise ValueError(f'draw_panoptic: image is {image.shape[:2]} but the result is for an '
                              f'image of {self.image_size} (height, width)')
         pred = self.prediction
         labels = np.asarray(pred.labels, dtype=np.int64)
-        k = max(1, -(-min_size // min(self.image_size)))
-        image = image.repeat(k, 0).repeat(k, 1)
         if pred.masks is None:  # a box-only model
-            boxes = np.asarray(pred.boxes, dtype=np.float32).reshape(-1, 4) * k
+            boxes = np.asarray(pred.boxes, dtype=np.float32).reshape(-1, 4)
+            image, _, boxes = resize_for_drawing(image, boxes=boxes, min_size=min_size)
             return draw_boxes(image, boxes, labels, self.class_names, texts=self.segment_names())
-        masks = pred.dense_masks(self.image_size).repeat(k, 1).repeat(k, 2)
+        image, masks, _ = resize_for_drawing(image, pred.dense_masks(self.image_size),
+                                             min_size=min_size)
         return draw_panoptic(image, masks, labels, self.class_names, alpha,
                              texts=self.segment_names())
 

@@ -5,10 +5,13 @@ Everything takes plain arrays, so the same functions draw ground truth and predi
 ``boxes (N, 4)`` xyxy pixels, ``rels (M, 3)`` rows ``(subject, object, predicate)`` indexing the N
 segments. Segments are named ``<class>#<index>`` in the figure and in the relation list. Every
 function returns a new ``(H', W', 3)`` uint8 array and leaves its inputs untouched.
+
+Drawings have a bounded size whatever the image: an image is drawn with its long side at most
+:data:`MAX_DRAWING_SIDE` pixels (:func:`drawing_size`), text panels are at most that wide, and
+every text drawn is cut to :data:`MAX_TEXT_CHARS` characters (names come from users' files).
 """
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from typing import Sequence
@@ -17,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import distance_transform_edt
 
+from ..datasets.transforms.geometric import resize_nearest
 from ..fileio import atomic_write
 from ..structures.masks import masks_to_boxes
 from .palette import class_colors
@@ -25,6 +29,57 @@ TEXT_COLOR = (255, 255, 255)
 TEXT_BACKGROUND = (0, 0, 0)
 PANEL_BACKGROUND = (255, 255, 255)
 PANEL_TEXT = (0, 0, 0)
+#: Longest side in pixels of a drawn image (panoptic overlay, the picture of a sample figure).
+MAX_DRAWING_SIDE = 4096
+#: Longest text drawn, in characters; longer texts end in '...'.
+MAX_TEXT_CHARS = 100
+
+
+def fit_text(text: str) -> str:
+    """``text`` cut to :data:`MAX_TEXT_CHARS` characters (ending in ``'...'`` when cut)."""
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS - 3] + '...'
+
+
+def drawing_size(hw: tuple[int, int], min_size: int = 0) -> tuple[int, int]:
+    """``(h, w)`` at which an image of size ``hw = (H, W)`` is drawn.
+
+    An image whose long side exceeds :data:`MAX_DRAWING_SIDE` is shrunk to it (each side rounded,
+    at least 1 px). Otherwise an image whose short side is below ``min_size`` is enlarged by the
+    smallest integer factor that reaches ``min_size``, but never past :data:`MAX_DRAWING_SIDE`
+    on its long side (so a 2x4000 image stays 2x4000).
+    """
+    h, w = int(hw[0]), int(hw[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f'cannot draw an empty image ({h}x{w})')
+    long_side = max(h, w)
+    if long_side > MAX_DRAWING_SIDE:
+        factor = MAX_DRAWING_SIDE / long_side
+        return max(1, round(h * factor)), max(1, round(w * factor))
+    k = max(1, min(-(-min_size // min(h, w)), MAX_DRAWING_SIDE // long_side))
+    return h * k, w * k
+
+
+def resize_for_drawing(image: np.ndarray, masks: np.ndarray | None = None,
+                       boxes: np.ndarray | None = None, min_size: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``image (H, W, 3)``, ``masks (N, H, W)`` and ``boxes (N, 4)`` (either may be ``None``)
+    brought to :func:`drawing_size`: enlarged by pixel repetition, or shrunk (image bilinear,
+    masks nearest); boxes scaled to match."""
+    h, w = image.shape[:2]
+    new_h, new_w = drawing_size((h, w), min_size)
+    if (new_h, new_w) == (h, w):
+        return image, masks, boxes
+    if new_h > h:
+        k = new_h // h
+        image = image.repeat(k, 0).repeat(k, 1)
+    else:
+        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    if masks is not None:
+        masks = resize_nearest(masks, (new_h, new_w))
+    if boxes is not None:
+        boxes = np.asarray(boxes, dtype=np.float32) * np.array(
+            [new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float32)
+    return image, masks, boxes
 
 
 def load_font(size: int) -> ImageFont.ImageFont:
@@ -79,6 +134,7 @@ def _outlines(masks: np.ndarray) -> np.ndarray:
 def _text(draw: ImageDraw.ImageDraw, center: tuple[float, float], text: str,
           font: ImageFont.ImageFont, bounds: tuple[int, int]) -> None:
     """White text on a black box centred on ``center``, shifted to stay inside ``bounds (W, H)``."""
+    text = fit_text(text)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 2, bottom - top + 2
     x = min(max(center[0] - w / 2, 0), max(bounds[0] - w, 0))
@@ -216,19 +272,20 @@ def text_panel(lines: Sequence[str], height: int, width: int | None = None,
                font_size: int = 12) -> np.ndarray:
     """``(height, width, 3)`` uint8 white panel listing ``lines`` top to bottom in black.
 
-    ``width`` defaults to the widest line plus margins. Lines that do not fit are replaced by a
-    last line ``'... N more'``.
+    ``width`` defaults to the widest line plus margins, at most :data:`MAX_DRAWING_SIDE`. Lines
+    that do not fit are replaced by a last line ``'... N more'``; long lines are cut
+    (:func:`fit_text`).
     """
     font = load_font(font_size)
     measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
     step = font_size + 4
     fit = max(1, (height - 8) // step)
-    shown = list(lines)
+    shown = [fit_text(line) for line in lines]
     if len(shown) > fit:
         shown = [*shown[:fit - 1], f'... {len(shown) - fit + 1} more']
     if width is None:
         widths = [measure.textbbox((0, 0), line, font=font)[2] for line in shown]
-        width = max([120, *widths]) + 16
+        width = min(max([120, *widths]) + 16, MAX_DRAWING_SIDE)
     canvas = Image.new('RGB', (width, height), PANEL_BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(shown):
@@ -256,17 +313,6 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
         Image.fromarray(_check_image(image)).save(f, format='PNG')
 
 
-def _upscale(image: np.ndarray, masks: np.ndarray | None, boxes: np.ndarray,
-             min_size: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Enlarge by an integer factor (pixel repetition) until the short side is ``>= min_size``."""
-    k = math.ceil(min_size / min(image.shape[:2]))
-    if k <= 1:
-        return image, masks, boxes
-    image = image.repeat(k, 0).repeat(k, 1)
-    masks = None if masks is None else masks.repeat(k, 1).repeat(k, 2)
-    return image, masks, boxes * k
-
-
 def compose_sample_figure(image: np.ndarray, labels: np.ndarray, rels: np.ndarray,
                           class_names: Sequence[str], predicate_names: Sequence[str],
                           masks: np.ndarray | None = None, boxes: np.ndarray | None = None,
@@ -277,7 +323,8 @@ def compose_sample_figure(image: np.ndarray, labels: np.ndarray, rels: np.ndarra
     masks, names sit at each mask's :func:`label_point` and the arrows join those points.
 
     Give ``masks (N, H, W)``, ``boxes (N, 4)`` or both (boxes default to the masks' tight boxes).
-    Images whose short side is below ``min_size`` are enlarged by pixel repetition first. Returns
+    The image is drawn at :func:`drawing_size` (enlarged by pixel repetition when its short side
+    is below ``min_size``, shrunk when its long side exceeds :data:`MAX_DRAWING_SIDE`). Returns
     the figure; ``out_file`` also writes it as a PNG.
     """
     image = _check_image(image)
@@ -286,7 +333,7 @@ def compose_sample_figure(image: np.ndarray, labels: np.ndarray, rels: np.ndarra
         raise ValueError('compose_sample_figure needs masks or boxes')
     masks = None if masks is None else np.asarray(masks, dtype=bool)
     boxes = masks_to_boxes(masks) if boxes is None else np.asarray(boxes, dtype=np.float32)
-    image, masks, boxes = _upscale(image, masks, boxes, min_size)
+    image, masks, boxes = resize_for_drawing(image, masks, boxes, min_size)
     size = default_font_size(*image.shape[:2])
     texts = segment_names(labels, class_names)
     anchors = (boxes[:, :2] + boxes[:, 2:]) / 2

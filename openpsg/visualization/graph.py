@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .draw import check_relations, class_name, draw_arrow, load_font
+from .draw import check_relations, class_name, draw_arrow, fit_text, load_font
 from .palette import class_colors
 
 BACKGROUND = (255, 255, 255)
@@ -200,10 +200,16 @@ def _edge_texts(rels: np.ndarray, predicate_names: Sequence[str],
     groups: dict[tuple[int, int], list[str]] = defaultdict(list)
     for r, (s, o, p) in enumerate(rels):
         if s != o:
-            text = class_name(predicate_names, int(p))
+            text = fit_text(class_name(predicate_names, int(p)))
             groups[(int(s), int(o))].append(text if scores is None
                                             else f'{text} {format_score(scores[r])}')
     return groups
+
+
+def _node_text(labels: np.ndarray, segment: int, class_names: Sequence[str]) -> str:
+    """The name written in a node: ``<class>#<segment>`` (the class name cut by
+    :func:`~openpsg.visualization.draw.fit_text`)."""
+    return f'{fit_text(class_name(class_names, int(labels[segment])))}#{segment}'
 
 
 def _node_boxes(half: np.ndarray, edges: np.ndarray, length: float, gap: float) -> np.ndarray:
@@ -236,14 +242,15 @@ def scene_graph_layout(labels: np.ndarray, rels: np.ndarray, class_names: Sequen
     nodes = np.array(list(dict.fromkeys(rels[:, :2].ravel().tolist())), dtype=np.int64)
     font = load_font(font_size)
     top = font_size + 14 if title else 0
-    title_width = _text_size(font, title)[0] + 2 * MARGIN if title else 0
+    title_width = (min(_text_size(font, fit_text(title))[0] + 2 * MARGIN, MAX_SIZE[0])
+                   if title else 0)
     if not len(nodes):
         size = tuple(size) if size is not None else (max(360, title_width), 240 + top)
         return GraphLayout(nodes, np.zeros((0, 4)), [], size, top)
     groups = _edge_texts(rels, predicate_names, scores)
     index = {int(s): i for i, s in enumerate(nodes)}
     edges = np.array([[index[s], index[o]] for s, o in groups], dtype=np.int64).reshape(-1, 2)
-    half = np.array([_text_size(font, f'{class_name(class_names, int(labels[s]))}#{s}') for s in nodes],
+    half = np.array([_text_size(font, _node_text(labels, s, class_names)) for s in nodes],
                     dtype=np.float64) / 2 + NODE_PAD
     label_width = max([_text_size(font, '\n'.join(t))[0] for t in groups.values()] or [0])
     length = 2 * half[:, 0].mean() + min(label_width, 20 * font_size) + 2 * font_size
@@ -321,7 +328,7 @@ def draw_scene_graph(labels: np.ndarray, rels: np.ndarray, class_names: Sequence
     canvas = Image.new('RGB', layout.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((MARGIN, 6), title, fill=INK, font=font)
+        draw.text((MARGIN, 6), fit_text(title), fill=INK, font=font)
     if not len(layout.nodes):
         message = '(no relations to draw)'
         w, h = _text_size(font, message)
@@ -341,7 +348,7 @@ def draw_scene_graph(labels: np.ndarray, rels: np.ndarray, class_names: Sequence
                    head=head)
     for segment, box in zip(layout.nodes, layout.boxes):
         draw.rounded_rectangle(box.tolist(), radius=4, fill=rgb(segment), outline=INK, width=1)
-        text = f'{class_name(class_names, int(labels[segment]))}#{segment}'
+        text = _node_text(labels, segment, class_names)
         w, h = _text_size(font, text)
         left, top, _, _ = draw.textbbox((0, 0), text, font=font)
         cx, cy = (box[:2] + box[2:]) / 2
