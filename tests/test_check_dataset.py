@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.hostile_images import write_jpeg_bomb, write_png_bomb, write_png_taller_than_data
 from fixtures.psg_tiny.paint import write_psg_tiny
+from fixtures.tree_snapshot import snapshot
 from PIL import Image
 
-from openpsg.datasets import check_dataset
+from openpsg.datasets import DatasetError, check_dataset, load_annotations
 from openpsg.structures import id2rgb
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'check_dataset.py'
@@ -158,3 +160,68 @@ def test_notes_do_not_fail_the_check(psg):
     report = check_dataset(str(ann_file), str(root), progress=False)
     assert report.problems == []
     assert report.notes == [f"{ann_file}: test_image_ids: 1 id(s) name no image in data: '424242'"]
+
+
+def test_values_that_fit_the_schema_but_not_the_image(psg):
+    """Self-relations, degenerate or misplaced boxes and absurd sizes are listed (errors), boxes
+    sticking out a little are noted; the loader refuses the same file."""
+    ann_file, root = psg
+    raw = json.loads(ann_file.read_text())
+    first, second = raw['data']  # 1001 is 32x24 (WxH), 1002 is 30x20
+    first['relations'][1] = [2, 2, 1]
+    first['annotations'][0]['bbox'] = [2.0, 6.0, 2.0, 18.0]
+    first['annotations'][1]['bbox'] = [12.0, 8.0, 28.0, 1e9]
+    first['annotations'][2]['bbox'] = [40.0, 0.0, 60.0, 6.0]
+    first['annotations'][3]['bbox'] = [0.0, 18.0, 35.0, 24.0]
+    second['height'] = 2 ** 70
+    second['annotations'][0]['bbox'] = [float('nan'), 5.0, 12.0, 15.0]
+    ann_file.write_text(json.dumps(raw))
+    before = snapshot(root)
+
+    result = run_tool(str(ann_file), '--data-root', str(root))
+    assert result.returncode == 1 and 'Traceback' not in result.stdout + result.stderr
+    out = result.stdout
+    assert '6 problem(s) found:' in out, out
+    for line in [
+        'image_id=1001: relations[1]: subject and object are both segment 2; a relation joins '
+        'two different segments',
+        'image_id=1001: annotations[0].bbox: [2.0, 6.0, 2.0, 18.0] has zero area but belongs to '
+        'a segment',
+        'image_id=1001: annotations[1].bbox: [12.0, 8.0, 28.0, 1000000000.0] lies far outside '
+        'the 32x24 (WxH) image',
+        'image_id=1001: annotations[2].bbox: [40.0, 0.0, 60.0, 6.0] lies outside the 32x24 (WxH) '
+        'image',
+        f'image_id=1002: height/width: the image is {2 ** 70}x30 (HxW) = {2 ** 70 * 30:,} pixels, '
+        'more than the limit of 100,000,000',
+        'image_id=1002: annotations[0].bbox: must be [x1, y1, x2, y2] (4 finite numbers), got '
+        '[nan, 5.0, 12.0, 15.0]',
+    ]:
+        assert f'  {ann_file}: {line}' in out, line
+    assert (f"{ann_file}: annotations.bbox: 1 box(es) stick out of their image by more than 1 px: "
+            "'image_id=1001 annotations[3].bbox'") in out
+    assert snapshot(root) == before
+    with pytest.raises(DatasetError, match='subject and object are both segment 2'):
+        load_annotations(str(ann_file))
+
+
+def test_bombs_truncated_and_altered_files_are_listed(psg):
+    ann_file, root = psg
+    write_png_bomb(root / PNG_1002, width=30, height=30000)
+    write_jpeg_bomb(root / JPG_1002)
+    write_png_taller_than_data(root / 'panoptic_train2017/000000001001.png', 24, 32)
+    before = snapshot(root)
+    result = run_tool(str(ann_file), '--data-root', str(root))
+    assert result.returncode == 1 and 'Traceback' not in result.stdout + result.stderr
+    out = result.stdout
+    assert '3 problem(s) found:' in out, out
+    for line in [
+        f'{root / JPG_1002}: image_id=1002: file_name: image is 60000x60000 (HxW) = '
+        '3,600,000,000 pixels, more than the limit of 100,000,000',
+        # under the limit but not the annotation's size: refused from the header, not decoded
+        f'{root / PNG_1002}: image_id=1002: pan_seg_file_name: image is 30000x30 (HxW) but the '
+        'annotation says height=20, width=30',
+        f'{root}/panoptic_train2017/000000001001.png: image_id=1001: pan_seg_file_name: the '
+        'image data ends early',
+    ]:
+        assert line in out, line
+    assert snapshot(root) == before

@@ -1,4 +1,5 @@
-"""tools/demo.py: three files per image, written all together or not at all, and clear errors."""
+"""tools/demo.py: three files per image, written all together or not at all, clear errors, entries
+that are no usable image skipped, and drawings of bounded size whatever the image's shape."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,11 +14,15 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from fixtures.hostile_images import noise, write_png_bomb, write_truncated
+from fixtures.tree_snapshot import snapshot
 from PIL import Image
 from test_apis import model_config, model_options, scene
 
 from openpsg.apis import SceneGraphResult, init_model
 from openpsg.engine.checkpoint import save_checkpoint
+from openpsg.visualization.draw import MAX_DRAWING_SIDE
+from openpsg.visualization.graph import MAX_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +48,8 @@ def demo() -> ModuleType:
 @pytest.fixture(scope='module')
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A checkpoint of the untrained model (with its meta, as training writes it), a folder of two
-    good images and one broken one, and a checkpoint of another model."""
+    good images and five entries named like images that are none (a broken file, a decompression
+    bomb, a truncated JPEG, a folder, a dangling link), and a checkpoint of another model."""
     root = tmp_path_factory.mktemp('demo')
     torch.manual_seed(0)
     model = init_model(model_config(), cfg_options=model_options())
@@ -58,6 +64,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Image.fromarray(scene(48, 64, 0)).save(images / 'b_street.png')
     Image.fromarray(scene(40, 40, 1)).save(images / 'a_field.JPG', quality=95)
     (images / 'c_broken.jpg').write_bytes(b'this is not a jpeg')
+    write_png_bomb(images / 'd_bomb.png')
+    write_truncated(images / 'e_truncated.jpg', 'JPEG')
+    (images / 'f_folder.jpg').mkdir()
+    (images / 'g_dangling.jpg').symlink_to(root / 'gone.jpg')
     (images / 'notes.txt').write_text('not an image')
     return {'root': root, 'checkpoint': checkpoint, 'other': other, 'images': images}
 
@@ -69,21 +79,45 @@ def run_main(demo: ModuleType, argv: list[str], capsys: pytest.CaptureFixture) -
     return rc, captured.out + captured.err
 
 
+def run_demo(images: Path, checkpoint: Path, out: Path, cwd: Path, *extra: str
+             ) -> tuple[int, str, int]:
+    """Run ``tools/demo.py`` in a subprocess from ``cwd``; returns its exit status, its stdout +
+    stderr and its peak resident memory in bytes."""
+    log = cwd / 'demo.log'
+    with open(log, 'w') as f:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / 'tools' / 'demo.py'), str(images), '--config',
+             model_config(), '--checkpoint', str(checkpoint), '--out', str(out), *extra,
+             *options()], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+        _, status, usage = os.wait4(proc.pid, 0)
+    text = log.read_text()
+    log.unlink()
+    return os.waitstatus_to_exitcode(status), text, usage.ru_maxrss * 1024
+
+
 def test_folder_run_writes_three_files_per_good_image(files: dict[str, Path],
                                                       tmp_path: Path) -> None:
     out = tmp_path / 'out'
-    proc = subprocess.run(
-        [sys.executable, 'tools/demo.py', str(files['images']), '--config', model_config(),
-         '--checkpoint', str(files['checkpoint']), '--out', str(out), '--topk', '5', *options()],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert proc.returncode == 1, proc.stderr  # the broken image makes the run fail ...
-    assert 'c_broken.jpg: cannot read the image' in proc.stderr
-    # ... but the good ones are done, and nothing at all is left for the broken one
+    before = snapshot(files['root'])
+    rc, text, _ = run_demo(files['images'], files['checkpoint'], out, tmp_path, '--topk', '5')
+    assert rc == 1, text  # the entries that are no image make the run fail ...
+    images = files['images']
+    for name, words in [('c_broken.jpg', 'cannot read image'),
+                        ('d_bomb.png', 'image is 30000x30000 (HxW) = 900,000,000 pixels, more '
+                                       'than the limit of 100,000,000'),
+                        ('e_truncated.jpg', 'cannot read image (image file is truncated'),
+                        ('f_folder.jpg', 'is a folder, not an image file'),
+                        ('g_dangling.jpg', 'dangling symbolic link')]:
+        assert f'demo.py: error: {images / name}: {words}' in text, name
+    assert 'Traceback' not in text
+    # ... but the good ones are done, nothing at all is left for the others, nothing else touched
     assert sorted(p.name for p in out.iterdir()) == [
         'a_field.json', 'a_field_graph.png', 'a_field_panoptic.png',
         'b_street.json', 'b_street_graph.png', 'b_street_panoptic.png']
-    assert '2 of 3 image(s) done' in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out']
+    assert snapshot(files['root']) == before
+    assert '2 of 7 image(s) done' in text and 'skipped: ' in text
     result = SceneGraphResult.from_json(json.loads((out / 'b_street.json').read_text()))
     assert result.image_id == 'b_street' and result.image_size == (48, 64)
     assert result.num_segments > 0
@@ -91,6 +125,33 @@ def test_folder_run_writes_three_files_per_good_image(files: dict[str, Path],
         assert im.size[0] / im.size[1] == pytest.approx(64 / 48)  # the image, enlarged
     with Image.open(out / 'a_field_graph.png') as im:
         assert im.mode == 'RGB'
+
+
+def test_extreme_aspect_ratios_give_bounded_drawings(files: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """Without a cap, the 384-px minimum size of the overlay made a 2x4000 image 384x768000 (a
+    14 GB drawing); the model input is bounded by the test pipeline's Resize."""
+    images = tmp_path / 'images'
+    images.mkdir()
+    sizes = {'tall': (4000, 2), 'wide': (2, 4000), 'thread': (1, 10000), 'pole': (10000, 1)}
+    for name, (h, w) in sizes.items():
+        Image.fromarray(noise(h, w)).save(images / f'{name}.png')
+    out = tmp_path / 'out'
+    rc, text, peak = run_demo(images, files['checkpoint'], out, tmp_path)
+    assert rc == 0, text
+    assert '4 of 4 image(s) done' in text and 'Traceback' not in text
+    # 4000 px fit under the cap, unchanged; 10000 px are shrunk to it, the other side to 1 px
+    expected = {'tall': (2, 4000), 'wide': (4000, 2), 'thread': (4096, 1), 'pole': (1, 4096)}
+    assert MAX_DRAWING_SIDE == 4096
+    for name, (h, w) in sizes.items():
+        with Image.open(out / f'{name}_panoptic.png') as im:
+            assert im.size == expected[name], name
+        with Image.open(out / f'{name}_graph.png') as im:
+            assert im.size[0] <= MAX_SIZE[0] and im.size[1] <= MAX_SIZE[1], name
+        result = SceneGraphResult.from_json(json.loads((out / f'{name}.json').read_text()))
+        assert result.image_size == (h, w)
+    # a torch process running the tiny model peaks at about 1.1 GB
+    assert peak < 2.5 * 2 ** 30, f'peak memory {peak / 2 ** 30:.2f} GiB'
 
 
 def test_single_image_and_options(demo: ModuleType, files: dict[str, Path], tmp_path: Path,
@@ -128,6 +189,8 @@ def test_cuda_on_a_cpu_machine_and_missing_files(demo: ModuleType, files: dict[s
         assert rc == 1 and 'CUDA is not available' in err
     rc, err = run_main(demo, [str(tmp_path / 'nope.jpg'), *common], capsys)
     assert rc == 1 and 'nope.jpg: no such image file or folder' in err
+    rc, err = run_main(demo, [str(files['images'] / 'g_dangling.jpg'), *common], capsys)
+    assert rc == 1 and 'g_dangling.jpg: dangling symbolic link' in err
     empty = tmp_path / 'empty'
     empty.mkdir()
     rc, err = run_main(demo, [str(empty), *common], capsys)

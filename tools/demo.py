@@ -11,9 +11,12 @@ For every image ``NAME.<jpg|jpeg|png>`` (a folder: all of them, sorted) it write
   (nodes in their masks' colours, arrows labelled with predicate and score);
 * ``NAME.json``         - the whole result (:meth:`openpsg.apis.SceneGraphResult.to_json`).
 
-The three files of an image appear together or not at all. An image that cannot be read is
-reported and skipped; the exit status is then 1. Bad configs, checkpoints or devices stop the run
-before any image (exit status 1).
+The three files of an image appear together or not at all. An image that cannot be read (a
+damaged file, one above the image size limit of :mod:`openpsg.datasets.io`, or a folder entry
+named like an image that is a folder, a dangling link or no regular file) is reported and
+skipped; the other images are still processed and the exit status is then 1. Bad configs,
+checkpoints or devices stop the run before any image (exit status 1). Drawings are bounded in size
+whatever the image's shape (:data:`openpsg.visualization.draw.MAX_DRAWING_SIDE`).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from tqdm import tqdm
 
 from openpsg.apis import DeviceError, ImageInputError, inference_image, init_model, load_image
 from openpsg.config import ConfigError, DictAction
+from openpsg.datasets.io import ImageReadError, check_image_file
 from openpsg.engine.checkpoint import CheckpointError
 from openpsg.fileio import new_file_mode
 
@@ -58,17 +62,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def find_images(path: str) -> list[Path]:
-    """``[path]`` for a file; a folder's jpg/jpeg/png files (any case), sorted by name."""
+    """``[path]`` for an image file; for a folder, its entries named ``*.jpg/jpeg/png`` (any
+    case), sorted by name, whatever they are: one that is no image file (a folder, a dangling
+    link) is reported and skipped when it is read."""
     p = Path(path)
     if p.is_dir():
-        images = sorted(f for f in p.iterdir()
-                        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        images = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
         if not images:
             raise FileNotFoundError(f'{path}: no {"/".join(e[1:] for e in IMAGE_EXTENSIONS)} '
                                     'images in this folder')
         return images
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         raise FileNotFoundError(f'{path}: no such image file or folder')
+    try:
+        check_image_file(path)
+    except ImageReadError as err:
+        raise FileNotFoundError(f'{path}: {err}') from None
     return [p]
 
 
@@ -135,20 +144,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed = []
+    skipped = []
     bar = tqdm(list(zip(images, output_names(images))), desc='demo', unit='img',
                disable=len(images) == 1)
     for image_path, name in bar:
         try:
             tqdm.write(process(model, image_path, name, out, args.topk, args.score_thr))
         except ImageInputError as err:
-            failed.append(image_path)
-            tqdm.write(f'demo.py: error: {err}', file=sys.stderr)
-    done = len(images) - len(failed)
+            skipped.append(image_path)
+            tqdm.write(f'demo.py: error: {err}; skipped', file=sys.stderr)
+    done = len(images) - len(skipped)
     print(f'{done} of {len(images)} image(s) done, results in {out}'
-          + (f'; failed: {", ".join(map(str, failed))}' if failed else ''),
-          file=sys.stderr if failed else sys.stdout)
-    return 1 if failed else 0
+          + (f'; skipped: {", ".join(map(str, skipped))}' if skipped else ''),
+          file=sys.stderr if skipped else sys.stdout)
+    return 1 if skipped else 0
 
 
 if __name__ == '__main__':

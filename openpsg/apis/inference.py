@@ -23,11 +23,12 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from ..config import Config, ConfigError, parse_cfg_options
+from ..datasets.io import ImageReadError, decode_rgb, pil_to_rgb
 from ..datasets.transforms import Compose, require
 from ..engine.checkpoint import CheckpointError, WeightsReport, load_checkpoint, load_weights
 from ..engine.env import import_custom_modules
@@ -104,26 +105,22 @@ def _default_id(image: ImageInput) -> str:
 
 def load_image(image: ImageInput) -> np.ndarray:
     """An image as ``(H, W, 3)`` uint8 RGB: a file path, a PIL image (any mode; EXIF rotation
-    applied, as for paths) or an ``(H, W, 3)`` uint8 RGB array (used as is). Raises
-    :class:`ImageInputError` naming the input when it cannot be used."""
+    applied, as for paths) or an ``(H, W, 3)`` uint8 RGB array (used as is). Files and PIL images
+    are checked as :func:`openpsg.datasets.io.decode_rgb` checks them (size limit before
+    decoding, complete decoding). Raises :class:`ImageInputError` naming the input when it cannot
+    be used."""
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise ImageInputError(f'{path}: image file not found')
         try:
-            with Image.open(path) as im:
-                return load_image(im)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ImageInputError(f'{path}: cannot read the image ({err})') from err
+            return decode_rgb(path, exif_transpose=True)
+        except ImageReadError as err:
+            raise ImageInputError(f'{path}: {err}') from None
     if isinstance(image, Image.Image):
         name = getattr(image, 'filename', '') or 'PIL image'
         try:
-            arr = np.asarray(ImageOps.exif_transpose(image).convert('RGB'))
-        except OSError as err:
-            raise ImageInputError(f'{name}: cannot decode the image ({err})') from err
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise ImageInputError(f'{name}: the image is empty ({image.size[0]}x{image.size[1]})')
-        return arr
+            return pil_to_rgb(image, exif_transpose=True)
+        except ImageReadError as err:
+            raise ImageInputError(f'{name}: {err}') from None
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise ImageInputError(f'image array must have shape (H, W, 3) (RGB), got {image.shape}'

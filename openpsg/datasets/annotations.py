@@ -9,7 +9,13 @@ absolute pixels with ``bbox_mode`` 0) and ``relations`` (``[subject, object, pre
 0-based into the segment list, predicates 0-based). Box-only files (Visual Genome) need neither
 ``pan_seg_file_name`` nor ``segments_info``.
 
-:func:`parse_annotations` checks all of that at JSON level and reports every problem it finds;
+:func:`parse_annotations` checks all of that at JSON level and reports every problem it finds,
+together with values that fit the schema but not the image: ``height x width`` above the image
+size limit (:func:`~openpsg.datasets.io.max_image_pixels`), a relation whose subject is its
+object, and boxes that are degenerate or outside their image (errors: zero area where a segment
+exists, a corner more than the image's width/height beyond its edge, no overlap with the image;
+notes: zero area in box-only files, sticking out of the image by more than
+:data:`BOX_TOLERANCE` pixels);
 :func:`load_annotations` raises them together as one :class:`DatasetError`. The result is an
 :class:`Annotations` table: column arrays over all images (no per-image Python objects, so
 dataloader workers share it without copying).
@@ -28,6 +34,7 @@ import numpy as np
 
 from ..structures.masks import VOID
 from .errors import DatasetError, problem
+from .io import ImageReadError, check_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,8 @@ TOP_LEVEL_KEYS = ('data', 'thing_classes', 'stuff_classes', 'predicate_classes',
 SEGMENT_KEYS = ('id', 'category_id', 'iscrowd', 'isthing', 'area')
 BBOX_MODE_XYXY_ABS = 0
 MAX_SEGMENT_ID = 256 ** 3 - 1
+#: A box may stick out of its image by this many pixels before it is noted.
+BOX_TOLERANCE = 1.0
 
 Report = Callable[[str, str], None]  # report(field, message): record one problem of the image
 
@@ -182,11 +191,15 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
         data = []
     builder = _TableBuilder(with_masks, vocab.num_things or 0)
     first_seen: dict[str, int] = {}
+    odd_boxes: dict[str, list[str]] = {}
     for i, image in enumerate(data):
-        found = _check_image(image, i, file, vocab, with_masks, first_seen)
+        found = _check_image(image, i, file, vocab, with_masks, first_seen, odd_boxes)
         problems.extend(found)
         if not found:
             builder.add(image)
+    for what, where in odd_boxes.items():
+        notes.append(problem(file, None, 'annotations.bbox',
+                             f'{len(where)} box(es) {what}: {_preview(where)}'))
 
     test_ids = _test_image_ids(raw.get('test_image_ids', []), file, problems)
     unknown = sorted(test_ids - set(first_seen))
@@ -247,8 +260,9 @@ def _test_image_ids(ids: Any, file: str, problems: list[str]) -> set[str]:
 
 
 def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
-                 first_seen: dict[str, int]) -> list[str]:
-    """Every problem of one ``data[i]`` entry; records its image_id in ``first_seen``."""
+                 first_seen: dict[str, int], odd_boxes: dict[str, list[str]]) -> list[str]:
+    """Every problem of one ``data[i]`` entry; records its image_id in ``first_seen`` and boxes
+    that are odd but usable in ``odd_boxes`` (``{what: ['image_id=ID annotations[k]', ...]}``)."""
     if not isinstance(image, dict):
         return [problem(file, None, f'data[{i}]', f'must be an object, got {_type_name(image)}')]
     found: list[str] = []
@@ -278,6 +292,16 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
     for key in ('height', 'width'):
         if not _is_int(image.get(key)) or image[key] <= 0:
             bad(key, f'must be a positive integer, got {image.get(key)!r}')
+    size = None
+    if all(_is_int(image.get(key)) and image[key] > 0 for key in ('height', 'width')):
+        try:
+            check_image_size((image['height'], image['width']), what='the image')
+            size = (image['height'], image['width'])
+        except ImageReadError as err:
+            bad('height/width', str(err))
+
+    def odd(what: str, field: str) -> None:
+        odd_boxes.setdefault(what, []).append(f'image_id={label} {field}')
 
     segments = _list_field(image, 'segments_info', bad) if with_masks else []
     seen_ids: dict[int, int] = {}
@@ -285,7 +309,7 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
         _check_segment(seg, f'segments_info[{k}]', vocab, seen_ids, k, bad)
     annotations = _list_field(image, 'annotations', bad)
     for k, ann in enumerate(annotations):
-        _check_annotation(ann, f'annotations[{k}]', vocab, with_masks, bad)
+        _check_annotation(ann, f'annotations[{k}]', vocab, with_masks, size, bad, odd)
     num_objects = len(annotations)
     if with_masks:
         if 'segments_info' in image and 'annotations' in image and len(segments) != len(annotations):
@@ -351,18 +375,15 @@ def _check_segment(seg: Any, field: str, vocab: _Vocab, seen_ids: dict[int, int]
         bad(f'{field}.area', f'must be a non-negative number, got {seg["area"]!r}')
 
 
-def _check_annotation(ann: Any, field: str, vocab: _Vocab, with_masks: bool, bad: Report) -> None:
+def _check_annotation(ann: Any, field: str, vocab: _Vocab, with_masks: bool,
+                      size: tuple[int, int] | None, bad: Report, odd: Report) -> None:
     if not isinstance(ann, dict):
         bad(field, f'must be an object, got {_type_name(ann)}')
         return
     if 'bbox' not in ann:
         bad(f'{field}.bbox', 'missing')
     else:
-        box = ann['bbox']
-        if not isinstance(box, list) or len(box) != 4 or not all(map(_is_number, box)):
-            bad(f'{field}.bbox', f'must be [x1, y1, x2, y2] (4 finite numbers), got {box!r}')
-        elif box[2] < box[0] or box[3] < box[1]:
-            bad(f'{field}.bbox', f'{box} has x2 < x1 or y2 < y1 (boxes are xyxy, not xywh)')
+        _check_box(ann['bbox'], f'{field}.bbox', with_masks, size, bad, odd)
     if 'bbox_mode' in ann or with_masks:
         mode = ann.get('bbox_mode')
         if mode != BBOX_MODE_XYXY_ABS or not _is_int(mode):
@@ -373,11 +394,46 @@ def _check_annotation(ann: Any, field: str, vocab: _Vocab, with_masks: bool, bad
         _check_category(ann['category_id'], f'{field}.category_id', vocab, bad)
 
 
+def _check_box(box: Any, field: str, with_masks: bool, size: tuple[int, int] | None,
+               bad: Report, odd: Report) -> None:
+    """Errors: not 4 finite numbers, x2 < x1 or y2 < y1, zero area in a file with segments (each
+    box belongs to a segment, which has pixels), a coordinate more than the image's own width
+    (height) beyond its edge, no overlap with the image. Noted (``odd``): zero area in a box-only
+    file, sticking out of the image by more than :data:`BOX_TOLERANCE` pixels."""
+    if not isinstance(box, list) or len(box) != 4 or not all(map(_is_number, box)):
+        bad(field, f'must be [x1, y1, x2, y2] (4 finite numbers), got {box!r}')
+        return
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        bad(field, f'{box} has x2 < x1 or y2 < y1 (boxes are xyxy, not xywh)')
+        return
+    if x2 == x1 or y2 == y1:
+        if with_masks:
+            bad(field, f'{box} has zero area but belongs to a segment (boxes are xyxy, '
+                       'not xywh)')
+        else:
+            odd('have zero area', field)
+        return
+    if size is None:
+        return
+    h, w = size
+    if min(x1, x2) < -w or max(x1, x2) > 2 * w or min(y1, y2) < -h or max(y1, y2) > 2 * h:
+        bad(field, f'{box} lies far outside the {w}x{h} (WxH) image')
+    elif x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+        bad(field, f'{box} lies outside the {w}x{h} (WxH) image')
+    elif (min(x1, y1) < -BOX_TOLERANCE or x2 > w + BOX_TOLERANCE
+          or y2 > h + BOX_TOLERANCE):
+        odd('stick out of their image by more than 1 px', field)
+
+
 def _check_relation(rel: Any, field: str, num_objects: int, num_predicates: int | None,
                     bad: Report) -> None:
     if not isinstance(rel, list) or len(rel) != 3 or not all(map(_is_int, rel)):
         bad(field, f'must be [subject, object, predicate] (3 integers), got {rel!r}')
         return
+    if rel[0] == rel[1]:
+        bad(field, f'subject and object are both segment {rel[0]}; a relation joins two '
+                   'different segments')
     for value, role in zip(rel[:2], ('subject', 'object')):
         if not 0 <= value < num_objects:
             bad(field, f'{role} index {value} is outside 0..{num_objects - 1} '

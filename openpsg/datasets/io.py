@@ -1,44 +1,262 @@
-"""Reading images and panoptic PNGs with checks that name the file, the image and the field."""
+"""Reading image files that come from users: dataset images, panoptic PNGs (of datasets and of
+challenge submissions) and the images given to the demo and the inference API.
+
+:func:`decode_rgb` is the one function that decodes an image file. Before a pixel is decoded it
+checks that the path is a regular file and that the size in the image's header is at most
+:func:`max_image_pixels` pixels (and, where the caller knows it, the expected size), so that a
+small file whose header claims 30000x30000 pixels (a decompression bomb) is refused without
+allocating the image. After decoding it checks the decoded size against the header. Every
+failure is an :class:`ImageReadError` whose message is the reason; :func:`read_image` and
+:func:`read_panoptic` turn it into a :class:`DatasetError` naming the file, image and field.
+
+The limit is 100 million pixels (e.g. 12000x8000); set the environment variable
+``OPENPSG_MAX_IMAGE_PIXELS`` to another number of pixels for larger images. Pillow's own
+decompression-bomb check (``PIL.Image.MAX_IMAGE_PIXELS``) gives way to this limit.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+import struct
+import threading
+import warnings
+import zlib
+from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ..structures.masks import rgb2id, segment_ids_to_id_map
 from .errors import DatasetError, problem
 
+#: Environment variable holding the largest number of pixels an image may have.
+MAX_PIXELS_ENV = 'OPENPSG_MAX_IMAGE_PIXELS'
+#: The limit when :data:`MAX_PIXELS_ENV` is not set.
+DEFAULT_MAX_PIXELS = 100_000_000
 
-def _open_rgb(path: str, image_id: str, field: str, expected_hw: tuple[int, int] | None) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise DatasetError(problem(path, image_id, field, 'file not found'))
+_PILLOW_LIMIT_LOCK = threading.Lock()
+#: Channels of each PNG colour type; Adam7 interlace passes ``(x0, y0, dx, dy)``.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+_INFLATE_STEP = 1 << 20
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be used; the message is the reason, without the file name."""
+
+
+def max_image_pixels() -> int:
+    """The largest number of pixels (height x width) an image may have:
+    ``$OPENPSG_MAX_IMAGE_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV, '').strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
     try:
-        with Image.open(path) as im:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ImageReadError(f'the environment variable {MAX_PIXELS_ENV}={value!r} must be a '
+                             'positive whole number of pixels')
+    return limit
+
+
+def check_image_file(path: str) -> None:
+    """Raise :class:`ImageReadError` unless ``path`` is (a link to) a regular file."""
+    if os.path.isfile(path):
+        return
+    if os.path.islink(path):
+        raise ImageReadError(f'dangling symbolic link (its target {os.readlink(path)!r} cannot '
+                             'be reached)')
+    if os.path.isdir(path):
+        raise ImageReadError('is a folder, not an image file')
+    if os.path.exists(path):
+        raise ImageReadError('is not a regular file (a device, pipe or socket), not an image file')
+    raise ImageReadError('file not found')
+
+
+def check_image_size(hw: tuple[int, int], expected_hw: tuple[int, int] | None = None,
+                     what: str = 'image') -> None:
+    """Raise :class:`ImageReadError` if an image of size ``hw = (H, W)`` is empty, has more than
+    :func:`max_image_pixels` pixels, or differs from ``expected_hw`` (the annotation's size)."""
+    h, w = hw
+    if h <= 0 or w <= 0:
+        raise ImageReadError(f'{what} is empty ({h}x{w}, HxW)')
+    limit = max_image_pixels()
+    if h * w > limit:
+        raise ImageReadError(
+            f'{what} is {h}x{w} (HxW) = {h * w:,} pixels, more than the limit of {limit:,} '
+            f'(a decompression bomb? set the environment variable {MAX_PIXELS_ENV} to a larger '
+            'number of pixels to read it)')
+    if expected_hw is not None and (h, w) != tuple(expected_hw):
+        raise ImageReadError(f'{what} is {h}x{w} (HxW) but the annotation says '
+                             f'height={expected_hw[0]}, width={expected_hw[1]}')
+
+
+def _reason(err: BaseException) -> str:
+    return str(err) or type(err).__name__
+
+
+def _to_rgb(im: Image.Image, expected_hw: tuple[int, int] | None, exif_transpose: bool
+            ) -> np.ndarray:
+    """Decode an opened (not yet loaded) image after checking its header size; lets Pillow's
+    :class:`~PIL.Image.DecompressionBombError` through (see :func:`decode_rgb`)."""
+    header = (im.height, im.width)
+    check_image_size(header, None if exif_transpose else expected_hw)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        try:
+            im.load()
+            if (im.height, im.width) != header:
+                raise ImageReadError(f'decoded image is {im.height}x{im.width} (HxW) but its '
+                                     f'header says {header[0]}x{header[1]}')
+            if exif_transpose:
+                im = ImageOps.exif_transpose(im)
             arr = np.asarray(im.convert('RGB'))
-    except (UnidentifiedImageError, OSError) as err:
-        raise DatasetError(problem(path, image_id, field, f'cannot read image ({err})')) from err
-    if expected_hw is not None and tuple(arr.shape[:2]) != tuple(expected_hw):
-        raise DatasetError(problem(
-            path, image_id, field, f'image is {arr.shape[0]}x{arr.shape[1]} (HxW) but the annotation '
-            f'says height={expected_hw[0]}, width={expected_hw[1]}'))
+        except (ImageReadError, Image.DecompressionBombError):
+            raise
+        except Exception as err:  # Pillow's decoders raise many types on corrupt data
+            raise ImageReadError(f'cannot read image ({_reason(err)})') from err
+    if exif_transpose:
+        check_image_size(arr.shape[:2], expected_hw)
     return arr
 
 
+def _decode_file(path: str, expected_hw: tuple[int, int] | None, exif_transpose: bool
+                 ) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError:
+            raise
+        except Exception as err:
+            raise ImageReadError(f'cannot read image ({_reason(err)})') from err
+    with im:
+        arr = _to_rgb(im, expected_hw, exif_transpose)
+        is_png = im.format == 'PNG'
+    if is_png:
+        try:
+            check_png_data(path)
+        except (OSError, zlib.error, struct.error) as err:
+            raise ImageReadError(f'cannot read image ({_reason(err)})') from err
+    return arr
+
+
+def _png_data_size(width: int, height: int, depth: int, color_type: int, interlace: int) -> int:
+    """Bytes of decompressed image data (filter byte + packed pixels per row, per pass) a PNG of
+    this header holds."""
+    bits = depth * _PNG_CHANNELS.get(color_type, 4)
+    total = 0
+    for x0, y0, dx, dy in (_ADAM7 if interlace else ((0, 0, 1, 1),)):
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-w * bits // 8))
+    return total
+
+
+def check_png_data(path: str) -> None:
+    """Raise :class:`ImageReadError` unless the image data (``IDAT``) of the PNG ``path``
+    decompresses to exactly the size its header states. Pillow decodes a PNG whose header claims
+    more rows than its data holds without complaint (the missing rows come out black, i.e. void
+    in a panoptic PNG), and one with more data than its header needs as well. Decompresses in
+    steps of 1 MiB, so a bomb cannot fill the memory."""
+    with open(path, 'rb') as f:
+        f.seek(8)
+        need = produced = 0
+        inflate = zlib.decompressobj()
+        while len(head := f.read(8)) == 8:
+            length, kind = struct.unpack('>I4s', head)
+            if kind == b'IEND':
+                break
+            if kind == b'IHDR':
+                need = _png_data_size(*struct.unpack('>IIBBxxB', f.read(13)))
+                f.seek(4, os.SEEK_CUR)
+                continue
+            if kind != b'IDAT':
+                f.seek(length + 4, os.SEEK_CUR)
+                continue
+            data = f.read(length)
+            f.seek(4, os.SEEK_CUR)
+            while data and produced <= need:
+                produced += len(inflate.decompress(data, _INFLATE_STEP))
+                data = inflate.unconsumed_tail
+    if produced <= need:
+        produced += len(inflate.flush())
+    if produced < need:
+        raise ImageReadError(f'the image data ends early: {produced} of the {need} bytes its '
+                             'header size needs (rows are missing; a damaged or altered file)')
+    if produced > need:
+        raise ImageReadError(f'the image data is longer than the {need} bytes its header size '
+                             'needs (a damaged or altered file)')
+
+
+@contextlib.contextmanager
+def _pillow_check_off() -> Iterator[None]:
+    """Pillow's own decompression-bomb check switched off (under a lock) for the duration."""
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def decode_rgb(path: str | os.PathLike, expected_hw: tuple[int, int] | None = None,
+               exif_transpose: bool = False) -> np.ndarray:
+    """Decode the image file ``path`` as ``(H, W, 3)`` uint8 RGB (any mode is converted; the first
+    frame of an animation).
+
+    Checks, raising :class:`ImageReadError`: the path is a regular file; the header's size is not
+    empty, at most :func:`max_image_pixels` pixels and equal to ``expected_hw = (H, W)`` when
+    given (all before decoding); the file decodes completely (truncated or corrupt data is an
+    error) to the size its header states. ``exif_transpose`` applies the EXIF orientation (as
+    photo viewers do); ``expected_hw`` is then compared with the rotated image.
+    """
+    path = os.fspath(path)
+    check_image_file(path)
+    try:
+        return _decode_file(path, expected_hw, exif_transpose)
+    except Image.DecompressionBombError:
+        pass  # Pillow's own limit is lower than ours: decode again with ours alone
+    with _pillow_check_off():
+        return _decode_file(path, expected_hw, exif_transpose)
+
+
+def pil_to_rgb(im: Image.Image, exif_transpose: bool = False) -> np.ndarray:
+    """An already opened PIL image as ``(H, W, 3)`` uint8 RGB, with the checks of
+    :func:`decode_rgb` (size limit before the pixels are loaded, complete decoding)."""
+    try:
+        return _to_rgb(im, None, exif_transpose)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f'cannot read image ({_reason(err)})') from err
+
+
+def _read(path: str, image_id: str, field: str, expected_hw: tuple[int, int] | None
+          ) -> np.ndarray:
+    try:
+        return decode_rgb(path, expected_hw)
+    except ImageReadError as err:
+        raise DatasetError(problem(path, image_id, field, str(err))) from None
+
+
 def read_image(path: str, image_id: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image as ``(H, W, 3)`` uint8 RGB; checks existence, decodability and size."""
-    return _open_rgb(path, image_id, 'file_name', expected_hw)
+    """Read an image as ``(H, W, 3)`` uint8 RGB with the checks of :func:`decode_rgb`; problems
+    raise :class:`DatasetError` naming the file, ``image_id`` and the field ``file_name``."""
+    return _read(path, image_id, 'file_name', expected_hw)
 
 
 def read_panoptic(path: str, image_id: str, segment_ids: Sequence[int],
                   expected_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Read a panoptic PNG into an ``(H, W)`` int32 id map indexing ``segment_ids`` (-1 = void).
 
-    Raises :class:`DatasetError` if the PNG is missing/unreadable, has the wrong size, or a listed
-    segment id does not occur in it.
+    Raises :class:`DatasetError` (field ``pan_seg_file_name``) if the PNG fails a check of
+    :func:`decode_rgb`, and (field ``segments_info.id``) if a listed segment id does not occur
+    in it.
     """
-    pan_ids = rgb2id(_open_rgb(path, image_id, 'pan_seg_file_name', expected_hw))
+    pan_ids = rgb2id(_read(path, image_id, 'pan_seg_file_name', expected_hw))
     id_map = segment_ids_to_id_map(pan_ids, segment_ids)
     present = np.bincount(id_map.ravel() + 1, minlength=len(segment_ids) + 1)[1:] > 0
     missing = [int(s) for s, ok in zip(segment_ids, present) if not ok]
