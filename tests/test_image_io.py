@@ -137,9 +137,14 @@ def test_paths_that_are_no_image_file(tmp_path: Path) -> None:
     (tmp_path / 'folder.jpg').mkdir()
     (tmp_path / 'dangling.jpg').symlink_to(tmp_path / 'gone.jpg')
     os.mkfifo(tmp_path / 'pipe.png')
+    (tmp_path / 'device.jpg').symlink_to('/dev/zero')
+    (tmp_path / 'loop.jpg').symlink_to(tmp_path / 'loop.jpg')
+    (tmp_path / 'empty.jpg').write_bytes(b'')
     cases = {'folder.jpg': 'is a folder, not an image file',
              'dangling.jpg': f"dangling symbolic link (its target '{tmp_path}/gone.jpg' cannot",
-             'pipe.png': 'is not a regular file', 'missing.png': 'file not found'}
+             'loop.jpg': 'dangling symbolic link', 'pipe.png': 'is not a regular file',
+             'device.jpg': 'is not a regular file', 'empty.jpg': 'the file is empty (0 bytes)',
+             'missing.png': 'file not found'}
     for name, words in cases.items():
         with pytest.raises(ImageReadError) as err:
             decode_rgb(tmp_path / name)

@@ -63,10 +63,12 @@ def max_image_pixels() -> int:
 
 
 def check_image_file(path: str) -> None:
-    """Raise :class:`ImageReadError` unless ``path`` is (a link to) a regular file."""
+    """Raise :class:`ImageReadError` unless ``path`` is (a link to) a non-empty regular file."""
     if os.path.isfile(path):
+        if os.path.getsize(path) == 0:
+            raise ImageReadError('the file is empty (0 bytes), not an image')
         return
-    if os.path.islink(path):
+    if os.path.islink(path) and not os.path.exists(path):
         raise ImageReadError(f'dangling symbolic link (its target {os.readlink(path)!r} cannot '
                              'be reached)')
     if os.path.isdir(path):
