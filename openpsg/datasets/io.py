@@ -162,8 +162,8 @@ def check_png_data(path: str) -> None:
     """Raise :class:`ImageReadError` unless the image data (``IDAT``) of the PNG ``path``
     decompresses to exactly the size its header states. Pillow decodes a PNG whose header claims
     more rows than its data holds without complaint (the missing rows come out black, i.e. void
-    in a panoptic PNG), and one with more data than its header needs as well. Decompresses in
-    steps of 1 MiB, so a bomb cannot fill the memory."""
+    in a panoptic PNG), and one with more data than its header needs as well. Reads and
+    decompresses in steps of 1 MiB, so neither a large file nor a bomb fills the memory."""
     with open(path, 'rb') as f:
         f.seek(8)
         need = produced = 0
@@ -179,11 +179,15 @@ def check_png_data(path: str) -> None:
             if kind != b'IDAT':
                 f.seek(length + 4, os.SEEK_CUR)
                 continue
-            data = f.read(length)
-            f.seek(4, os.SEEK_CUR)
-            while data and produced <= need:
-                produced += len(inflate.decompress(data, _INFLATE_STEP))
-                data = inflate.unconsumed_tail
+            end = f.tell() + length
+            while f.tell() < end and produced <= need:
+                data = f.read(min(end - f.tell(), _INFLATE_STEP))
+                if not data:
+                    break
+                while data and produced <= need:
+                    produced += len(inflate.decompress(data, _INFLATE_STEP))
+                    data = inflate.unconsumed_tail
+            f.seek(end + 4)
     if produced <= need:
         produced += len(inflate.flush())
     if produced < need:
