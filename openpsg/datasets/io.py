@@ -5,7 +5,9 @@ challenge submissions) and the images given to the demo and the inference API.
 checks that the path is a regular file and that the size in the image's header is at most
 :func:`max_image_pixels` pixels (and, where the caller knows it, the expected size), so that a
 small file whose header claims 30000x30000 pixels (a decompression bomb) is refused without
-allocating the image. After decoding it checks the decoded size against the header. Every
+allocating the image. After decoding it checks that the image has its header's size and, for a
+PNG, that the compressed data fills exactly that size (Pillow pads short data with black rows
+without a word: :func:`check_png_data`). Truncated or corrupt data is an error too. Every
 failure is an :class:`ImageReadError` whose message is the reason; :func:`read_image` and
 :func:`read_panoptic` turn it into a :class:`DatasetError` naming the file, image and field.
 
