@@ -17,26 +17,25 @@ dataloader workers share it without copying).
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..safe_json import JSONFileError, describe, load_json
 from ..structures.masks import VOID
 from .errors import DatasetError, problem
+from .validate import (Numbering, Report, check_image_side, check_label, check_relation,
+                       check_segment_id, is_int, is_number, type_name)
 
 logger = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = ('data', 'thing_classes', 'stuff_classes', 'predicate_classes', 'test_image_ids')
 SEGMENT_KEYS = ('id', 'category_id', 'iscrowd', 'isthing', 'area')
 BBOX_MODE_XYXY_ABS = 0
-MAX_SEGMENT_ID = 256 ** 3 - 1
-
-Report = Callable[[str, str], None]  # report(field, message): record one problem of the image
+MAX_IMAGE_ID_BYTES = 200
 
 
 @dataclass
@@ -107,19 +106,13 @@ class Annotations:
         return np.repeat(np.arange(self.num_images), np.diff(self.rel_offsets))
 
 
-def _not_found(path: str) -> DatasetError:
-    return DatasetError(problem(path, None, 'ann_file', 'file not found'))
-
-
 def read_json(path: str) -> Any:
-    """Load a JSON file; a missing file or a syntax error raises :class:`DatasetError`."""
-    if not os.path.isfile(path):
-        raise _not_found(path)
+    """Load an annotation file with :func:`~openpsg.safe_json.load_json`; any way it cannot be
+    read (missing, not UTF-8, invalid or pathological JSON) raises :class:`DatasetError`."""
     try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(problem(path, None, 'ann_file', f'not valid JSON ({err})')) from err
+        return load_json(path)
+    except JSONFileError as err:
+        raise DatasetError(problem(path, None, 'ann_file', err.reason)) from None
 
 
 def load_annotations(path: str, with_masks: bool = True) -> Annotations:
@@ -131,7 +124,7 @@ def load_annotations(path: str, with_masks: bool = True) -> Annotations:
     changes (so a train and a test dataset parse ``psg.json`` once).
     """
     if not os.path.isfile(path):
-        raise _not_found(path)
+        read_json(path)  # raises the error that says why
     stat = os.stat(path)
     return _load_cached(path, os.path.realpath(path), stat.st_mtime_ns, stat.st_size, with_masks)
 
@@ -159,7 +152,7 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
     notes: list[str] = []
     if not isinstance(raw, dict):
         problems.append(problem(file, None, 'top level', f'must be a JSON object with keys '
-                                f'{list(TOP_LEVEL_KEYS)}, got {_type_name(raw)}'))
+                                f'{list(TOP_LEVEL_KEYS)}, got {type_name(raw)}'))
         return _TableBuilder(with_masks, 0).build(file, (), (), (), frozenset()), problems, notes
     for key in TOP_LEVEL_KEYS:
         if key not in raw:
@@ -171,19 +164,20 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
     things = _name_list(raw, 'thing_classes', file, problems)
     stuff = _name_list(raw, 'stuff_classes', file, problems)
     predicates = _name_list(raw, 'predicate_classes', file, problems)
-    vocab = _Vocab(
-        num_things=None if things is None else len(things),
-        num_classes=None if things is None or stuff is None else len(things) + len(stuff),
-        num_predicates=None if predicates is None else len(predicates))
+    vocab = Numbering(
+        first=0, num_classes=None if things is None or stuff is None else len(things) + len(stuff),
+        num_predicates=None if predicates is None else len(predicates),
+        class_note='thing_classes + stuff_classes', predicate_note='predicate_classes')
+    num_things = None if things is None else len(things)
 
     data = raw.get('data', [])
     if not isinstance(data, list):
-        problems.append(problem(file, None, 'data', f'must be a list of images, got {_type_name(data)}'))
+        problems.append(problem(file, None, 'data', f'must be a list of images, got {type_name(data)}'))
         data = []
-    builder = _TableBuilder(with_masks, vocab.num_things or 0)
+    builder = _TableBuilder(with_masks, num_things or 0)
     first_seen: dict[str, int] = {}
     for i, image in enumerate(data):
-        found = _check_image(image, i, file, vocab, with_masks, first_seen)
+        found = _check_image(image, i, file, vocab, num_things, with_masks, first_seen)
         problems.extend(found)
         if not found:
             builder.add(image)
@@ -198,30 +192,9 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
     return ann, problems, notes
 
 
-@dataclass(frozen=True)
-class _Vocab:
-    """Label-space sizes; ``None`` when the file's class list is unusable (range checks skipped)."""
-
-    num_things: int | None
-    num_classes: int | None
-    num_predicates: int | None
-
-
 def _preview(items: list[str], n: int = 5) -> str:
     shown = ', '.join(repr(x) for x in items[:n])
     return shown + (f', ... ({len(items) - n} more)' if len(items) > n else '')
-
-
-def _type_name(value: Any) -> str:
-    return 'null' if value is None else type(value).__name__
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
 
 
 def _name_list(raw: dict, key: str, file: str, problems: list[str]) -> list[str] | None:
@@ -237,26 +210,27 @@ def _name_list(raw: dict, key: str, file: str, problems: list[str]) -> list[str]
 def _test_image_ids(ids: Any, file: str, problems: list[str]) -> set[str]:
     if not isinstance(ids, list):
         problems.append(problem(file, None, 'test_image_ids',
-                                f'must be a list of image_id strings, got {_type_name(ids)}'))
+                                f'must be a list of image_id strings, got {type_name(ids)}'))
         return set()
     for j, image_id in enumerate(ids):
         if not isinstance(image_id, str):
             problems.append(problem(file, None, f'test_image_ids[{j}]', f'must be a string image_id '
-                                    f'(splits compare strings), got {_type_name(image_id)} {image_id!r}'))
+                                    f'(splits compare strings), got {type_name(image_id)} '
+                                    f'{describe(image_id)}'))
     return {image_id for image_id in ids if isinstance(image_id, str)}
 
 
-def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
-                 first_seen: dict[str, int]) -> list[str]:
+def _check_image(image: Any, i: int, file: str, vocab: Numbering, num_things: int | None,
+                 with_masks: bool, first_seen: dict[str, int]) -> list[str]:
     """Every problem of one ``data[i]`` entry; records its image_id in ``first_seen``."""
     if not isinstance(image, dict):
-        return [problem(file, None, f'data[{i}]', f'must be an object, got {_type_name(image)}')]
+        return [problem(file, None, f'data[{i}]', f'must be an object, got {type_name(image)}')]
     found: list[str] = []
     image_id = image.get('image_id')
     if isinstance(image_id, str):
         label = image_id
     else:
-        label = f'data[{i}]' if 'image_id' not in image else f'{image_id!r} (data[{i}])'
+        label = f'data[{i}]' if 'image_id' not in image else f'{describe(image_id)} (data[{i}])'
 
     def bad(field: str, message: str) -> None:
         found.append(problem(file, label, field, message))
@@ -265,24 +239,24 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
         bad('image_id', 'missing')
     elif not isinstance(image_id, str):
         bad('image_id', f'must be a string (PSG ids are strings, e.g. "107902"), '
-                        f'got {_type_name(image_id)}')
+                        f'got {type_name(image_id)}')
     elif image_id in first_seen:
         bad('image_id', f'duplicate image_id, also used by data[{first_seen[image_id]}]')
     else:
         first_seen[image_id] = i
+        _check_image_id_name(image_id, bad)
 
     file_keys = ('file_name', 'pan_seg_file_name') if with_masks else ('file_name',)
     for key in file_keys:
         if not isinstance(image.get(key), str) or not image[key]:
-            bad(key, f'must be a non-empty relative path string, got {_type_name(image.get(key))}')
+            bad(key, f'must be a non-empty relative path string, got {type_name(image.get(key))}')
     for key in ('height', 'width'):
-        if not _is_int(image.get(key)) or image[key] <= 0:
-            bad(key, f'must be a positive integer, got {image.get(key)!r}')
+        check_image_side(image.get(key), key, bad)
 
     segments = _list_field(image, 'segments_info', bad) if with_masks else []
     seen_ids: dict[int, int] = {}
     for k, seg in enumerate(segments):
-        _check_segment(seg, f'segments_info[{k}]', vocab, seen_ids, k, bad)
+        _check_segment(seg, f'segments_info[{k}]', vocab, num_things, seen_ids, k, bad)
     annotations = _list_field(image, 'annotations', bad)
     for k, ann in enumerate(annotations):
         _check_annotation(ann, f'annotations[{k}]', vocab, with_masks, bad)
@@ -292,15 +266,24 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
             bad('annotations', f'{len(annotations)} entries but segments_info has {len(segments)}; '
                                'the two lists must be parallel')
         for k, (seg, ann) in enumerate(zip(segments, annotations)):
-            if (isinstance(seg, dict) and isinstance(ann, dict) and _is_int(seg.get('category_id'))
-                    and _is_int(ann.get('category_id')) and seg['category_id'] != ann['category_id']):
+            if (isinstance(seg, dict) and isinstance(ann, dict) and is_int(seg.get('category_id'))
+                    and is_int(ann.get('category_id')) and seg['category_id'] != ann['category_id']):
                 bad(f'annotations[{k}].category_id', f'{ann["category_id"]} differs from '
                     f'segments_info[{k}].category_id {seg["category_id"]}')
         num_objects = min(num_objects, len(segments))
 
     for k, rel in enumerate(_list_field(image, 'relations', bad)):
-        _check_relation(rel, f'relations[{k}]', num_objects, vocab.num_predicates, bad)
+        check_relation(rel, f'relations[{k}]', num_objects, vocab, 'image', bad)
     return found
+
+
+def _check_image_id_name(image_id: str, bad: Report) -> None:
+    """Tools save drawings as ``<image_id>.png``: the id must be a plain file name."""
+    if (not image_id or not image_id.isprintable() or image_id in ('.', '..')
+            or any(c in image_id for c in '/\\') or len(image_id.encode()) > MAX_IMAGE_ID_BYTES):
+        bad('image_id', f'{describe(image_id)} cannot be used as a file name (it must be 1 to '
+                        f'{MAX_IMAGE_ID_BYTES} bytes of printable characters without / or \\, '
+                        'not . or ..)')
 
 
 def _list_field(image: dict, key: str, bad: Report) -> list:
@@ -308,82 +291,56 @@ def _list_field(image: dict, key: str, bad: Report) -> list:
         bad(key, 'missing')
         return []
     if not isinstance(image[key], list):
-        bad(key, f'must be a list, got {_type_name(image[key])}')
+        bad(key, f'must be a list, got {type_name(image[key])}')
         return []
     return image[key]
 
 
-def _check_category(value: Any, field: str, vocab: _Vocab, bad: Report) -> None:
-    if not _is_int(value):
-        bad(field, f'must be an integer class index, got {value!r}')
-    elif vocab.num_classes is not None and not 0 <= value < vocab.num_classes:
-        bad(field, f'{value} is outside 0..{vocab.num_classes - 1} '
-                   f'(thing_classes + stuff_classes)')
-
-
-def _check_segment(seg: Any, field: str, vocab: _Vocab, seen_ids: dict[int, int], k: int,
-                   bad: Report) -> None:
+def _check_segment(seg: Any, field: str, vocab: Numbering, num_things: int | None,
+                   seen_ids: dict[int, int], k: int, bad: Report) -> None:
     if not isinstance(seg, dict):
-        bad(field, f'must be an object, got {_type_name(seg)}')
+        bad(field, f'must be an object, got {type_name(seg)}')
         return
     missing = [key for key in SEGMENT_KEYS if key not in seg]
     if missing:
         bad(field, f'missing key(s) {missing}')
-    seg_id = seg.get('id')
     if 'id' in seg:
-        if not _is_int(seg_id) or not 0 < seg_id <= MAX_SEGMENT_ID:
-            bad(f'{field}.id', f'must be an integer in 1..{MAX_SEGMENT_ID} (0 is void), got {seg_id!r}')
-        elif seg_id in seen_ids:
-            bad(f'{field}.id', f'duplicate segment id {seg_id}, also segments_info[{seen_ids[seg_id]}]')
-        else:
-            seen_ids[seg_id] = k
+        check_segment_id(seg['id'], f'{field}.id', seen_ids, k, bad)
     if 'category_id' in seg:
-        _check_category(seg['category_id'], f'{field}.category_id', vocab, bad)
+        check_label(seg['category_id'], f'{field}.category_id', vocab, bad)
     for key in ('iscrowd', 'isthing'):
         if key in seg and seg[key] not in (0, 1):
-            bad(f'{field}.{key}', f'must be 0 or 1, got {seg[key]!r}')
-    if ('isthing' in seg and seg['isthing'] in (0, 1) and vocab.num_things is not None
-            and _is_int(seg.get('category_id'))
-            and bool(seg['isthing']) != (seg['category_id'] < vocab.num_things)):
+            bad(f'{field}.{key}', f'must be 0 or 1, got {describe(seg[key])}')
+    if ('isthing' in seg and seg['isthing'] in (0, 1) and num_things is not None
+            and is_int(seg.get('category_id'))
+            and bool(seg['isthing']) != (seg['category_id'] < num_things)):
         bad(f'{field}.isthing', f'{seg["isthing"]} contradicts category_id {seg["category_id"]} '
-                                f'(indices below {vocab.num_things} are things)')
-    if 'area' in seg and (not _is_number(seg['area']) or seg['area'] < 0):
-        bad(f'{field}.area', f'must be a non-negative number, got {seg["area"]!r}')
+                                f'(indices below {num_things} are things)')
+    if 'area' in seg and (not is_number(seg['area']) or seg['area'] < 0):
+        bad(f'{field}.area', f'must be a non-negative number, got {describe(seg["area"])}')
 
 
-def _check_annotation(ann: Any, field: str, vocab: _Vocab, with_masks: bool, bad: Report) -> None:
+def _check_annotation(ann: Any, field: str, vocab: Numbering, with_masks: bool,
+                      bad: Report) -> None:
     if not isinstance(ann, dict):
-        bad(field, f'must be an object, got {_type_name(ann)}')
+        bad(field, f'must be an object, got {type_name(ann)}')
         return
     if 'bbox' not in ann:
         bad(f'{field}.bbox', 'missing')
     else:
         box = ann['bbox']
-        if not isinstance(box, list) or len(box) != 4 or not all(map(_is_number, box)):
-            bad(f'{field}.bbox', f'must be [x1, y1, x2, y2] (4 finite numbers), got {box!r}')
+        if not isinstance(box, list) or len(box) != 4 or not all(map(is_number, box)):
+            bad(f'{field}.bbox', f'must be [x1, y1, x2, y2] (4 finite numbers), got {describe(box)}')
         elif box[2] < box[0] or box[3] < box[1]:
             bad(f'{field}.bbox', f'{box} has x2 < x1 or y2 < y1 (boxes are xyxy, not xywh)')
     if 'bbox_mode' in ann or with_masks:
         mode = ann.get('bbox_mode')
-        if mode != BBOX_MODE_XYXY_ABS or not _is_int(mode):
-            bad(f'{field}.bbox_mode', f'must be {BBOX_MODE_XYXY_ABS} (XYXY_ABS), got {mode!r}')
+        if mode != BBOX_MODE_XYXY_ABS or not is_int(mode):
+            bad(f'{field}.bbox_mode', f'must be {BBOX_MODE_XYXY_ABS} (XYXY_ABS), got {describe(mode)}')
     if 'category_id' not in ann:
         bad(f'{field}.category_id', 'missing')
     else:
-        _check_category(ann['category_id'], f'{field}.category_id', vocab, bad)
-
-
-def _check_relation(rel: Any, field: str, num_objects: int, num_predicates: int | None,
-                    bad: Report) -> None:
-    if not isinstance(rel, list) or len(rel) != 3 or not all(map(_is_int, rel)):
-        bad(field, f'must be [subject, object, predicate] (3 integers), got {rel!r}')
-        return
-    for value, role in zip(rel[:2], ('subject', 'object')):
-        if not 0 <= value < num_objects:
-            bad(field, f'{role} index {value} is outside 0..{num_objects - 1} '
-                       f'(the image has {num_objects} segments)')
-    if num_predicates is not None and not 0 <= rel[2] < num_predicates:
-        bad(field, f'predicate {rel[2]} is outside 0..{num_predicates - 1} (predicate_classes)')
+        check_label(ann['category_id'], f'{field}.category_id', vocab, bad)
 
 
 class _TableBuilder:
