@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import stat
 
+from .safe_json import describe, printable
+
 
 class OutsideRootError(ValueError):
     """A name read from a file that does not lead to a regular file inside its root folder;
@@ -22,22 +24,23 @@ def check_relative_name(name: object, allow_outside: bool = False) -> str | None
     it can): not a non-empty string, a NUL byte, not encodable as a file name, absolute, or
     leading out of the root with ``..``. ``allow_outside`` accepts absolute and ``..`` paths."""
     if not isinstance(name, str) or not name:
-        return f'must be a non-empty relative path string, got {type(name).__name__} {name!r:.80}'
+        return (f'must be a non-empty relative path string, got {type(name).__name__} '
+                f'{describe(name)}')
     if '\0' in name:
         return 'contains a NUL byte'
     try:
         os.fsencode(name)
     except UnicodeError:
-        return f'{ascii(name):.80} cannot be encoded as a file name'
+        return f'{describe(name)} cannot be encoded as a file name'
     if allow_outside:
         return None
     if os.path.isabs(name):
-        return f'{name!r} is an absolute path; names are relative to the root folder'
+        return f'{describe(name)} is an absolute path (names are relative to their folder)'
     normal = os.path.normpath(name)
     if normal == os.curdir:
-        return f'{name!r} names the root folder itself, not a file in it'
+        return f'{describe(name)} names the folder itself, not a file in it'
     if normal == os.pardir or normal.startswith(os.pardir + os.sep):
-        return f'{name!r} leads out of the root folder (..)'
+        return f'{describe(name)} leads out of its folder (..)'
     return None
 
 
@@ -58,16 +61,18 @@ def resolve_inside(root: str | os.PathLike, name: object, allow_outside: bool = 
     if not allow_outside:
         real_root = os.path.realpath(root)
         if not _strictly_inside(real, real_root):
-            raise OutsideRootError(f'{name!r} resolves to {real}, outside {real_root} '
-                                   '(a symlink leading out)')
+            raise OutsideRootError(f'{describe(name)} resolves to {printable(real)}, outside '
+                                   f'{printable(real_root)} (a symlink leading out)')
     try:
         mode = os.stat(real).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return path
     except OSError as err:
-        raise OutsideRootError(f'{name!r}: cannot inspect {real} ({err.strerror})') from err
+        raise OutsideRootError(f'{describe(name)}: cannot inspect {printable(real)} '
+                               f'({err.strerror})') from err
     if not stat.S_ISREG(mode):
-        raise OutsideRootError(f'{name!r} is not a regular file (a folder, device, FIFO or socket)')
+        raise OutsideRootError(f'{describe(name)} is not a regular file (a folder, device, FIFO '
+                               'or socket)')
     return path
 
 

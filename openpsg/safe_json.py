@@ -84,3 +84,9 @@ def describe(value: Any) -> str:
     """``repr(value)`` for an error message, shortened: at most three levels deep, a few items
     per container, long strings and numbers cut (``...``)."""
     return _describer.repr(value)
+
+
+def printable(text: str) -> str:
+    """``text`` as it is if it prints as one line, else escaped (``ascii``) so that a line break
+    or a lone surrogate in a file name cannot break or forge a message."""
+    return text if text.isprintable() else ascii(text)
