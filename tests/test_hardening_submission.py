@@ -18,8 +18,9 @@ from test_grade import IMAGES, TEST_IDS, noisy_predictions, write_dataset
 import openpsg.evaluation.submission_folder as submission_folder
 import openpsg.fileio as fileio
 from openpsg.datasets import DatasetError, PSGDataset
-from openpsg.evaluation.submission import (SubmissionDirError, SubmissionError, read_submission,
-                                           write_scores, write_submission)
+from openpsg.evaluation import SubmissionDirError
+from openpsg.evaluation.submission import (SubmissionError, read_submission, write_scores,
+                                           write_submission)
 
 SCORES = {'openpsg': {'R@20': 40.0, 'mR@20': 10.0}, 'panoptic': {'PQ': 12.5}}
 
@@ -259,7 +260,8 @@ def test_check_dataset_cli_lists_names_leading_out_and_opens_none(psg_outside):
     text = assert_clean_failure(proc, 1, '3 problem(s) found')
     assert (f"{ann_file}: image_id=1001: file_name: '../outside/000000001001.jpg' leads out of "
             "its folder (..)") in text
-    assert f'{ann_file}: image_id=1001: pan_seg_file_name: ' in text and 'is an absolute path' in text
+    assert f'{ann_file}: image_id=1001: pan_seg_file_name: ' in text
+    assert 'is an absolute path' in text
     assert (f"{ann_file}: image_id=1002: file_name: 'val2017/000000001002.jpg' resolves to "
             f"{root.parent / 'outside'}") in text
     proc = run_tool('check_dataset', ann_file, '--data-root', root, '--allow-outside-data-root')

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.psg_tiny.paint import write_psg_tiny
-from hardening_support import TRACEBACK, assert_clean_failure, run_tool, snapshot
+from hardening_support import assert_clean_failure, run_tool, snapshot
 
 from openpsg.datasets import DatasetError, PSGDataset, check_dataset
 from openpsg.engine import load_predictions, save_predictions
@@ -170,19 +170,22 @@ def test_numbers_that_do_not_fit_are_field_problems_not_overflows(psg):
     raw['data'][0]['height'] = 2 ** 70
     raw['data'][0]['width'] = float('nan')
     raw['data'][0]['annotations'][0]['bbox'][2] = 10 ** 400
+    raw['data'][0]['annotations'][1]['bbox'][0] = float('inf')
     raw['data'][0]['segments_info'][0]['area'] = float('inf')
     raw['data'][1]['segments_info'][1]['id'] = 2 ** 64
     raw['data'][1]['relations'][0][2] = -2 ** 70
-    ann_file.write_text(json.dumps(raw).replace('1e400', '1e999'))
+    ann_file.write_text(json.dumps(raw))
     report = check_dataset(str(ann_file), str(root), progress=False)
     found = '\n'.join(report.problems)
+    first, second = f'{ann_file}: image_id=1001: ', f'{ann_file}: image_id=1002: '
     for line in [
-            f'{ann_file}: image_id=1001: height: must be a positive integer up to 65535, got 1180591620717411303424',
-            f'{ann_file}: image_id=1001: width: must be a positive integer up to 65535, got nan',
-            f'{ann_file}: image_id=1001: annotations[0].bbox: must be [x1, y1, x2, y2] (4 finite numbers)',
-            f'{ann_file}: image_id=1001: segments_info[0].area: must be a non-negative number, got inf',
-            f'{ann_file}: image_id=1002: segments_info[1].id: must be an integer in 1..16777215',
-            f'{ann_file}: image_id=1002: relations[0]: predicate -1180591620717411303424 is outside 0..5']:
+            first + 'height: must be a positive integer up to 65535, got 1180591620717411303424',
+            first + 'width: must be a positive integer up to 65535, got nan',
+            first + 'annotations[0].bbox: must be [x1, y1, x2, y2] (4 finite numbers)',
+            first + 'annotations[1].bbox: must be [x1, y1, x2, y2] (4 finite numbers)',
+            first + 'segments_info[0].area: must be a non-negative number, got inf',
+            second + 'segments_info[1].id: must be an integer in 1..16777215',
+            second + 'relations[0]: predicate -1180591620717411303424 is outside 0..5']:
         assert line in found, found
 
 
@@ -198,8 +201,10 @@ def test_labels_of_a_file_without_usable_class_lists_cannot_overflow(psg):
     report = check_dataset(str(ann_file), str(root), check_files=False, progress=False)
     found = '\n'.join(report.problems)
     assert 'thing_classes: must be a list of class-name strings' in found
-    assert 'image_id=1001: annotations[0].category_id: 1180591620717411303424 is outside 0..2147483647' in found
-    assert 'image_id=1001: relations[0]: predicate 9223372036854775808 is outside 0..2147483647' in found
+    assert ('image_id=1001: annotations[0].category_id: 1180591620717411303424 is outside '
+            '0..2147483647') in found
+    assert ('image_id=1001: relations[0]: predicate 9223372036854775808 is outside '
+            '0..2147483647') in found
 
 
 @pytest.mark.parametrize('image_id', ['../../evil', 'a/b', '..', '', 'line\nbreak', '\ud800'])
@@ -238,7 +243,8 @@ def test_check_dataset_cli_lists_field_problems(psg):
     proc = run_tool('check_dataset', ann_file, '--data-root', root)
     out = assert_clean_failure(proc, 1, '3 problem(s) found')
     assert f'{ann_file}: image_id=1001: height: must be a positive integer up to 65535' in out
-    assert f'{ann_file}: image_id=1002: width: must be a positive integer up to 65535, got nan' in out
+    assert f'{ann_file}: image_id=1002: width: must be a positive integer up to 65535, got nan' \
+        in out
     assert f'{ann_file}: image_id=1001: segments_info[0].area: must be a non-negative number' in out
 
 
@@ -261,4 +267,3 @@ def test_make_report_reads_its_input_safely(tmp_path):
     proc = run_tool('make_report', '--eval', path, '--out', tmp_path / 'REPORT.md')
     assert_clean_failure(proc, 1, str(path), 'nested too deeply')
     assert sorted(os.listdir(tmp_path)) == ['eval.json']
-    assert TRACEBACK not in proc.stderr

@@ -34,8 +34,8 @@ from openpsg.engine.trainer import evaluation_kwargs, training_triplets
 from openpsg.evaluation.fair_protocol import DEDUP_MODES
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.runner import evaluate, format_results
-from openpsg.evaluation.submission import (SubmissionDirError, check_submission_dir,
-                                           write_submission)
+from openpsg.evaluation.submission import write_submission
+from openpsg.evaluation.submission_folder import SubmissionDirError, check_submission_dir
 from openpsg.fileio import atomic_write
 from openpsg.registry import DATASETS, MODELS
 from openpsg.structures import Prediction

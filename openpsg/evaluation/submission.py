@@ -46,8 +46,8 @@ from ..structures.masks import VOID, encode_rle, id2rgb, id_map_to_masks, masks_
 from ..structures.scene_graph import Prediction, index_predictions
 from .panoptic import PQ_KEYS
 from .runner import evaluate, parallel_map
-from .submission_folder import (PANSEG_DIR, RELATION_FILE, SubmissionDirError,
-                                check_submission_dir, install_submission, make_staging_dir)
+from .submission_folder import (PANSEG_DIR, RELATION_FILE, check_submission_dir,
+                                install_submission, make_staging_dir)
 
 ENTRY_KEYS = ('relations', 'segments_info', 'pan_seg_file_name')
 SCORE_FILES = ('scores.txt', 'scores.json')
@@ -56,8 +56,6 @@ PROTOCOL_METRICS = {'openpsg': ('R', 'mR'), 'fair': ('R', 'mR', 'ngR', 'ng-mR')}
 MAX_SEGMENTS = 1000  # per entry: a submission's masks are decoded densely, N x H x W
 NUMBERING = Numbering(first=1, num_classes=NUM_CLASSES, num_predicates=NUM_PREDICATES,
                       class_note='1-based classes', predicate_note='1-based predicates')
-__all__ = ['SubmissionDirError', 'SubmissionError', 'check_submission_dir', 'grade_submission',
-           'read_submission', 'remove_scores', 'write_scores', 'write_submission']
 
 
 class SubmissionError(DatasetError):
@@ -79,7 +77,8 @@ def write_submission(predictions: Iterable[Prediction], image_ids: Sequence[str]
 
     ``out_dir`` must be absent, empty or a previous submission
     (:func:`~openpsg.evaluation.submission_folder.check_submission_dir`, else
-    :class:`SubmissionDirError` before anything is written). The submission is written beside
+    :class:`~openpsg.evaluation.submission_folder.SubmissionDirError` before anything is
+    written). The submission is written beside
     ``out_dir`` and swapped into place, so on any error no (partial) output appears and an
     existing ``out_dir`` is left untouched; on success only a previous submission's files are
     replaced.
