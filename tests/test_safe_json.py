@@ -147,6 +147,10 @@ def _saved_prediction(tmp_path: Path) -> tuple[Path, dict]:
     ('masks', [{'size': [2 ** 40, 2], 'counts': 'x'}], 'masks[0].size must be [height, width]'),
     ('masks', [{'size': [2, 2]}], 'masks[0] must be an RLE dict'),
     ('image_id', ['a'], 'image_id must be a string'),
+    ('pairs', [[0, 2]], 'pairs index segments up to 2 but there are 2 segments'),
+    ('scores', [1.0], 'scores has 1 values, expected 2 for 2 segments and 1 relations'),
+    ('labels', [-1, 0], 'labels must hold non-negative integers'),
+    ('triplet_scores', None, 'triplet_scores is missing'),
 ])
 def test_prediction_file_fields(tmp_path, field, value, words):
     path, content = _saved_prediction(tmp_path)

@@ -138,6 +138,7 @@ def _check_entry(entry: Any) -> None:
     if not is_int(num) or not 0 < num <= MAX_PREDICATES:
         raise ValueError(f'num_predicates must be an integer in 1..{MAX_PREDICATES}, got '
                          f'{describe(num)}')
+    arrays = {}
     for key in ARRAY_FIELDS:
         if entry.get(key) is not None:
             values = np.asarray(entry[key], dtype=np.float64)
@@ -145,14 +146,41 @@ def _check_entry(entry: Any) -> None:
                 raise ValueError(f'{key} holds NaN or infinite values')
             if np.abs(values).max(initial=0) > 2 ** 53:
                 raise ValueError(f'{key} holds numbers beyond 2**53')
+            arrays[key] = values
+    _check_shapes(arrays, num)
     if entry.get('masks') is not None:
         _check_rles(entry['masks'], 'masks')
+        if len(entry['masks']) != len(arrays['labels']):
+            raise ValueError(f'masks has {len(entry["masks"])} entries for '
+                             f'{len(arrays["labels"])} labels')
     pan = entry.get('pan_id_map')
     if pan is not None:
         if not isinstance(pan, dict):
             raise ValueError(f'pan_id_map must be a dict, got {type_name(pan)}')
         _check_size(pan.get('shape'), 'pan_id_map.shape')
         _check_rles(pan.get('rles'), 'pan_id_map.rles')
+
+
+def _check_shapes(arrays: dict[str, np.ndarray], num_predicates: int) -> None:
+    """Segment fields agree on N, relation fields on R, and pairs index the N segments."""
+    for key in ('labels', 'scores', 'boxes', 'pairs', 'predicate_scores', 'triplet_scores'):
+        if key not in arrays:
+            raise ValueError(f'{key} is missing')
+    n, r = arrays['labels'].size, arrays['triplet_scores'].size
+    expected = {'labels': n, 'scores': n, 'boxes': 4 * n, 'pairs': 2 * r,
+                'predicate_scores': r * num_predicates, 'triplet_scores': r,
+                'no_relation_scores': r}
+    for key, size in expected.items():
+        if key in arrays and arrays[key].size != size:
+            raise ValueError(f'{key} has {arrays[key].size} values, expected {size} for {n} '
+                             f'segments and {r} relations')
+    for key in ('labels', 'pairs', 'pan_labels'):
+        values = arrays.get(key, np.zeros(0))
+        if (values != np.round(values)).any() or (values < 0).any():
+            raise ValueError(f'{key} must hold non-negative integers')
+    if (arrays['pairs'] >= n).any():
+        raise ValueError(f'pairs index segments up to {int(arrays["pairs"].max())} but there are '
+                         f'{n} segments')
 
 
 def _check_rles(rles: Any, field: str) -> None:
