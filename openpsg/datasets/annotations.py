@@ -7,7 +7,10 @@ Each image has ``file_name``, ``height``, ``width``, a string ``image_id``, ``pa
 (``{bbox, bbox_mode, category_id}``, parallel to ``segments_info``, boxes ``[x1, y1, x2, y2]``
 absolute pixels with ``bbox_mode`` 0) and ``relations`` (``[subject, object, predicate]``, indices
 0-based into the segment list, predicates 0-based). Box-only files (Visual Genome) need neither
-``pan_seg_file_name`` nor ``segments_info``.
+``pan_seg_file_name`` nor ``segments_info``. Heights and widths are 1..65535, an ``image_id`` must
+be usable as a file name (tools save ``<image_id>.png``), and every number is range-checked
+before it enters an int64/float32 column; the checks shared with challenge submissions live in
+:mod:`~openpsg.datasets.validate`.
 
 :func:`parse_annotations` checks all of that at JSON level and reports every problem it finds;
 :func:`load_annotations` raises them together as one :class:`DatasetError`. The result is an
@@ -193,7 +196,7 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
 
 
 def _preview(items: list[str], n: int = 5) -> str:
-    shown = ', '.join(repr(x) for x in items[:n])
+    shown = ', '.join(describe(x) for x in items[:n])
     return shown + (f', ... ({len(items) - n} more)' if len(items) > n else '')
 
 

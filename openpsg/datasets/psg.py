@@ -150,10 +150,12 @@ class PSGDataset(Dataset):
 
     def _check_file_names(self) -> None:
         """Every file name of the split must stay inside ``data_root`` as written (no absolute
-        path, no ``..`` out); symlinks are followed when a file is opened (:meth:`_path`)."""
+        path, no ``..`` out); symlinks are resolved and checked when a file is opened
+        (:meth:`_path`)."""
         problems = []
+        columns = self._file_columns().items()
         for row in self.rows.tolist():
-            for field, names in self._file_columns().items():
+            for field, names in columns:
                 reason = check_relative_name(str(names[row]), self.allow_outside_root)
                 if reason is not None:
                     problems.append(outside_problem(self.data_root, reason, self.ann_file,

@@ -78,10 +78,9 @@ def write_submission(predictions: Iterable[Prediction], image_ids: Sequence[str]
     ``out_dir`` must be absent, empty or a previous submission
     (:func:`~openpsg.evaluation.submission_folder.check_submission_dir`, else
     :class:`~openpsg.evaluation.submission_folder.SubmissionDirError` before anything is
-    written). The submission is written beside
-    ``out_dir`` and swapped into place, so on any error no (partial) output appears and an
-    existing ``out_dir`` is left untouched; on success only a previous submission's files are
-    replaced.
+    written). The submission is written beside ``out_dir`` and swapped into place, so on any
+    error no (partial) output appears and an existing ``out_dir`` is left untouched; on success
+    only a previous submission's files are replaced.
     """
     _check_max_rels(max_rels)
     by_id = index_predictions(predictions, image_ids, 'submission', 'test images', complete=True)
@@ -163,7 +162,9 @@ def read_submission(sub_dir: str, expected_image_ids: Sequence[str], max_rels: i
     Raises :class:`SubmissionError` listing every problem (entry index, image_id, field): missing
     ``relation.json`` or PNG, wrong number of entries, unknown/duplicate/missing image_id, malformed
     fields, segment id absent from its PNG, duplicate segment ids, relation index out of range,
-    predicate outside 1..56, category outside 1..133, PNG size different from the image.
+    predicate outside 1..56, category outside 1..133, PNG size different from the image, more than
+    ``MAX_SEGMENTS`` segments, a path that is not a regular file inside ``sub_dir`` (``..``,
+    absolute, a symlink leading out, a device or FIFO), unreadable or pathological JSON.
     """
     _check_max_rels(max_rels)
     rel_path = os.path.join(sub_dir, RELATION_FILE)

@@ -227,8 +227,9 @@ def index_predictions(predictions: Iterable[Prediction], image_ids: Sequence[str
     by_id: dict[str, Prediction] = {}
     for pred in predictions:
         if pred.image_id not in wanted:
-            raise PredictionMatchError(f'{where}: a prediction has image_id {describe(pred.image_id)}, '
-                                       f'which is not one of the {len(wanted)} {images}')
+            raise PredictionMatchError(f'{where}: a prediction has image_id '
+                                       f'{describe(pred.image_id)}, which is not one of the '
+                                       f'{len(wanted)} {images}')
         if pred.image_id in by_id:
             raise PredictionMatchError(f'{where}: two predictions have image_id '
                                        f'{describe(pred.image_id)}')
