@@ -105,6 +105,8 @@ def test_a_file_is_refused_and_a_symlinked_folder_is_written_through(tmp_path):
     (tmp_path / 'file').write_text('x')
     with pytest.raises(SubmissionDirError, match='exists and is not a folder'):
         write_submission(noisy_predictions(), TEST_IDS, str(tmp_path / 'file'))
+    with pytest.raises(SubmissionDirError, match=f'cannot be created, {tmp_path}/file is not a'):
+        write_submission(noisy_predictions(), TEST_IDS, str(tmp_path / 'file' / 'sub'))
     (tmp_path / 'real').mkdir()
     os.symlink('real', tmp_path / 'link')
     write_submission(noisy_predictions(), TEST_IDS, str(tmp_path / 'link'))

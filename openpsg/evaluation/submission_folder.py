@@ -11,7 +11,8 @@ A submission is written into a hidden staging folder beside the target
 allows it (Linux ``renameat2``), else by two renames between which the target name is briefly
 absent while the previous submission is kept beside it. Either way a crash leaves the previous
 submission or the new one at the target, never a mix; afterwards only the previous submission's
-``relation.json`` and ``panseg/*.png`` are deleted.
+``relation.json`` and ``panseg/*.png`` are deleted. A run killed while writing leaves its hidden
+staging folder beside the target (delete it by hand); one that fails otherwise removes it.
 """
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ def check_submission_dir(out_dir: str) -> None:
     """Raise :class:`SubmissionDirError` unless ``out_dir`` is absent, empty or a previous
     submission (see the module docstring)."""
     if not os.path.lexists(out_dir):
+        ancestor = os.path.dirname(os.path.abspath(out_dir))
+        while not os.path.lexists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        if not os.path.isdir(ancestor):
+            raise SubmissionDirError(f'{out_dir}: cannot be created, {ancestor} is not a folder')
         return
     if not os.path.isdir(out_dir):
         raise SubmissionDirError(f'{out_dir}: exists and is not a folder; a submission needs a '
