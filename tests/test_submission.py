@@ -115,21 +115,23 @@ def test_segments_without_pixels_are_dropped_with_their_relations(tmp_path):
 
 def test_writing_is_atomic(tmp_path):
     out = tmp_path / 'submission'
-    out.mkdir()
-    (out / 'old.txt').write_text('previous run')
+    write_submission(predictions()[:1], IDS[:1], str(out))        # a previous submission
+    before = (out / 'relation.json').read_text()
     broken = predictions()
     broken[1].labels = np.array([133, 1])                            # not a class
     with pytest.raises(ValueError, match=r'image_id img_b: labels must be in 0..132, got \[133\]'):
         write_submission(broken, IDS, str(out))
     assert sorted(os.listdir(tmp_path)) == ['submission']
-    assert os.listdir(out) == ['old.txt']
-    with pytest.raises(ValueError, match="no prediction for 1 test image.*'img_b'"):
+    assert (out / 'relation.json').read_text() == before
+    assert os.listdir(out / 'panseg') == ['0.png']
+    with pytest.raises(ValueError, match="1 of the 2 test images have no prediction.*'img_b'"):
         write_submission(predictions()[:1], IDS, str(tmp_path / 'new'))
     with pytest.raises(ValueError, match="image_id 'img_b', which is not one of the 1 test images"):
         write_submission(predictions(), IDS[:1], str(tmp_path / 'new'))
     assert sorted(os.listdir(tmp_path)) == ['submission']
-    write_submission(predictions(), IDS, str(out))                 # success replaces the folder
+    write_submission(predictions(), IDS, str(out))                 # success replaces it
     assert sorted(os.listdir(out)) == ['panseg', 'relation.json']
+    assert sorted(os.listdir(out / 'panseg')) == ['0.png', '1.png']
     assert sorted(os.listdir(tmp_path)) == ['submission']
 
 
@@ -253,7 +255,8 @@ def test_every_problem_is_collected(tmp_path):
 
     edit_entries(out, break_all)
     found = problems_of(out)
-    expected = [('entry 0: ', 'segments_info[1].category_id: \'person\' is outside 1..133'),
+    expected = [('entry 0: ', "segments_info[1].category_id: must be an integer class index, "
+                              "got 'person'"),
                 ('entry 0: ', 'relations[0]: must be [subject, object, predicate]'),
                 ('entry 1: ', 'pan_seg_file_name: missing'),
                 ('entry 1: ', 'relations[0]: predicate 99 is outside 1..56')]

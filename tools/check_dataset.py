@@ -5,6 +5,8 @@
     python tools/check_dataset.py data/vg/data_openpsg.json --data-root data/vg/VG_100K --no-masks
 
 Lists every problem found (file, image_id, field) and exits with status 1 if there is any, 0 if not.
+A file name that is absolute or leads out of ``--data-root`` (``..``, a symlink pointing out) is a
+problem and is not opened, unless ``--allow-outside-data-root``.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('ann_file', help='annotation file, e.g. data/psg/psg.json')
     parser.add_argument('--data-root', required=True,
                         help='folder that file_name / pan_seg_file_name are relative to, e.g. data/coco')
+    parser.add_argument('--allow-outside-data-root', action='store_true',
+                        help='accept file names that are absolute or lead out of --data-root')
     parser.add_argument('--split', choices=('all', 'train', 'test'), default='all',
                         help='images to check (membership in test_image_ids)')
     parser.add_argument('--no-images', action='store_true',
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = check_dataset(args.ann_file, args.data_root, split=args.split,
                            check_files=not args.no_images, with_masks=not args.no_masks,
-                           workers=args.workers)
+                           workers=args.workers,
+                           allow_outside_root=args.allow_outside_data_root)
     if report.stats:
         print(format_stats(report.stats))
     if report.notes:

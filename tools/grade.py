@@ -5,11 +5,16 @@
         --out scores --max-rels 0 --protocol both --dedup first --workers 4
 
 The test split = images of ``test_image_ids`` with at least one relation, in file order; the
-submission has one entry per test image. A malformed submission: every problem is printed (entry
-index, image_id, field), the exit status is 1 and no score file is written (stale ``scores.txt`` /
-``scores.json`` in ``--out`` are removed). Otherwise ``--out`` receives ``scores.txt`` (OpenPSG's
-three lines: ``Recall R 20`` and ``MeanRecall R 20`` as fractions, ``PQ`` in percent) and
-``scores.json`` (every metric in percent). Exit status 2: unusable annotation file or data.
+submission has one entry per test image. ``scores.txt`` / ``scores.json`` of an earlier run in
+``--out`` are removed before anything else, so a run that fails in any way leaves no score. A
+malformed submission: every problem is printed (entry index, image_id, field), the exit status is
+1 and no score file is written. Otherwise ``--out`` receives ``scores.txt`` (OpenPSG's three
+lines: ``Recall R 20`` and ``MeanRecall R 20`` as fractions, ``PQ`` in percent) and
+``scores.json`` (every metric in percent), both or neither. Exit status 2: unusable annotation
+file or data, an ``--out`` that is not a folder, or score files that cannot be written.
+
+Only files inside the submission folder are read (symlinks resolved), and only files inside
+``--data-root`` unless ``--allow-outside-data-root``.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import sys
 from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.submission import (SCORE_FILES, SubmissionError, grade_submission,
-                                           write_scores)
+                                           remove_scores, write_scores)
 
 PROTOCOLS = {'openpsg': ('openpsg',), 'fair': ('fair',), 'both': ('openpsg', 'fair')}
 
@@ -32,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--ann-file', required=True, help='annotation file, e.g. data/psg/psg.json')
     parser.add_argument('--data-root', required=True,
                         help='folder that pan_seg_file_name is relative to, e.g. data/coco')
+    parser.add_argument('--allow-outside-data-root', action='store_true',
+                        help='read annotation file names that are absolute or lead out of '
+                        '--data-root (refused by default)')
     parser.add_argument('--out', required=True, help='folder receiving scores.txt and scores.json')
     parser.add_argument('--max-rels', type=int, default=20,
                         help='relations scored per image, first ones first (0: all; default 20)')
@@ -46,36 +54,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _remove_stale_scores(out_dir: str) -> None:
-    for name in SCORE_FILES:
-        path = os.path.join(out_dir, name)
-        if os.path.isfile(path):
-            os.remove(path)
-            print(f'removed stale {path}', file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        print(f'cannot grade: --out {args.out} exists and is not a folder', file=sys.stderr)
+        return 2
+    for path in remove_scores(args.out):
+        print(f'removed stale {path}', file=sys.stderr)
     try:
-        dataset = PSGDataset(args.ann_file, args.data_root, split='test')
+        dataset = PSGDataset(args.ann_file, args.data_root, split='test',
+                             allow_outside_root=args.allow_outside_data_root)
         scores = grade_submission(args.submission, dataset, args.max_rels, PROTOCOLS[args.protocol],
                                   args.dedup, args.workers, logging.getLogger('grade'))
     except SubmissionError as err:
         print(f'{args.submission}: {len(err.problems)} problem(s), not graded:', file=sys.stderr)
         for line in err.problems:
             print(f'  {line}', file=sys.stderr)
-        _remove_stale_scores(args.out)
         return 1
     except EvaluationError as err:  # e.g. repeated pairs with --dedup fail
         print(f'{args.submission}: not graded: {err}', file=sys.stderr)
-        _remove_stale_scores(args.out)
         return 1
     except DatasetError as err:
         print(f'cannot grade: {err}', file=sys.stderr)
-        _remove_stale_scores(args.out)
         return 2
-    write_scores(scores, args.out)
+    try:
+        write_scores(scores, args.out)
+    except OSError as err:  # e.g. a full disk: neither score file is left
+        print(f'{args.submission}: graded, but the scores could not be written: {err}',
+              file=sys.stderr)
+        return 2
     print(f'scores written to {os.path.join(args.out, SCORE_FILES[0])} and {SCORE_FILES[1]}')
     return 0
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 from typing import Any
 
 from openpsg.fileio import atomic_write
+from openpsg.safe_json import JSONFileError, load_json
 
 PROTOCOLS = ('openpsg', 'fair')
 ROWS = ('R', 'mR', 'ngR', 'ng-mR')
@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', required=True, help='the Markdown file to write')
     args = parser.parse_args(argv)
     try:
-        with open(args.eval, encoding='utf-8') as f:
-            scores = json.load(f)
-        if not isinstance(scores, dict) or not isinstance(scores.get('metric'), dict):
-            raise ValueError('expected a JSON object with a "metric" object, as tools/test.py writes')
-    except (OSError, ValueError) as err:
-        print(f'make_report.py: error: {args.eval}: {err}', file=sys.stderr)
+        scores = load_json(args.eval)
+    except JSONFileError as err:
+        print(f'make_report.py: error: {err}', file=sys.stderr)
+        return 1
+    if not isinstance(scores, dict) or not isinstance(scores.get('metric'), dict) or not all(
+            value is None or type(value) in (int, float) for value in scores['metric'].values()):
+        print(f'make_report.py: error: {args.eval}: expected a JSON object with a "metric" object '
+              'of numbers, as tools/test.py writes', file=sys.stderr)
         return 1
     pictures = sorted(glob.glob(os.path.join(args.pictures, '*.png'))) if args.pictures else []
     report_dir = os.path.dirname(os.path.abspath(args.out))

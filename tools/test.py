@@ -35,6 +35,7 @@ from openpsg.evaluation.fair_protocol import DEDUP_MODES
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.runner import evaluate, format_results
 from openpsg.evaluation.submission import write_submission
+from openpsg.evaluation.submission_folder import SubmissionDirError, check_submission_dir
 from openpsg.fileio import atomic_write
 from openpsg.registry import DATASETS, MODELS
 from openpsg.structures import Prediction
@@ -59,7 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'config\'s, else first)')
     parser.add_argument('--eval-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='more evaluate() arguments, e.g. ks=[20,50,100] workers=4')
-    parser.add_argument('--submit', metavar='DIR', help='write a challenge submission to DIR')
+    parser.add_argument('--submit', metavar='DIR',
+                        help='write a challenge submission to DIR (new, empty, or a previous '
+                        'submission, whose relation.json and panseg/ are replaced)')
     parser.add_argument('--show-dir', metavar='DIR', help='draw each image\'s prediction into DIR')
     parser.add_argument('--show-topk', type=int, default=20,
                         help='relations drawn per image (default 20)')
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     try:
+        if args.submit:
+            check_submission_dir(args.submit)  # before hours of inference, not after
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
@@ -146,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                     json.dump({'config': args.config, 'checkpoint': args.checkpoint,
                                'metric': results}, f, indent=2)
                 logger.info(f'scores written to {path}')
-    except (ConfigError, CheckpointError, DatasetError, EvaluationError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, DatasetError, EvaluationError, FileNotFoundError,
+            SubmissionDirError) as err:
         print(f'test.py: error: {err}', file=sys.stderr)
         return 1
     finally:

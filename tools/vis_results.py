@@ -26,7 +26,7 @@ from openpsg.datasets.errors import DatasetError
 from openpsg.datasets.io import read_image
 from openpsg.engine.inference import PredictionFileError, load_predictions
 from openpsg.registry import DATASETS
-from openpsg.structures import Prediction
+from openpsg.structures import Prediction, PredictionMatchError, index_predictions
 from openpsg.visualization import compose_sample_figure, save_png, side_by_side
 
 
@@ -54,24 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.num < 1 or args.topk < 0:
         parser.error('--num must be >= 1 and --topk >= 0')
     return args
-
-
-def index_predictions(predictions: Sequence[Prediction], dataset, pred_file: str,
-                      config: str) -> dict[str, Prediction]:
-    """``image_id -> prediction``; every prediction must be for a distinct image of ``dataset``."""
-    known = set(dataset.image_ids)
-    unknown = [p.image_id for p in predictions if p.image_id not in known]
-    if unknown:
-        raise VisResultsError(
-            f'{pred_file}: {len(unknown)} prediction(s) are for images that are not in the test '
-            f'dataset of {config} ({dataset.ann_file}, {len(dataset)} images), e.g. image_id '
-            f'{", ".join(unknown[:5])}; were they made with another config or annotation file?')
-    by_id: dict[str, Prediction] = {}
-    for p in predictions:
-        if p.image_id in by_id:
-            raise VisResultsError(f'{pred_file}: image_id {p.image_id} has several predictions')
-        by_id[p.image_id] = p
-    return by_id
 
 
 def choose_images(by_id: dict[str, Prediction], dataset, image_ids: Sequence[str] | None,
@@ -126,14 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         test_cfg = dict(cfg.data.test)
         test_cfg.pop('samples_per_gpu', None)
         dataset = DATASETS.build(test_cfg)
-        by_id = index_predictions(load_predictions(args.pred_file), dataset, args.pred_file,
-                                  args.config)
+        by_id = index_predictions(load_predictions(args.pred_file), dataset.image_ids,
+                                  args.pred_file, f'images in the test dataset of {args.config} '
+                                  f'({dataset.ann_file})')
         image_ids = choose_images(by_id, dataset, args.image_ids, args.num, args.seed,
                                   args.pred_file)
     except KeyError as err:
         print(f'vis_results.py: error: {err.args[0]}', file=sys.stderr)
         return 1
-    except (ConfigError, DatasetError, PredictionFileError, VisResultsError) as err:
+    except (ConfigError, DatasetError, PredictionFileError, PredictionMatchError,
+            VisResultsError) as err:
         print(f'vis_results.py: error: {err}', file=sys.stderr)
         return 1
     for image_id in tqdm(image_ids, desc='vis', unit='img'):

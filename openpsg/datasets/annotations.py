@@ -7,7 +7,10 @@ Each image has ``file_name``, ``height``, ``width``, a string ``image_id``, ``pa
 (``{bbox, bbox_mode, category_id}``, parallel to ``segments_info``, boxes ``[x1, y1, x2, y2]``
 absolute pixels with ``bbox_mode`` 0) and ``relations`` (``[subject, object, predicate]``, indices
 0-based into the segment list, predicates 0-based). Box-only files (Visual Genome) need neither
-``pan_seg_file_name`` nor ``segments_info``.
+``pan_seg_file_name`` nor ``segments_info``. Heights and widths are 1..65535, an ``image_id`` must
+be usable as a file name (tools save ``<image_id>.png``), and every number is range-checked
+before it enters an int64/float32 column; the checks shared with challenge submissions live in
+:mod:`~openpsg.datasets.validate`.
 
 :func:`parse_annotations` checks all of that at JSON level and reports every problem it finds,
 together with values that fit the schema but not the image: ``height x width`` above the image
@@ -23,29 +26,28 @@ dataloader workers share it without copying).
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..safe_json import JSONFileError, describe, load_json
 from ..structures.masks import VOID
 from .errors import DatasetError, problem
 from .io import ImageReadError, check_image_size
+from .validate import (MAX_IMAGE_SIDE, Numbering, Report, check_image_side, check_label, check_relation,
+                       check_segment_id, is_int, is_number, type_name)
 
 logger = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = ('data', 'thing_classes', 'stuff_classes', 'predicate_classes', 'test_image_ids')
 SEGMENT_KEYS = ('id', 'category_id', 'iscrowd', 'isthing', 'area')
 BBOX_MODE_XYXY_ABS = 0
-MAX_SEGMENT_ID = 256 ** 3 - 1
+MAX_IMAGE_ID_BYTES = 200
 #: A box may stick out of its image by this many pixels before it is noted.
 BOX_TOLERANCE = 1.0
-
-Report = Callable[[str, str], None]  # report(field, message): record one problem of the image
 
 
 @dataclass
@@ -116,19 +118,13 @@ class Annotations:
         return np.repeat(np.arange(self.num_images), np.diff(self.rel_offsets))
 
 
-def _not_found(path: str) -> DatasetError:
-    return DatasetError(problem(path, None, 'ann_file', 'file not found'))
-
-
 def read_json(path: str) -> Any:
-    """Load a JSON file; a missing file or a syntax error raises :class:`DatasetError`."""
-    if not os.path.isfile(path):
-        raise _not_found(path)
+    """Load an annotation file with :func:`~openpsg.safe_json.load_json`; any way it cannot be
+    read (missing, not UTF-8, invalid or pathological JSON) raises :class:`DatasetError`."""
     try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(problem(path, None, 'ann_file', f'not valid JSON ({err})')) from err
+        return load_json(path)
+    except JSONFileError as err:
+        raise DatasetError(problem(path, None, 'ann_file', err.reason)) from None
 
 
 def load_annotations(path: str, with_masks: bool = True) -> Annotations:
@@ -140,7 +136,7 @@ def load_annotations(path: str, with_masks: bool = True) -> Annotations:
     changes (so a train and a test dataset parse ``psg.json`` once).
     """
     if not os.path.isfile(path):
-        raise _not_found(path)
+        read_json(path)  # raises the error that says why
     stat = os.stat(path)
     return _load_cached(path, os.path.realpath(path), stat.st_mtime_ns, stat.st_size, with_masks)
 
@@ -168,7 +164,7 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
     notes: list[str] = []
     if not isinstance(raw, dict):
         problems.append(problem(file, None, 'top level', f'must be a JSON object with keys '
-                                f'{list(TOP_LEVEL_KEYS)}, got {_type_name(raw)}'))
+                                f'{list(TOP_LEVEL_KEYS)}, got {type_name(raw)}'))
         return _TableBuilder(with_masks, 0).build(file, (), (), (), frozenset()), problems, notes
     for key in TOP_LEVEL_KEYS:
         if key not in raw:
@@ -180,20 +176,21 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
     things = _name_list(raw, 'thing_classes', file, problems)
     stuff = _name_list(raw, 'stuff_classes', file, problems)
     predicates = _name_list(raw, 'predicate_classes', file, problems)
-    vocab = _Vocab(
-        num_things=None if things is None else len(things),
-        num_classes=None if things is None or stuff is None else len(things) + len(stuff),
-        num_predicates=None if predicates is None else len(predicates))
+    vocab = Numbering(
+        first=0, num_classes=None if things is None or stuff is None else len(things) + len(stuff),
+        num_predicates=None if predicates is None else len(predicates),
+        class_note='thing_classes + stuff_classes', predicate_note='predicate_classes')
+    num_things = None if things is None else len(things)
 
     data = raw.get('data', [])
     if not isinstance(data, list):
-        problems.append(problem(file, None, 'data', f'must be a list of images, got {_type_name(data)}'))
+        problems.append(problem(file, None, 'data', f'must be a list of images, got {type_name(data)}'))
         data = []
-    builder = _TableBuilder(with_masks, vocab.num_things or 0)
+    builder = _TableBuilder(with_masks, num_things or 0)
     first_seen: dict[str, int] = {}
     odd_boxes: dict[str, list[str]] = {}
     for i, image in enumerate(data):
-        found = _check_image(image, i, file, vocab, with_masks, first_seen, odd_boxes)
+        found = _check_image(image, i, file, vocab, num_things, with_masks, first_seen, odd_boxes)
         problems.extend(found)
         if not found:
             builder.add(image)
@@ -211,30 +208,9 @@ def parse_annotations(raw: Any, file: str, with_masks: bool = True
     return ann, problems, notes
 
 
-@dataclass(frozen=True)
-class _Vocab:
-    """Label-space sizes; ``None`` when the file's class list is unusable (range checks skipped)."""
-
-    num_things: int | None
-    num_classes: int | None
-    num_predicates: int | None
-
-
 def _preview(items: list[str], n: int = 5) -> str:
-    shown = ', '.join(repr(x) for x in items[:n])
+    shown = ', '.join(describe(x) for x in items[:n])
     return shown + (f', ... ({len(items) - n} more)' if len(items) > n else '')
-
-
-def _type_name(value: Any) -> str:
-    return 'null' if value is None else type(value).__name__
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
 
 
 def _name_list(raw: dict, key: str, file: str, problems: list[str]) -> list[str] | None:
@@ -250,27 +226,29 @@ def _name_list(raw: dict, key: str, file: str, problems: list[str]) -> list[str]
 def _test_image_ids(ids: Any, file: str, problems: list[str]) -> set[str]:
     if not isinstance(ids, list):
         problems.append(problem(file, None, 'test_image_ids',
-                                f'must be a list of image_id strings, got {_type_name(ids)}'))
+                                f'must be a list of image_id strings, got {type_name(ids)}'))
         return set()
     for j, image_id in enumerate(ids):
         if not isinstance(image_id, str):
             problems.append(problem(file, None, f'test_image_ids[{j}]', f'must be a string image_id '
-                                    f'(splits compare strings), got {_type_name(image_id)} {image_id!r}'))
+                                    f'(splits compare strings), got {type_name(image_id)} '
+                                    f'{describe(image_id)}'))
     return {image_id for image_id in ids if isinstance(image_id, str)}
 
 
-def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
-                 first_seen: dict[str, int], odd_boxes: dict[str, list[str]]) -> list[str]:
+def _check_image(image: Any, i: int, file: str, vocab: Numbering, num_things: int | None,
+                 with_masks: bool, first_seen: dict[str, int],
+                 odd_boxes: dict[str, list[str]]) -> list[str]:
     """Every problem of one ``data[i]`` entry; records its image_id in ``first_seen`` and boxes
     that are odd but usable in ``odd_boxes`` (``{what: ['image_id=ID annotations[k]', ...]}``)."""
     if not isinstance(image, dict):
-        return [problem(file, None, f'data[{i}]', f'must be an object, got {_type_name(image)}')]
+        return [problem(file, None, f'data[{i}]', f'must be an object, got {type_name(image)}')]
     found: list[str] = []
     image_id = image.get('image_id')
     if isinstance(image_id, str):
         label = image_id
     else:
-        label = f'data[{i}]' if 'image_id' not in image else f'{image_id!r} (data[{i}])'
+        label = f'data[{i}]' if 'image_id' not in image else f'{describe(image_id)} (data[{i}])'
 
     def bad(field: str, message: str) -> None:
         found.append(problem(file, label, field, message))
@@ -279,21 +257,22 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
         bad('image_id', 'missing')
     elif not isinstance(image_id, str):
         bad('image_id', f'must be a string (PSG ids are strings, e.g. "107902"), '
-                        f'got {_type_name(image_id)}')
+                        f'got {type_name(image_id)}')
     elif image_id in first_seen:
         bad('image_id', f'duplicate image_id, also used by data[{first_seen[image_id]}]')
     else:
         first_seen[image_id] = i
+        _check_image_id_name(image_id, bad)
 
     file_keys = ('file_name', 'pan_seg_file_name') if with_masks else ('file_name',)
     for key in file_keys:
         if not isinstance(image.get(key), str) or not image[key]:
-            bad(key, f'must be a non-empty relative path string, got {_type_name(image.get(key))}')
+            bad(key, f'must be a non-empty relative path string, got {type_name(image.get(key))}')
     for key in ('height', 'width'):
-        if not _is_int(image.get(key)) or image[key] <= 0:
-            bad(key, f'must be a positive integer, got {image.get(key)!r}')
+        check_image_side(image.get(key), key, bad)
     size = None
-    if all(_is_int(image.get(key)) and image[key] > 0 for key in ('height', 'width')):
+    if all(is_int(image.get(key)) and 0 < image[key] <= MAX_IMAGE_SIDE
+           for key in ('height', 'width')):
         try:
             check_image_size((image['height'], image['width']), what='the image')
             size = (image['height'], image['width'])
@@ -306,7 +285,7 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
     segments = _list_field(image, 'segments_info', bad) if with_masks else []
     seen_ids: dict[int, int] = {}
     for k, seg in enumerate(segments):
-        _check_segment(seg, f'segments_info[{k}]', vocab, seen_ids, k, bad)
+        _check_segment(seg, f'segments_info[{k}]', vocab, num_things, seen_ids, k, bad)
     annotations = _list_field(image, 'annotations', bad)
     for k, ann in enumerate(annotations):
         _check_annotation(ann, f'annotations[{k}]', vocab, with_masks, size, bad, odd)
@@ -316,15 +295,28 @@ def _check_image(image: Any, i: int, file: str, vocab: _Vocab, with_masks: bool,
             bad('annotations', f'{len(annotations)} entries but segments_info has {len(segments)}; '
                                'the two lists must be parallel')
         for k, (seg, ann) in enumerate(zip(segments, annotations)):
-            if (isinstance(seg, dict) and isinstance(ann, dict) and _is_int(seg.get('category_id'))
-                    and _is_int(ann.get('category_id')) and seg['category_id'] != ann['category_id']):
+            if (isinstance(seg, dict) and isinstance(ann, dict) and is_int(seg.get('category_id'))
+                    and is_int(ann.get('category_id')) and seg['category_id'] != ann['category_id']):
                 bad(f'annotations[{k}].category_id', f'{ann["category_id"]} differs from '
                     f'segments_info[{k}].category_id {seg["category_id"]}')
         num_objects = min(num_objects, len(segments))
 
     for k, rel in enumerate(_list_field(image, 'relations', bad)):
-        _check_relation(rel, f'relations[{k}]', num_objects, vocab.num_predicates, bad)
+        field = f'relations[{k}]'
+        check_relation(rel, field, num_objects, vocab, 'image', bad)
+        if isinstance(rel, list) and len(rel) == 3 and is_int(rel[0]) and rel[0] == rel[1]:
+            bad(field, f'subject and object are both segment {rel[0]}; a relation joins two '
+                       'different segments')
     return found
+
+
+def _check_image_id_name(image_id: str, bad: Report) -> None:
+    """Tools save drawings as ``<image_id>.png``: the id must be a plain file name."""
+    if (not image_id or not image_id.isprintable() or image_id in ('.', '..')
+            or any(c in image_id for c in '/\\') or len(image_id.encode()) > MAX_IMAGE_ID_BYTES):
+        bad('image_id', f'{describe(image_id)} cannot be used as a file name (it must be 1 to '
+                        f'{MAX_IMAGE_ID_BYTES} bytes of printable characters without / or \\, '
+                        'not . or ..)')
 
 
 def _list_field(image: dict, key: str, bad: Report) -> list:
@@ -332,53 +324,39 @@ def _list_field(image: dict, key: str, bad: Report) -> list:
         bad(key, 'missing')
         return []
     if not isinstance(image[key], list):
-        bad(key, f'must be a list, got {_type_name(image[key])}')
+        bad(key, f'must be a list, got {type_name(image[key])}')
         return []
     return image[key]
 
 
-def _check_category(value: Any, field: str, vocab: _Vocab, bad: Report) -> None:
-    if not _is_int(value):
-        bad(field, f'must be an integer class index, got {value!r}')
-    elif vocab.num_classes is not None and not 0 <= value < vocab.num_classes:
-        bad(field, f'{value} is outside 0..{vocab.num_classes - 1} '
-                   f'(thing_classes + stuff_classes)')
-
-
-def _check_segment(seg: Any, field: str, vocab: _Vocab, seen_ids: dict[int, int], k: int,
-                   bad: Report) -> None:
+def _check_segment(seg: Any, field: str, vocab: Numbering, num_things: int | None,
+                   seen_ids: dict[int, int], k: int, bad: Report) -> None:
     if not isinstance(seg, dict):
-        bad(field, f'must be an object, got {_type_name(seg)}')
+        bad(field, f'must be an object, got {type_name(seg)}')
         return
     missing = [key for key in SEGMENT_KEYS if key not in seg]
     if missing:
         bad(field, f'missing key(s) {missing}')
-    seg_id = seg.get('id')
     if 'id' in seg:
-        if not _is_int(seg_id) or not 0 < seg_id <= MAX_SEGMENT_ID:
-            bad(f'{field}.id', f'must be an integer in 1..{MAX_SEGMENT_ID} (0 is void), got {seg_id!r}')
-        elif seg_id in seen_ids:
-            bad(f'{field}.id', f'duplicate segment id {seg_id}, also segments_info[{seen_ids[seg_id]}]')
-        else:
-            seen_ids[seg_id] = k
+        check_segment_id(seg['id'], f'{field}.id', seen_ids, k, bad)
     if 'category_id' in seg:
-        _check_category(seg['category_id'], f'{field}.category_id', vocab, bad)
+        check_label(seg['category_id'], f'{field}.category_id', vocab, bad)
     for key in ('iscrowd', 'isthing'):
         if key in seg and seg[key] not in (0, 1):
-            bad(f'{field}.{key}', f'must be 0 or 1, got {seg[key]!r}')
-    if ('isthing' in seg and seg['isthing'] in (0, 1) and vocab.num_things is not None
-            and _is_int(seg.get('category_id'))
-            and bool(seg['isthing']) != (seg['category_id'] < vocab.num_things)):
+            bad(f'{field}.{key}', f'must be 0 or 1, got {describe(seg[key])}')
+    if ('isthing' in seg and seg['isthing'] in (0, 1) and num_things is not None
+            and is_int(seg.get('category_id'))
+            and bool(seg['isthing']) != (seg['category_id'] < num_things)):
         bad(f'{field}.isthing', f'{seg["isthing"]} contradicts category_id {seg["category_id"]} '
-                                f'(indices below {vocab.num_things} are things)')
-    if 'area' in seg and (not _is_number(seg['area']) or seg['area'] < 0):
-        bad(f'{field}.area', f'must be a non-negative number, got {seg["area"]!r}')
+                                f'(indices below {num_things} are things)')
+    if 'area' in seg and (not is_number(seg['area']) or seg['area'] < 0):
+        bad(f'{field}.area', f'must be a non-negative number, got {describe(seg["area"])}')
 
 
-def _check_annotation(ann: Any, field: str, vocab: _Vocab, with_masks: bool,
+def _check_annotation(ann: Any, field: str, vocab: Numbering, with_masks: bool,
                       size: tuple[int, int] | None, bad: Report, odd: Report) -> None:
     if not isinstance(ann, dict):
-        bad(field, f'must be an object, got {_type_name(ann)}')
+        bad(field, f'must be an object, got {type_name(ann)}')
         return
     if 'bbox' not in ann:
         bad(f'{field}.bbox', 'missing')
@@ -386,12 +364,12 @@ def _check_annotation(ann: Any, field: str, vocab: _Vocab, with_masks: bool,
         _check_box(ann['bbox'], f'{field}.bbox', with_masks, size, bad, odd)
     if 'bbox_mode' in ann or with_masks:
         mode = ann.get('bbox_mode')
-        if mode != BBOX_MODE_XYXY_ABS or not _is_int(mode):
-            bad(f'{field}.bbox_mode', f'must be {BBOX_MODE_XYXY_ABS} (XYXY_ABS), got {mode!r}')
+        if mode != BBOX_MODE_XYXY_ABS or not is_int(mode):
+            bad(f'{field}.bbox_mode', f'must be {BBOX_MODE_XYXY_ABS} (XYXY_ABS), got {describe(mode)}')
     if 'category_id' not in ann:
         bad(f'{field}.category_id', 'missing')
     else:
-        _check_category(ann['category_id'], f'{field}.category_id', vocab, bad)
+        check_label(ann['category_id'], f'{field}.category_id', vocab, bad)
 
 
 def _check_box(box: Any, field: str, with_masks: bool, size: tuple[int, int] | None,
@@ -400,8 +378,8 @@ def _check_box(box: Any, field: str, with_masks: bool, size: tuple[int, int] | N
     box belongs to a segment, which has pixels), a coordinate more than the image's own width
     (height) beyond its edge, no overlap with the image. Noted (``odd``): zero area in a box-only
     file, sticking out of the image by more than :data:`BOX_TOLERANCE` pixels."""
-    if not isinstance(box, list) or len(box) != 4 or not all(map(_is_number, box)):
-        bad(field, f'must be [x1, y1, x2, y2] (4 finite numbers), got {box!r}')
+    if not isinstance(box, list) or len(box) != 4 or not all(map(is_number, box)):
+        bad(field, f'must be [x1, y1, x2, y2] (4 finite numbers), got {describe(box)}')
         return
     x1, y1, x2, y2 = box
     if x2 < x1 or y2 < y1:
@@ -424,22 +402,6 @@ def _check_box(box: Any, field: str, with_masks: bool, size: tuple[int, int] | N
     elif (min(x1, y1) < -BOX_TOLERANCE or x2 > w + BOX_TOLERANCE
           or y2 > h + BOX_TOLERANCE):
         odd('stick out of their image by more than 1 px', field)
-
-
-def _check_relation(rel: Any, field: str, num_objects: int, num_predicates: int | None,
-                    bad: Report) -> None:
-    if not isinstance(rel, list) or len(rel) != 3 or not all(map(_is_int, rel)):
-        bad(field, f'must be [subject, object, predicate] (3 integers), got {rel!r}')
-        return
-    if rel[0] == rel[1]:
-        bad(field, f'subject and object are both segment {rel[0]}; a relation joins two '
-                   'different segments')
-    for value, role in zip(rel[:2], ('subject', 'object')):
-        if not 0 <= value < num_objects:
-            bad(field, f'{role} index {value} is outside 0..{num_objects - 1} '
-                       f'(the image has {num_objects} segments)')
-    if num_predicates is not None and not 0 <= rel[2] < num_predicates:
-        bad(field, f'predicate {rel[2]} is outside 0..{num_predicates - 1} (predicate_classes)')
 
 
 class _TableBuilder:

@@ -1,6 +1,8 @@
 """The one exception type for bad dataset input; messages always name file, image and field."""
 from __future__ import annotations
 
+from ..safe_json import describe, printable
+
 
 class DatasetError(ValueError):
     """Bad annotation or image data. ``problems`` lists every problem found (one string each)."""
@@ -13,6 +15,11 @@ class DatasetError(ValueError):
 
 
 def problem(file: str, image_id: str | None, field: str, message: str) -> str:
-    """Format one problem as ``FILE: image_id=ID: FIELD: MESSAGE``."""
-    where = f'{file}: ' + (f'image_id={image_id}: ' if image_id is not None else '')
+    """Format one problem as ``FILE: image_id=ID: FIELD: MESSAGE``. A file name or image_id with
+    characters that cannot be printed as they are (line breaks, lone surrogates) is shown
+    escaped, and a long image_id shortened, so one problem is always one short printable line."""
+    where = f'{printable(str(file))}: '
+    if image_id is not None:
+        image_id = str(image_id)
+        where += f'image_id={printable(image_id) if len(image_id) <= 100 else describe(image_id)}: '
     return f'{where}{field}: {message}'

@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..paths import OutsideRootError, resolve_inside
 from ..structures.masks import rgb2id, segment_ids_to_id_map
 from .errors import DatasetError, problem
 
@@ -43,6 +44,23 @@ _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), 
           (0, 1, 1, 2))
 _INFLATE_STEP = 1 << 20
 
+
+
+def data_path(data_root: str, name: str, ann_file: str, image_id: str, field: str,
+              allow_outside_root: bool = False) -> str:
+    """The file ``name`` (the ``field`` of ``image_id`` in ``ann_file``) under ``data_root``,
+    checked by :func:`~openpsg.paths.resolve_inside`; a name leading elsewhere raises
+    :class:`DatasetError` naming the annotation file, the image and the field."""
+    try:
+        return resolve_inside(data_root, name, allow_outside_root)
+    except OutsideRootError as err:
+        raise DatasetError(outside_problem(data_root, str(err), ann_file, image_id,
+                                           field)) from None
+
+
+def outside_problem(data_root: str, reason: str, ann_file: str, image_id: str, field: str) -> str:
+    """The problem line of a file name that does not lead into ``data_root``."""
+    return problem(ann_file, image_id, field, f'{reason} (data_root {data_root})')
 
 class ImageReadError(ValueError):
     """An image file that cannot be used; the message is the reason, without the file name."""

@@ -1,18 +1,18 @@
 """The Panoptic Scene Graph dataset: COCO images, COCO panoptic PNGs and ``psg.json``."""
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, get_worker_info
 
+from ..paths import check_relative_name
 from ..registry import DATASETS
 from ..structures import GroundTruth
 from .annotations import (Annotations, load_annotations, predicate_counts, split_rows, statistics,
                           triplet_set)
 from .errors import DatasetError, problem
-from .io import read_panoptic
+from .io import data_path, outside_problem, read_panoptic
 from .transforms import Compose
 
 Transform = Callable[[dict], Any]
@@ -68,6 +68,10 @@ class PSGDataset(Dataset):
         rel_mode: ``'sample_one'`` (one random predicate per subject-object pair, re-drawn every
             load) or ``'dedup'`` (exact repeats removed, several predicates per pair kept).
             Default: ``'sample_one'`` for train, ``'dedup'`` for test.
+        allow_outside_root: accept ``file_name`` / ``pan_seg_file_name`` that are absolute or
+            lead out of ``data_root`` (``..``, symlinks). Off by default: such a name in the split
+            is an error naming the file, the image_id and the field, and no file outside
+            ``data_root`` is ever opened.
 
     Object labels are 0-based indices into ``classes`` = thing_classes + stuff_classes;
     predicates are 0-based indices into ``predicates``, both as in the file.
@@ -79,7 +83,7 @@ class PSGDataset(Dataset):
     def __init__(self, ann_file: str, data_root: str, split: str = 'train',
                  pipeline: Sequence[Mapping[str, Any] | Transform] = (), drop_no_rels: bool = True,
                  max_images: int | None = None, seed: int | None = None,
-                 rel_mode: str | None = None) -> None:
+                 rel_mode: str | None = None, allow_outside_root: bool = False) -> None:
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         rel_mode = rel_mode or ('sample_one' if split == 'train' else 'dedup')
@@ -87,11 +91,13 @@ class PSGDataset(Dataset):
             raise ValueError(f'rel_mode must be one of {REL_MODES}, got {rel_mode!r}')
         self.ann_file = ann_file
         self.data_root = data_root
+        self.allow_outside_root = allow_outside_root
         self.split = split
         self.rel_mode = rel_mode
         self.ann: Annotations = load_annotations(ann_file, with_masks=self.with_masks)
         rows = split_rows(self.ann, split, drop_no_rels)
         self.rows = rows if max_images is None else rows[:max_images]
+        self._check_file_names()
         self._index = {str(self.ann.image_ids[r]): i for i, r in enumerate(self.rows)}
         self.pipeline = Compose(pipeline)
         self.reseed(seed)
@@ -135,8 +141,33 @@ class PSGDataset(Dataset):
         return self._rng
 
     # ----------------------------------------------------------------------------- samples
-    def _path(self, relative: str) -> str:
-        return os.path.abspath(os.path.join(self.data_root, relative))
+    def _file_columns(self) -> dict[str, np.ndarray]:
+        """The annotation table's file-name columns, by field."""
+        columns = {'file_name': self.ann.file_names}
+        if self.with_masks:
+            columns['pan_seg_file_name'] = self.ann.pan_seg_file_names
+        return columns
+
+    def _check_file_names(self) -> None:
+        """Every file name of the split must stay inside ``data_root`` as written (no absolute
+        path, no ``..`` out); symlinks are resolved and checked when a file is opened
+        (:meth:`_path`)."""
+        problems = []
+        columns = self._file_columns().items()
+        for row in self.rows.tolist():
+            for field, names in columns:
+                reason = check_relative_name(str(names[row]), self.allow_outside_root)
+                if reason is not None:
+                    problems.append(outside_problem(self.data_root, reason, self.ann_file,
+                                                    str(self.ann.image_ids[row]), field))
+        if problems:
+            raise DatasetError(problems)
+
+    def _path(self, row: int, field: str) -> str:
+        """The file ``field`` of image ``row`` (checked against ``data_root``, see
+        :func:`~openpsg.datasets.io.data_path`)."""
+        return data_path(self.data_root, str(self._file_columns()[field][row]), self.ann_file,
+                         str(self.ann.image_ids[row]), field, self.allow_outside_root)
 
     def get_data_info(self, idx: int) -> dict[str, Any]:
         """The pipeline input of image ``idx``.
@@ -153,8 +184,8 @@ class PSGDataset(Dataset):
         pan_seg_file_name = str(ann.pan_seg_file_names[row]) if self.with_masks else None
         return {
             'image_id': str(ann.image_ids[row]),
-            'img_path': self._path(str(ann.file_names[row])),
-            'seg_path': self._path(pan_seg_file_name) if pan_seg_file_name is not None else None,
+            'img_path': self._path(row, 'file_name'),
+            'seg_path': self._path(row, 'pan_seg_file_name') if self.with_masks else None,
             'file_name': str(ann.file_names[row]),
             'pan_seg_file_name': pan_seg_file_name,
             'height': int(ann.heights[row]),
@@ -200,7 +231,7 @@ class PSGDataset(Dataset):
 
     def _id_map(self, row: int) -> np.ndarray | None:
         seg = self.ann.segments(row)
-        return read_panoptic(self._path(str(self.ann.pan_seg_file_names[row])),
+        return read_panoptic(self._path(row, 'pan_seg_file_name'),
                              str(self.ann.image_ids[row]), self.ann.segment_ids[seg].tolist(),
                              (int(self.ann.heights[row]), int(self.ann.widths[row])))
 

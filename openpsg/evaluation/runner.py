@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..structures.scene_graph import GroundTruth, Prediction
+from ..structures.scene_graph import GroundTruth, Prediction, index_predictions
 from .panoptic import PQ_KEYS, PQStat, pq_stats_image, summarize_pq
 from .sgg import SGGConfig, evaluate_image, summarize
 
@@ -66,7 +66,8 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
     scoring = _Scoring(dataset, configs, is_thing if PANOPTIC in metrics else None)
 
     image_ids = list(dataset.image_ids)
-    by_id = _match_predictions(predictions, image_ids, getattr(dataset, 'ann_file', 'dataset'))
+    by_id = index_predictions(predictions, image_ids, 'evaluate',
+                              f"images evaluated ({getattr(dataset, 'ann_file', 'dataset')})")
     compact = workers > 0  # RLE masks travel to the worker processes far cheaper than dense ones
     tasks = ((image_id, _pop(by_id, image_id, compact)) for image_id in image_ids)
     records: dict[str, list] = {mode: [] for mode in configs}
@@ -87,20 +88,6 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
     if logger is not None:
         logger.info('evaluation on %d images\n%s', len(image_ids), format_results(results))
     return results
-
-
-def _match_predictions(predictions: Iterable[Prediction], image_ids: Sequence[str],
-                       source: str) -> dict[str, Prediction]:
-    wanted = set(image_ids)
-    by_id: dict[str, Prediction] = {}
-    for pred in predictions:
-        if pred.image_id not in wanted:
-            raise ValueError(f'evaluate: a prediction has image_id {pred.image_id!r}, which is not '
-                             f'one of the {len(wanted)} images evaluated ({source})')
-        if pred.image_id in by_id:
-            raise ValueError(f'evaluate: two predictions have image_id {pred.image_id!r}')
-        by_id[pred.image_id] = pred
-    return by_id
 
 
 def _pop(by_id: dict[str, Prediction], image_id: str, compact: bool) -> Prediction | None:

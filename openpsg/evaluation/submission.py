@@ -12,9 +12,15 @@ where labels are **1-based**: ``predicate`` is 1..56 and ``category_id`` is 1..1
 grader reads them so). ``image_id`` is optional when reading: without it entries are matched to the
 test images by position, as in OpenPSG's own submissions.
 
+Which folders may receive a submission, and how it is put in place, is in
+:mod:`~openpsg.evaluation.submission_folder`. When reading, every path must lead to a regular
+file inside the submission folder (symlinks resolved); anything else is a listed problem and is
+never opened.
+
 Grading (:func:`grade_submission`, :func:`write_scores`) reads the submission, scores SGDet under
 the chosen protocols plus PQ, and writes ``scores.txt`` (OpenPSG's three lines: recall and mean
-recall at 20 as fractions, PQ in percent) and ``scores.json`` (everything, in percent).
+recall at 20 as fractions, PQ in percent) and ``scores.json`` (everything, in percent), both or
+neither (:func:`remove_scores` clears an earlier run's before grading starts).
 """
 from __future__ import annotations
 
@@ -23,7 +29,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -31,18 +36,26 @@ from PIL import Image
 
 from ..datasets.errors import DatasetError, problem
 from ..datasets.io import read_panoptic
+from ..datasets.validate import (Numbering, check_label, check_relation, check_segment_id,
+                                 type_name)
+from ..fileio import write_files_atomically
+from ..paths import OutsideRootError, resolve_inside
+from ..safe_json import JSONFileError, describe, load_json
 from ..structures.labels import NUM_CLASSES, NUM_PREDICATES
 from ..structures.masks import VOID, encode_rle, id2rgb, id_map_to_masks, masks_to_boxes
-from ..structures.scene_graph import Prediction
+from ..structures.scene_graph import Prediction, index_predictions
 from .panoptic import PQ_KEYS
 from .runner import evaluate, parallel_map
+from .submission_folder import (PANSEG_DIR, RELATION_FILE, check_submission_dir,
+                                install_submission, make_staging_dir)
 
-RELATION_FILE = 'relation.json'
-PANSEG_DIR = 'panseg'
 ENTRY_KEYS = ('relations', 'segments_info', 'pan_seg_file_name')
 SCORE_FILES = ('scores.txt', 'scores.json')
 GRADE_KS = (20, 50, 100)
 PROTOCOL_METRICS = {'openpsg': ('R', 'mR'), 'fair': ('R', 'mR', 'ngR', 'ng-mR')}
+MAX_SEGMENTS = 1000  # per entry: a submission's masks are decoded densely, N x H x W
+NUMBERING = Numbering(first=1, num_classes=NUM_CLASSES, num_predicates=NUM_PREDICATES,
+                      class_note='1-based classes', predicate_note='1-based predicates')
 
 
 class SubmissionError(DatasetError):
@@ -62,52 +75,37 @@ def write_submission(predictions: Iterable[Prediction], image_ids: Sequence[str]
     ``predicate_scores``; at most ``max_rels`` rows are written (0 = all). ``image_shapes`` gives
     ``(H, W)`` for predictions without any mask to tell the size.
 
-    The folder is written next to ``out_dir`` and renamed into place, so on any error no (partial)
-    output appears and an existing ``out_dir`` is left untouched.
+    ``out_dir`` must be absent, empty or a previous submission
+    (:func:`~openpsg.evaluation.submission_folder.check_submission_dir`, else
+    :class:`~openpsg.evaluation.submission_folder.SubmissionDirError` before anything is
+    written). The submission is written beside ``out_dir`` and swapped into place, so on any
+    error no (partial) output appears and an existing ``out_dir`` is left untouched; on success
+    only a previous submission's files are replaced.
     """
     _check_max_rels(max_rels)
-    by_id = _index_predictions(predictions, image_ids)
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.tmp-', dir=parent)
+    by_id = index_predictions(predictions, image_ids, 'submission', 'test images', complete=True)
+    check_submission_dir(out_dir)
+    target, staging = make_staging_dir(out_dir)
     try:
-        os.mkdir(os.path.join(tmp, PANSEG_DIR))
+        os.mkdir(os.path.join(staging, PANSEG_DIR))
         entries = []
         for k, image_id in enumerate(image_ids):
             shape = None if image_shapes is None else image_shapes.get(image_id)
             entry, pan = _submission_entry(by_id[image_id], k, max_rels, shape)
-            Image.fromarray(pan).save(os.path.join(tmp, PANSEG_DIR, entry['pan_seg_file_name']))
+            Image.fromarray(pan).save(os.path.join(staging, PANSEG_DIR,
+                                                   entry['pan_seg_file_name']))
             entries.append(entry)
-        with open(os.path.join(tmp, RELATION_FILE), 'w', encoding='utf-8') as f:
+        with open(os.path.join(staging, RELATION_FILE), 'w', encoding='utf-8') as f:
             json.dump(entries, f)
-        _replace_dir(tmp, out_dir)
+        install_submission(staging, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
 def _check_max_rels(max_rels: int) -> None:
     if max_rels < 0:
         raise ValueError(f'submission: max_rels must be 0 (all) or positive, got {max_rels}')
-
-
-def _index_predictions(predictions: Iterable[Prediction], image_ids: Sequence[str]
-                       ) -> dict[str, Prediction]:
-    wanted = set(image_ids)
-    by_id: dict[str, Prediction] = {}
-    for pred in predictions:
-        if pred.image_id not in wanted:
-            raise ValueError(f'submission: prediction for image_id {pred.image_id!r}, which is not '
-                             f'one of the {len(wanted)} test images')
-        if pred.image_id in by_id:
-            raise ValueError(f'submission: two predictions for image_id {pred.image_id!r}')
-        by_id[pred.image_id] = pred
-    missing = [i for i in image_ids if i not in by_id]
-    if missing:
-        raise ValueError(f'submission: no prediction for {len(missing)} test image(s), e.g. '
-                         f'image_id {missing[0]!r}')
-    return by_id
 
 
 def _submission_entry(pred: Prediction, k: int, max_rels: int, shape: tuple[int, int] | None
@@ -149,19 +147,6 @@ def _submission_entry(pred: Prediction, k: int, max_rels: int, shape: tuple[int,
     return entry, id2rgb(segment_ids)
 
 
-def _replace_dir(src: str, dst: str) -> None:
-    """Move the finished folder ``src`` to ``dst``, replacing a previous ``dst`` folder."""
-    if os.path.lexists(dst) and not os.path.isdir(dst):
-        raise FileExistsError(f'submission: {dst} exists and is not a folder')
-    if not os.path.exists(dst):
-        os.rename(src, dst)
-        return
-    old = src + '.old'
-    os.rename(dst, old)
-    os.rename(src, dst)
-    shutil.rmtree(old)
-
-
 # --------------------------------------------------------------------------------------- reading
 def read_submission(sub_dir: str, expected_image_ids: Sequence[str], max_rels: int = 20,
                     image_shapes: Mapping[str, tuple[int, int]] | None = None,
@@ -177,11 +162,13 @@ def read_submission(sub_dir: str, expected_image_ids: Sequence[str], max_rels: i
     Raises :class:`SubmissionError` listing every problem (entry index, image_id, field): missing
     ``relation.json`` or PNG, wrong number of entries, unknown/duplicate/missing image_id, malformed
     fields, segment id absent from its PNG, duplicate segment ids, relation index out of range,
-    predicate outside 1..56, category outside 1..133, PNG size different from the image.
+    predicate outside 1..56, category outside 1..133, PNG size different from the image, more than
+    ``MAX_SEGMENTS`` segments, a path that is not a regular file inside ``sub_dir`` (``..``,
+    absolute, a symlink leading out, a device or FIFO), unreadable or pathological JSON.
     """
     _check_max_rels(max_rels)
     rel_path = os.path.join(sub_dir, RELATION_FILE)
-    entries = _load_relation_file(rel_path, len(expected_image_ids))
+    entries = _load_relation_file(sub_dir, rel_path, len(expected_image_ids))
     problems: list[str] = []
     aligned = _align_entries(entries, expected_image_ids, rel_path, problems)
     tasks = [(entries[i], i, image_id, None if image_shapes is None else image_shapes.get(image_id))
@@ -197,19 +184,20 @@ def read_submission(sub_dir: str, expected_image_ids: Sequence[str], max_rels: i
     return [predictions[image_id] for image_id in expected_image_ids]
 
 
-def _load_relation_file(rel_path: str, expected: int) -> list:
-    if not os.path.isfile(rel_path):
-        raise SubmissionError(problem(rel_path, None, RELATION_FILE, 'file not found'))
+def _load_relation_file(sub_dir: str, rel_path: str, expected: int) -> list:
+    def fail(message: str) -> SubmissionError:
+        return SubmissionError(problem(rel_path, None, RELATION_FILE, message))
+
     try:
-        with open(rel_path, encoding='utf-8') as f:
-            entries = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SubmissionError(problem(rel_path, None, RELATION_FILE,
-                                      f'not valid JSON ({err})')) from err
+        resolve_inside(sub_dir, RELATION_FILE)
+        entries = load_json(rel_path)
+    except OutsideRootError as err:
+        raise fail(f'{err} (submission folder {sub_dir})') from None
+    except JSONFileError as err:
+        raise fail(err.reason) from None
     if not isinstance(entries, list):
-        raise SubmissionError(problem(rel_path, None, RELATION_FILE,
-                                      f'must be a JSON list with one entry per test image '
-                                      f'({expected}), got {type(entries).__name__}'))
+        raise fail(f'must be a JSON list with one entry per test image ({expected}), got '
+                   f'{type_name(entries)}')
     return entries
 
 
@@ -236,8 +224,8 @@ def _align_entries(entries: list, expected: Sequence[str], rel_path: str,
                                            'missing (other entries have one; give it everywhere '
                                            'or nowhere)'))
         elif not isinstance(image_id, str):
-            problems.append(_entry_problem(i, rel_path, str(image_id), 'image_id',
-                                           f'must be a string, got {type(image_id).__name__}'))
+            problems.append(_entry_problem(i, rel_path, describe(image_id), 'image_id',
+                                           f'must be a string, got {type_name(image_id)}'))
         elif image_id not in wanted:
             problems.append(_entry_problem(i, rel_path, image_id, 'image_id',
                                            'unknown image_id (not a test image)'))
@@ -253,10 +241,6 @@ def _align_entries(entries: list, expected: Sequence[str], rel_path: str,
         problems.append(problem(rel_path, None, 'image_id',
                                 f'{len(missing)} test image(s) have no entry: {shown}'))
     return aligned
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int
 
 
 def _read_entry(context: tuple[str, str, int],
@@ -275,56 +259,41 @@ def _read_entry(context: tuple[str, str, int],
         found.append(_entry_problem(i, file, image_id, field, message))
 
     if not isinstance(entry, dict):
-        bad('entry', f'must be an object, got {type(entry).__name__}')
+        bad('entry', f'must be an object, got {type_name(entry)}')
         return found, None
     for key in ENTRY_KEYS:
         if key not in entry:
             bad(key, 'missing')
     segments = _list_field(entry, 'segments_info', bad)
     relations = _list_field(entry, 'relations', bad)
+    if len(segments) > MAX_SEGMENTS:
+        bad('segments_info', f'{len(segments)} segments; an entry may have at most {MAX_SEGMENTS}')
+        return found, None
 
     categories: list[int] = []
     first: dict[int, int] = {}
     for k, seg in enumerate(segments):
         field = f'segments_info[{k}]'
         if not isinstance(seg, dict):
-            bad(field, f'must be an object {{id, category_id}}, got {type(seg).__name__}')
+            bad(field, f'must be an object {{id, category_id}}, got {type_name(seg)}')
             continue
-        seg_id, category = seg.get('id'), seg.get('category_id')
-        if not _is_int(seg_id) or not 0 < seg_id < 256 ** 3:
-            bad(f'{field}.id', f'must be an integer in 1..{256 ** 3 - 1} (0 is void), '
-                               f'got {seg_id!r}')
-        elif seg_id in first:
-            bad(f'{field}.id',
-                f'duplicate segment id {seg_id}, also segments_info[{first[seg_id]}]')
-        else:
-            first[seg_id] = k
-        if not _is_int(category) or not 1 <= category <= NUM_CLASSES:
-            bad(f'{field}.category_id',
-                f'{category!r} is outside 1..{NUM_CLASSES} (1-based classes)')
-        categories.append(category)
-
+        check_segment_id(seg.get('id'), f'{field}.id', first, k, bad)
+        check_label(seg.get('category_id'), f'{field}.category_id', NUMBERING, bad)
+        categories.append(seg.get('category_id'))
     for j, rel in enumerate(relations):
-        field = f'relations[{j}]'
-        if not isinstance(rel, list) or len(rel) != 3 or not all(_is_int(v) for v in rel):
-            bad(field, f'must be [subject, object, predicate] (3 integers), got {rel!r}')
-            continue
-        for value, role in zip(rel[:2], ('subject', 'object')):
-            if not 0 <= value < len(segments):
-                bad(field, f'{role} index {value} is outside 0..{len(segments) - 1} '
-                           f'(the entry has {len(segments)} segments)')
-        if not 1 <= rel[2] <= NUM_PREDICATES:
-            bad(field, f'predicate {rel[2]} is outside 1..{NUM_PREDICATES} (1-based predicates)')
+        check_relation(rel, f'relations[{j}]', len(segments), NUMBERING, 'entry', bad)
 
     id_map = None
     name = entry.get('pan_seg_file_name')
     if not isinstance(name, str) or not name:
         if 'pan_seg_file_name' in entry:
-            bad('pan_seg_file_name', f'must be a PNG file name, got {name!r}')
+            bad('pan_seg_file_name', f'must be a PNG file name, got {describe(name)}')
     else:
-        png = os.path.join(sub_dir, PANSEG_DIR, name)
         try:
+            png = resolve_inside(sub_dir, os.path.join(PANSEG_DIR, name))
             id_map = read_panoptic(png, image_id, list(first), shape)
+        except OutsideRootError as err:
+            bad('pan_seg_file_name', f'{err} (submission folder {sub_dir})')
         except DatasetError as err:
             found.extend(f'entry {i}: {p}' for p in err.problems)
 
@@ -337,7 +306,7 @@ def _read_entry(context: tuple[str, str, int],
 def _list_field(entry: dict, key: str, bad) -> list:
     value = entry.get(key, [])
     if not isinstance(value, list):
-        bad(key, f'must be a list, got {type(value).__name__}')
+        bad(key, f'must be a list, got {type_name(value)}')
         return []
     return value
 
@@ -383,20 +352,32 @@ def grade_submission(sub_dir: str, dataset: Any, max_rels: int = 20,
     return scores
 
 
+def remove_scores(out_dir: str) -> list[str]:
+    """Delete ``scores.txt`` / ``scores.json`` left in ``out_dir`` by an earlier run (call it
+    before grading, so that a run that fails in any way leaves no score). Returns the removed
+    paths."""
+    removed = []
+    for name in SCORE_FILES:
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path) or os.path.islink(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
 def write_scores(scores: Mapping[str, Mapping[str, float]], out_dir: str) -> None:
     """Write ``out_dir/scores.json`` (``scores`` as given, NaN as ``null``) and
     ``out_dir/scores.txt``: ``Recall R 20``, ``MeanRecall R 20`` (fractions 0-1, from the
-    ``openpsg`` protocol, or ``fair`` when only that one was scored) and ``PQ`` (0-100)."""
+    ``openpsg`` protocol, or ``fair`` when only that one was scored) and ``PQ`` (0-100).
+
+    The two files are written as one (:func:`~openpsg.fileio.write_files_atomically`): if either
+    cannot be written (e.g. a full disk) neither is left, nor any temporary file."""
     protocol = 'openpsg' if 'openpsg' in scores else 'fair'
     lines = [f'Recall R 20: {scores[protocol]["R@20"] / 100}',
              f'MeanRecall R 20: {scores[protocol]["mR@20"] / 100}',
              f'PQ: {scores["panoptic"]["PQ"]}']
     as_json = {group: {k: None if math.isnan(v) else v for k, v in values.items()}
                for group, values in scores.items()}
-    os.makedirs(out_dir, exist_ok=True)
     texts = ('\n'.join(lines) + '\n', json.dumps(as_json, indent=2) + '\n')
-    for name, text in zip(SCORE_FILES, texts):
-        tmp = os.path.join(out_dir, f'.{name}.tmp')
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(out_dir, name))
+    write_files_atomically({os.path.join(out_dir, name): text
+                            for name, text in zip(SCORE_FILES, texts)})

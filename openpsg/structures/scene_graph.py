@@ -10,11 +10,12 @@ Label conventions are those of :mod:`openpsg.structures.labels` (0-based objects
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
+from ..safe_json import describe
 from .masks import decode_rle, encode_rle, id_map_to_masks, masks_to_id_map
 
 
@@ -207,3 +208,34 @@ class Prediction:
                    no_relation_scores=arr('no_relation_scores', np.float32),
                    pan_id_map=pan, pan_labels=arr('pan_labels', np.int64),
                    extra=dict(d.get('extra') or {}))
+
+
+class PredictionMatchError(ValueError):
+    """Predictions that do not go one-to-one with the images they are for."""
+
+
+def index_predictions(predictions: Iterable[Prediction], image_ids: Sequence[str], where: str,
+                      images: str = 'images', complete: bool = False) -> dict[str, Prediction]:
+    """``image_id -> prediction`` for predictions of the images ``image_ids``.
+
+    Raises :class:`PredictionMatchError`, its message starting with ``where`` and calling the
+    images ``images`` (e.g. ``'test images'``), for a prediction whose image_id is not one of
+    ``image_ids`` or two predictions of one image, and with ``complete`` for an image without
+    prediction.
+    """
+    wanted = set(image_ids)
+    by_id: dict[str, Prediction] = {}
+    for pred in predictions:
+        if pred.image_id not in wanted:
+            raise PredictionMatchError(f'{where}: a prediction has image_id '
+                                       f'{describe(pred.image_id)}, which is not one of the '
+                                       f'{len(wanted)} {images}')
+        if pred.image_id in by_id:
+            raise PredictionMatchError(f'{where}: two predictions have image_id '
+                                       f'{describe(pred.image_id)}')
+        by_id[pred.image_id] = pred
+    missing = [i for i in image_ids if i not in by_id] if complete else []
+    if missing:
+        raise PredictionMatchError(f'{where}: {len(missing)} of the {len(wanted)} {images} have no '
+                                   f'prediction, e.g. image_id {missing[0]!r}')
+    return by_id
