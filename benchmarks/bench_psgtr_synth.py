@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from openpsg.engine.inference import inference
     from openpsg.evaluation import evaluate, format_results
     from openpsg.models import frequency_scene_graph
-    from openpsg.models.relation_heads import predicate_frequency_counts
+    from openpsg.datasets.statistics import predicate_frequency_counts
     from openpsg.registry import DATASETS, MODELS
 
     ensure_synthetic_data(args.data)

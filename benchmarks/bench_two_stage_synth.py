@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from openpsg.evaluation import evaluate
     from openpsg.models import frequency_scene_graph
-    from openpsg.models.relation_heads import predicate_frequency_counts
+    from openpsg.datasets.statistics import predicate_frequency_counts
 
     ensure_synthetic_data(args.data)
     data = data_options(args.data)

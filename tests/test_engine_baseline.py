@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from openpsg.models.baselines import FrequencyBaseline, ordered_pairs, original_masks
+from openpsg.models.baselines import FrequencyBaseline, original_masks
 from openpsg.registry import MODELS
 from openpsg.structures import Batch, ImageMeta, Sample
 
@@ -23,11 +23,6 @@ def make_sample(flip=False, labels=(0, 5, 80)):
     return Sample(img=torch.zeros(3, 5, 8), meta=meta, labels=torch.tensor(labels),
                   boxes=torch.zeros(3, 4), masks=masks,
                   rels=torch.tensor([[0, 1, 3], [2, 0, 7]]))
-
-
-def test_ordered_pairs():
-    assert ordered_pairs(3).tolist() == [[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]
-    assert ordered_pairs(1).shape == (0, 2)
 
 
 def test_masks_go_back_to_the_original_size():

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.psg_tiny.paint import write_psg_tiny
 from openpsg.models.glove import class_name_vectors, name_words, read_glove
-from openpsg.models.relation_heads.base import (FrequencyBias, ObjectSet, RelationSampler,
-                                                assign_object_targets, box_position_features,
-                                                inference_pairs, load_frequency_counts,
-                                                log_frequencies, multilevel_roi_align,
-                                                object_scores, one_hot_logits, pooled_masks,
-                                                predicate_frequency_counts, rank_relations,
-                                                roi_levels, two_rect_maps, union_boxes)
+from openpsg.models.relation_heads.contracts import ObjectSet, one_hot_logits
+from openpsg.models.relation_heads.embeddings import box_position_features, class_embedding
+from openpsg.models.relation_heads.features import (multilevel_roi_align, pooled_masks,
+                                                    roi_levels, two_rect_maps, union_boxes)
+from openpsg.models.relation_heads.frequency import FrequencyBias, log_frequencies
+from openpsg.models.relation_heads.postprocess import object_scores, rank_relations
+from openpsg.models.relation_heads.sampling import (RelationSampler, assign_object_targets,
+                                                    inference_pairs, sample_negatives)
 from openpsg.structures import ImageMeta, Sample
 
 T = torch.tensor
@@ -161,6 +161,23 @@ def test_sampler_single_object_gets_a_dummy_pair():
     assert out.pairs.tolist() == [[0, 0]] and out.labels.tolist() == [56]
 
 
+def test_sample_negatives_draws_among_unrelated_pairs():
+    related = torch.zeros(3, 3, dtype=torch.bool)
+    related[0, 1] = True  # one direction only: (1, 0) stays a candidate
+    unrelated = [[0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]
+    # shuffle=False: every pair, row-major, when within the limit; no random numbers drawn
+    state = torch.get_rng_state()
+    assert sample_negatives(related, 5, shuffle=False).tolist() == unrelated
+    assert sample_negatives(related, None, shuffle=False).tolist() == unrelated
+    assert torch.equal(torch.get_rng_state(), state)
+    two = sample_negatives(related, 2, torch.Generator().manual_seed(0), shuffle=False).tolist()
+    assert len(two) == 2 and two[0] != two[1] and all(p in unrelated for p in two)
+    # shuffle=True: a random order of all of them, as torch.randperm with the generator gives it
+    order = torch.randperm(5, generator=torch.Generator().manual_seed(3)).tolist()
+    shuffled = sample_negatives(related, 1024, torch.Generator().manual_seed(3))
+    assert shuffled.tolist() == [unrelated[k] for k in order]
+
+
 def _detections():
     gt = _sample([1, 2], [[0, 0, 10, 10], [20, 0, 30, 10]], [[0, 1, 4]])
     boxes = T([[0., 0., 10., 10.],    # d0 = subject, IoU 1
@@ -200,38 +217,6 @@ def test_sampler_draws_pairs_in_proportion_to_iou_product():
 
 # ---------------------------------------------------------------------------------------------
 # frequency bias
-
-
-@pytest.fixture(scope='module')
-def psg_tiny(tmp_path_factory):
-    ann_file, _ = write_psg_tiny(tmp_path_factory.mktemp('psg_tiny'))
-    return str(ann_file)
-
-
-def test_frequency_counts_from_training_split(psg_tiny, tmp_path):
-    counts = predicate_frequency_counts(psg_tiny, num_classes=5, num_predicates=6)
-    assert counts.shape == (5, 5, 7)
-    # training image 1001: person(0) -standing on(4)-> grass(3), person -beside(2)/in front of(1)->
-    # horse(1), horse -on(3)-> grass twice (both rows counted); image 1002 is in the test split
-    expected = {(0, 3, 4): 1, (0, 1, 2): 1, (0, 1, 1): 1, (1, 3, 3): 2}
-    assert {tuple(map(int, k)): int(counts[tuple(k)]) for k in np.argwhere(counts)} == expected
-
-    # with_no_relation: the 9 other ordered pairs of image 1001 (classes person 0, horse 1,
-    # class 4, grass 3 for segments 0..3; pairs (0,3), (0,1), (1,3) are related)
-    with_bg = predicate_frequency_counts(psg_tiny, num_classes=5, num_predicates=6,
-                                         with_no_relation=True)
-    assert np.array_equal(with_bg[..., :6], counts[..., :6])
-    unrelated = {(0, 4), (1, 0), (1, 4), (4, 0), (4, 1), (4, 3), (3, 0), (3, 1), (3, 4)}
-    assert {tuple(map(int, k)): int(with_bg[(*k, 6)])
-            for k in np.argwhere(with_bg[..., 6])} == {k: 1 for k in unrelated}
-
-    cache = tmp_path / 'freq.npy'
-    assert np.array_equal(load_frequency_counts(str(cache), psg_tiny, 5, 6), counts)
-    assert np.array_equal(load_frequency_counts(str(cache), None, 5, 6), counts)  # read back
-    with pytest.raises(ValueError, match='expects 133'):
-        predicate_frequency_counts(psg_tiny)
-    with pytest.raises(ValueError, match='freq_ann_file'):
-        load_frequency_counts(None, None, 5, 6)
 
 
 def test_log_frequencies_and_bias_lookup():
@@ -287,6 +272,15 @@ def test_glove_missing_file_and_bad_line(tmp_path, caplog):
     with pytest.raises(ValueError,
                        match=r'bad.txt: line 1 \(word .person.\) has 2 numbers, expected 3'):
         class_name_vectors(('person',), 3, bad)
+
+
+def test_class_embedding_rows_and_name_count():
+    embedding = class_embedding(('person', 'dog'), 2, 4, None)
+    assert embedding.weight.shape == (3, 4) and embedding.weight.requires_grad  # + background
+    expected = class_name_vectors(('person', 'dog', '__background__'), 4, None)
+    assert torch.equal(embedding.weight.detach(), expected)
+    with pytest.raises(ValueError, match='3 class_names for num_classes=2'):
+        class_embedding(('person', 'dog', 'cat'), 2, 4, None)
 
 
 # ---------------------------------------------------------------------------------------------

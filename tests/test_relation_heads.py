@@ -6,10 +6,12 @@ import torch
 
 from fixtures.psg_tiny.paint import write_psg_tiny
 from openpsg.datasets import PSGDataset
-from openpsg.models.relation_heads import GPSHead, IMPHead, MotifHead, ObjectSet, VCTreeHead
-from openpsg.models.relation_heads.base import (assign_object_targets, inference_pairs,
-                                                log_frequencies)
+from openpsg.models.relation_heads import (GPSHead, IMPHead, MotifHead, ObjectSet, VCTreeHead,
+                                           assign_object_targets)
+from openpsg.models.relation_heads.frequency import log_frequencies
+from openpsg.models.relation_heads.sampling import inference_pairs
 from openpsg.models.relation_heads.motifs import left_right_orders
+from openpsg.registry import MODELS
 from openpsg.structures import collate_samples
 
 HEADS = {'imp': IMPHead, 'motifs': MotifHead, 'vctree': VCTreeHead, 'gpsnet': GPSHead}
@@ -38,13 +40,17 @@ def feats(batch):
             for s in (4, 8, 16, 32)]
 
 
+COMMON = dict(num_classes=5, num_predicates=6, in_channels=CHANNELS, roi_dim=16,
+              sampler=dict(num_rel_per_image=8))
+WORDS = dict(class_names=('person', 'horse', 'dog', 'grass-merged', 'sky-other-merged'),
+             embed_dim=6, pos_dim=4, glove_file=None)
+OPTIONS = {'imp': dict(hidden_dim=8), 'motifs': dict(hidden_dim=8, pooling_dim=12, **WORDS),
+           'vctree': dict(hidden_dim=8, pooling_dim=12, **WORDS), 'gpsnet': WORDS}
+
+
 def build(head: str, mode: str, **kwargs):
     torch.manual_seed(0)
-    cfg = dict(mode=mode, num_classes=5, num_predicates=6,
-               class_names=('person', 'horse', 'dog', 'grass-merged', 'sky-other-merged'),
-               in_channels=CHANNELS, roi_dim=16, hidden_dim=8, embed_dim=6, pooling_dim=12,
-               pos_dim=4, glove_file=None, sampler=dict(num_rel_per_image=8))
-    return HEADS[head](**{**cfg, **kwargs})
+    return HEADS[head](mode=mode, **{**COMMON, **OPTIONS[head], **kwargs})
 
 
 def objects_for(mode, batch):
@@ -158,6 +164,59 @@ def test_sgcls_feeds_uniform_label_distributions(batch, feats):
     assert torch.allclose(x.label_dists[:, :5], torch.full((7, 5), 0.2))
     assert (x.label_dists[:, 5] == 0).all()
     assert torch.equal(x.teacher_labels, torch.cat([s.labels for s in batch.samples]))
+
+
+def test_predcls_keeps_the_known_labels(batch, feats):
+    objects = objects_for('predcls', batch)
+    known = torch.cat([o.labels for o in objects])
+    for name in HEADS:
+        _, out = build(name, 'predcls')(feats, objects, [inference_pairs(len(o)) for o in objects])
+        assert torch.equal(out.obj_labels, known), name
+        assert torch.equal(out.obj_logits.argmax(1), known), name
+
+
+def test_object_outputs_by_mode(batch, feats):
+    pairs = [torch.tensor([[0, 1]])] * 2
+    logits = torch.zeros(7, 6)
+    logits[:, 2] = 1.0
+    logits[:, 5] = 5.0  # background is never a predicted label
+    x = build('imp', 'predcls').build_inputs(feats, objects_for('predcls', batch), pairs, False)
+    fixed_logits, fixed_labels = x.object_outputs(logits)
+    assert torch.equal(fixed_labels, x.known_labels)
+    assert (fixed_logits.argmax(1) == x.known_labels).all() and fixed_logits.max() == 1000
+    x = build('imp', 'sgcls').build_inputs(feats, objects_for('sgcls', batch), pairs, False)
+    assert not x.labels_given
+    assert x.object_outputs(logits)[1].tolist() == [2] * 7
+    assert x.object_outputs(logits, torch.arange(7))[1].tolist() == list(range(7))
+    with pytest.raises(ValueError, match='must classify the objects'):
+        x.object_outputs()
+
+
+@pytest.mark.parametrize('name,key', [('imp', 'pooling_dim'), ('imp', 'embed_dim'),
+                                      ('imp', 'glove_file'), ('imp', 'dropout_rate'),
+                                      ('gpsnet', 'hidden_dim'), ('gpsnet', 'pooling_dim'),
+                                      ('vctree', 'dropout_rate')])
+def test_an_option_the_head_does_not_take_is_an_error(name, key):
+    cfg = dict(type=HEADS[name].__name__, **COMMON, **OPTIONS[name], **{key: 1})
+    with pytest.raises(TypeError, match=f'building model {HEADS[name].__name__}: .*{key}'):
+        MODELS.build(cfg)
+
+
+def test_loss_weights_scale_the_losses_and_unknown_keys_fail(batch, feats):
+    objects = objects_for('sgcls', batch)
+    plain = build('vctree', 'sgcls').loss(feats, objects, batch.samples,
+                                          generator=torch.Generator().manual_seed(0))
+    weights = {'loss_relation': 2.0, 'loss_object': 0.5, 'loss_vctree_binary': 0.0}
+    weighted = build('vctree', 'sgcls', loss_weights=weights).loss(
+        feats, objects, batch.samples, generator=torch.Generator().manual_seed(0))
+    assert set(weighted) == set(plain)
+    for key, w in weights.items():
+        assert torch.allclose(weighted[key], plain[key] * w), key
+    with pytest.raises(ValueError, match=r"IMPHead: unknown loss_weights keys \['loss_rel'\]; "
+                                         r"known: \['loss_object', 'loss_relation'\]"):
+        build('imp', 'sgcls', loss_weights={'loss_rel': 2.0})
+    with pytest.raises(ValueError, match='unknown loss_weights keys'):
+        build('motifs', 'sgcls', loss_weights={'loss_vctree_binary': 1.0})
 
 
 # ---------------------------------------------------------------------------------------------

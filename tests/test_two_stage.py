@@ -31,9 +31,16 @@ SEGMENTER = dict(backbone=dict(depth=18, pretrained=False, trainable_layers=0), 
                  num_stuff=2, rpn=dict(pre_nms_top_n_test=50, post_nms_top_n_test=20),
                  semantic_head=dict(inner_channels=16, num_groups=4),
                  test_cfg=dict(score_thr=0.2, max_per_img=3, stuff_area_limit=16))
-HEAD = dict(num_classes=5, num_predicates=6, class_names=CLASSES, roi_dim=16, hidden_dim=8,
-            embed_dim=6, pooling_dim=12, pos_dim=4, glove_file=None,
-            sampler=dict(num_rel_per_image=16))
+HEAD = dict(num_classes=5, num_predicates=6, roi_dim=16, sampler=dict(num_rel_per_image=16))
+WORDS = dict(class_names=CLASSES, embed_dim=6, pos_dim=4, glove_file=None)
+HEAD_OPTIONS = {'IMPHead': dict(hidden_dim=8), 'GPSHead': WORDS,
+                'MotifHead': dict(hidden_dim=8, pooling_dim=12, **WORDS),
+                'VCTreeHead': dict(hidden_dim=8, pooling_dim=12, **WORDS)}
+
+
+def head_cfg(head: str) -> dict:
+    """A tiny relation head of type ``head`` with the options it takes."""
+    return dict(type=head, **HEAD, **HEAD_OPTIONS[head])
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +55,7 @@ def batch(tmp_path_factory):
 def build(mode: str, head: str = 'MotifHead', segmenter=None, **kwargs) -> SceneGraphPanopticFPN:
     torch.manual_seed(0)
     flags = {'predcls': (True, True), 'sgcls': (True, False), 'sgdet': (False, False)}[mode]
-    return SceneGraphPanopticFPN(relation_head=dict(type=head, **HEAD), use_gt_box=flags[0],
+    return SceneGraphPanopticFPN(relation_head=head_cfg(head), use_gt_box=flags[0],
                                  use_gt_label=flags[1], **(segmenter or SEGMENTER), **kwargs)
 
 
@@ -158,16 +165,16 @@ def test_segmenter_checkpoint(tmp_path):
     path = tmp_path / 'segmenter.pth'
     save_checkpoint({'state_dict': source.segmenter.state_dict()}, path)
     torch.manual_seed(1)
-    loaded = SceneGraphPanopticFPN(relation_head=dict(type='IMPHead', **HEAD),
+    loaded = SceneGraphPanopticFPN(relation_head=head_cfg('IMPHead'),
                                    segmenter_checkpoint=str(path), **SEGMENTER)
     for key, value in source.segmenter.state_dict().items():
         assert torch.equal(loaded.segmenter.state_dict()[key], value)
     other = dict(SEGMENTER, semantic_head=dict(inner_channels=8, num_groups=4))
     with pytest.raises(CheckpointError, match='shape mismatch'):
-        SceneGraphPanopticFPN(relation_head=dict(type='IMPHead', **HEAD),
+        SceneGraphPanopticFPN(relation_head=head_cfg('IMPHead'),
                               segmenter_checkpoint=str(path), **other)
     with pytest.raises(FileNotFoundError, match='model.segmenter_checkpoint=None'):
-        SceneGraphPanopticFPN(relation_head=dict(type='IMPHead', **HEAD),
+        SceneGraphPanopticFPN(relation_head=head_cfg('IMPHead'),
                               segmenter_checkpoint=str(tmp_path / 'absent.pth'), **SEGMENTER)
 
 

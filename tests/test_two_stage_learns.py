@@ -4,8 +4,9 @@ overfit of the relation head through the config's train pipeline, then predictio
 pipeline on the same images scored by the evaluation runner: openpsg PredCls R@20 > 60 %.
 
 Overrides (to fit ~20 s per head on one CPU thread): no GloVe file (random word vectors), no
-dropout, and the pipelines' Resize scaled to the 64-px images (every other transform is the
-config's); Adam at lr 1e-3 on the relation head, 60 steps (IMP 180)."""
+dropout (for the heads that have these options), and the pipelines' Resize scaled to the 64-px
+images (every other transform is the config's); Adam at lr 1e-3 on the relation head, 60 steps
+(IMP 180)."""
 import time
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from openpsg.structures import collate_samples
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 HEADS = {'imp': 'IMPHead', 'motifs': 'MotifHead', 'vctree': 'VCTreeHead', 'gpsnet': 'GPSHead'}
 # the config's head dims (smaller ones leave IMP short of the threshold for some seeds)
-HEAD_OVERRIDES = {'glove_file': None, 'dropout_rate': 0.0}
+HEAD_OVERRIDES = {'imp': {}, 'motifs': {'glove_file': None, 'dropout_rate': 0.0},
+                  'vctree': {'glove_file': None}, 'gpsnet': {'glove_file': None}}
 # IMP (plain GRU message passing over random frozen features) is the slowest to fit
 STEPS = {'imp': 180, 'motifs': 60, 'vctree': 60, 'gpsnet': 60}
 LR = 1e-3
@@ -50,7 +52,7 @@ def test_predcls_overfit_reaches_recall(head, synth):
     assert cfg.model.use_gt_box and cfg.model.use_gt_label  # PredCls
     torch.manual_seed(0)
     model = MODELS.build(dict(cfg.model, segmenter_checkpoint=None,
-                              relation_head=dict(cfg.model.relation_head, **HEAD_OVERRIDES)))
+                              relation_head=dict(cfg.model.relation_head, **HEAD_OVERRIDES[head])))
     assert type(model.relation_head).__name__ == HEADS[head] and model.mode == 'predcls'
     ann_file = str(synth / 'psg.json')
     train = PSGDataset(ann_file, str(synth), split='train',

@@ -494,25 +494,34 @@ def split_rows(ann: Annotations, split: str, drop_no_rels: bool = True) -> np.nd
     return np.flatnonzero(keep)
 
 
-def _selected_unique_rels(ann: Annotations, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique relation rows of the images ``rows``: ``(rels (M, 3), image index (M,))``."""
+def selected_relations(ann: Annotations, rows: np.ndarray,
+                       unique: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Relation rows of the images ``rows``: ``(rels (M, 3), image index (M,))``, exact repeats
+    counted once when ``unique``."""
     rel_image = ann.rel_image()
-    chosen = ann.rel_unique & np.isin(rel_image, rows)
+    chosen = np.isin(rel_image, rows)
+    if unique:
+        chosen &= ann.rel_unique
     return ann.rels[chosen], rel_image[chosen]
+
+
+def relation_classes(ann: Annotations, rels: np.ndarray,
+                     image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Subject and object classes ``(M,)`` of relation rows ``rels (M, 3)`` of images ``image``."""
+    base = ann.seg_offsets[image]
+    return ann.labels[base + rels[:, 0]], ann.labels[base + rels[:, 1]]
 
 
 def predicate_counts(ann: Annotations, rows: np.ndarray) -> np.ndarray:
     """``(P,)`` int64 count of each predicate over the images ``rows`` (exact repeats counted once)."""
-    rels, _ = _selected_unique_rels(ann, rows)
+    rels, _ = selected_relations(ann, rows)
     return np.bincount(rels[:, 2], minlength=len(ann.predicate_classes))
 
 
 def triplet_set(ann: Annotations, rows: np.ndarray) -> set[tuple[int, int, int]]:
     """Distinct ``(subject label, object label, predicate)`` over the images ``rows``."""
-    rels, image = _selected_unique_rels(ann, rows)
-    base = ann.seg_offsets[image]
-    subj = ann.labels[base + rels[:, 0]]
-    obj = ann.labels[base + rels[:, 1]]
+    rels, image = selected_relations(ann, rows)
+    subj, obj = relation_classes(ann, rels, image)
     return set(zip(subj.tolist(), obj.tolist(), rels[:, 2].tolist()))
 
 

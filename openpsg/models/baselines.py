@@ -17,15 +17,9 @@ from torch import nn
 
 from ..registry import MODELS
 from ..structures import NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample, masks_to_boxes
+from ..structures.pairs import ordered_pairs
 from .base import PSGModel
-
-
-def ordered_pairs(n: int, device: torch.device | None = None) -> torch.Tensor:
-    """All ``(i, j)`` with ``i != j`` of ``n`` segments, ``(n * (n - 1), 2)`` int64, row-major."""
-    index = torch.arange(n, device=device)
-    i, j = torch.meshgrid(index, index, indexing='ij')
-    keep = i != j
-    return torch.stack([i[keep], j[keep]], 1)
+from .relation_heads.sampling import sample_negatives
 
 
 def original_masks(sample: Sample) -> np.ndarray:
@@ -88,13 +82,9 @@ class FrequencyBaseline(PSGModel):
         """Pairs ``(R, 2)`` and target classes ``(R,)``: every relation, then sampled negatives."""
         n = len(sample.labels)
         rels = sample.rels
-        pairs = ordered_pairs(n, rels.device)
         related = torch.zeros((n, n), dtype=torch.bool, device=rels.device)
         related[rels[:, 0], rels[:, 1]] = True
-        negatives = pairs[~related[pairs[:, 0], pairs[:, 1]]]
-        if self.neg_per_image is not None and len(negatives) > self.neg_per_image:
-            keep = torch.randperm(len(negatives))[:self.neg_per_image]
-            negatives = negatives[keep.to(rels.device)]
+        negatives = sample_negatives(related, self.neg_per_image, shuffle=False)
         no_relation = negatives.new_full((len(negatives),), self.num_predicates)
         targets = torch.cat([rels[:, 2], no_relation])
         return torch.cat([rels[:, :2], negatives]), targets
@@ -140,8 +130,9 @@ def frequency_scene_graph(prediction: Prediction, counts: np.ndarray,
     """``prediction``'s segments with its relations replaced by training-set frequencies.
 
     ``counts``: ``(C, C, P + 1)`` counts of (subject class, object class, predicate), the last
-    column "no relation" (see ``predicate_frequency_counts(..., with_no_relation=True)``), or
-    ``(P + 1,)`` for one distribution shared by every pair ("the most frequent predicate").
+    column "no relation" (see :func:`~openpsg.datasets.statistics.predicate_frequency_counts`
+    with ``with_no_relation=True``), or ``(P + 1,)`` for one distribution shared by every pair
+    ("the most frequent predicate").
     Every ordered pair of distinct segments gets ``(counts[s, o] + smoothing * prior) /
     (counts[s, o].sum() + smoothing)``, ``prior`` being the distribution over all pairs, and is
     ranked by ``subject score x object score x best predicate probability``.
@@ -151,8 +142,7 @@ def frequency_scene_graph(prediction: Prediction, counts: np.ndarray,
     if prior.sum() <= 0:
         raise ValueError('frequency_scene_graph: the counts are all zero')
     prior /= prior.sum()
-    n = prediction.num_segments
-    i, j = np.nonzero(~np.eye(n, dtype=bool))
+    i, j = ordered_pairs(prediction.num_segments).numpy().T
     pair_counts = (counts[prediction.labels[i], prediction.labels[j]] if counts.ndim == 3
                    else np.broadcast_to(counts, (len(i), len(prior))))
     probs = (pair_counts + smoothing * prior) / (pair_counts.sum(-1, keepdims=True) + smoothing)

@@ -20,7 +20,7 @@ from ..registry import MODELS
 from ..structures import Batch, ImageMeta, Prediction, Sample, id_map_to_masks, masks_to_id_map
 from .base import PSGModel
 from .baselines import original_masks
-from .relation_heads.base import ObjectSet, RelationHead, RelationResult, assign_object_targets
+from .relation_heads import ObjectSet, RelationHead, RelationResult, assign_object_targets
 
 
 def mode_name(use_gt_box: bool, use_gt_label: bool) -> str:
@@ -86,7 +86,7 @@ class SceneGraphPanopticFPN(PSGModel):
     empty prediction.
 
     Args:
-        relation_head: config of a :class:`~.relation_heads.base.RelationHead` (its ``mode`` is
+        relation_head: config of a :class:`~.relation_heads.head.RelationHead` (its ``mode`` is
             set from ``use_gt_box``/``use_gt_label``).
         use_gt_box, use_gt_label: the mode, see above.
         segmenter_type: registered first-stage model providing ``extract_feats(imgs)`` (FPN maps
@@ -181,7 +181,7 @@ class SceneGraphPanopticFPN(PSGModel):
     # ----------------------------------------------------------------------------- training
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Relation-head losses of the images that have objects (see
-        :meth:`~.relation_heads.base.RelationHead.loss`)."""
+        :meth:`~.relation_heads.head.RelationHead.loss`)."""
         feats = self.extract_feats(batch.imgs)
         objects, _ = self.objects(feats, batch, training=True)
         keep = [i for i, o in enumerate(objects) if len(o)]

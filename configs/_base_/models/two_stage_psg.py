@@ -1,7 +1,8 @@
-# Two-stage scene-graph model: a frozen panoptic segmenter followed by a relation head (OpenPSG's
-# MOTIFS settings, shared by IMP, VCTree and GPSNet). List it after the segmenter's model config
-# and after default_runtime.py: the segmenter's `model` keys merge into this model, and the
-# runtime keys below must win.
+# Two-stage scene-graph model: a frozen panoptic segmenter followed by a relation head. List it
+# after the segmenter's model config and after default_runtime.py: the segmenter's `model` keys
+# merge into this model, and the runtime keys below must win. The relation head's options here
+# are the ones every head takes (OpenPSG's settings); each head's config sets its `type`, and its
+# own options (context sizes, word embeddings) default to OpenPSG's values in the head's class.
 model = dict(
     type='SceneGraphPanopticFPN',
     segmenter_type='PanopticFPN',
@@ -9,7 +10,6 @@ model = dict(
     use_gt_box=True,  # PredCls; SGCls: use_gt_label=False; SGDet: both False
     use_gt_label=True,
     relation_head=dict(
-        type='MotifHead',
         num_classes=133,
         num_predicates=56,
         in_channels=256,
@@ -17,14 +17,8 @@ model = dict(
         featmap_strides=[4, 8, 16, 32],
         finest_scale=56,
         roi_dim=1024,
-        hidden_dim=512,
-        embed_dim=200,
-        pooling_dim=4096,
-        pos_dim=128,
-        dropout_rate=0.2,
         with_mask_feats=False,
         rect_coord_bug=False,
-        glove_file='data/glove/glove.6B.200d.txt',
         use_bias=False,
         freq_cache=None,
         freq_ann_file=None,

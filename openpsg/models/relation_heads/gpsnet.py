@@ -5,13 +5,16 @@ configured in OpenPSG (one round of message passing, no frequency term).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...registry import MODELS
-from .base import (PositionEmbedding, RelationHead, RelationInputs, RelationOutputs,
-                   foreground_argmax)
+from .contracts import RelationInputs, RelationOutputs
+from .embeddings import GLOVE_FILE, PositionEmbedding, class_embedding, expected_embedding
+from .head import RelationHead
 
 
 class DirectionAwareMessagePassing(nn.Module):
@@ -84,26 +87,33 @@ class GPSHead(RelationHead):
     Nodes: ``ReLU(Linear([roi feature; label embedding; position embedding]))`` (``roi_dim``),
     refined by :class:`DirectionAwareMessagePassing`; object logits ``Linear(roi_dim -> C + 1)``;
     predicates from :class:`NodeSpecificPredicateClassifier` over the refined nodes and the union
-    features.
+    features. The defaults are OpenPSG's settings.
+
+    Args:
+        embed_dim: class-name embedding size; pos_dim: box position embedding size.
+        class_names: the C class names of the word embeddings (default: the PSG classes).
+        glove_file: GloVe text file of the class-name embeddings (random vectors if missing).
+        **kwargs: the :class:`~.head.RelationHead` options (``roi_dim`` is also the node size).
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, embed_dim: int = 200, pos_dim: int = 128,
+                 class_names: Sequence[str] | None = None, glove_file: str | None = GLOVE_FILE,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         d = self.roi_dim
-        self.obj_embed = self.class_embedding()
-        self.pos_embed = PositionEmbedding(self.pos_dim)
-        self.node_proj = nn.Sequential(nn.Linear(d + self.embed_dim + self.pos_dim, d),
+        self.obj_embed = class_embedding(class_names, self.num_classes, embed_dim, glove_file)
+        self.pos_embed = PositionEmbedding(pos_dim)
+        self.node_proj = nn.Sequential(nn.Linear(d + embed_dim + pos_dim, d),
                                        nn.ReLU(inplace=True))
         self.message_passing = DirectionAwareMessagePassing(d)
         self.obj_classifier = nn.Linear(d, self.num_classes + 1)
         self.rel_classifier = NodeSpecificPredicateClassifier(d, self.num_predicates + 1)
 
     def context(self, x: RelationInputs) -> RelationOutputs:
-        label_embed = self.embed_labels(self.obj_embed, x.label_dists)
+        label_embed = expected_embedding(self.obj_embed, x.label_dists)
         nodes = self.node_proj(torch.cat([x.obj_feats, label_embed,
                                           self.pos_embed(x.box_features())], 1))
         nodes = self.message_passing(x, nodes)
-        obj_logits = self.obj_classifier(nodes)
+        obj_logits, obj_labels = x.object_outputs(self.obj_classifier(nodes))
         rel_logits = self.rel_classifier(nodes, x.union_feats, x.global_pairs)
-        return RelationOutputs(obj_logits=obj_logits, obj_labels=foreground_argmax(obj_logits),
-                               rel_logits=rel_logits)
+        return RelationOutputs(obj_logits=obj_logits, obj_labels=obj_labels, rel_logits=rel_logits)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from ...registry import MODELS
-from .base import RelationHead, RelationInputs, RelationOutputs, foreground_argmax
+from .contracts import RelationInputs, RelationOutputs
+from .head import RelationHead
 
 
 class _Gate(nn.Sequential):
@@ -39,11 +40,16 @@ class IMPHead(RelationHead):
     with sigmoid gates ``g`` and updates both GRUs from the previous states. ``obj_fc`` (hidden ->
     C + 1) and ``rel_fc`` (hidden -> P + 1) classify the final states. Linear layers keep PyTorch's
     Kaiming-uniform initialisation.
+
+    Args:
+        hidden_dim: size of the node and edge states.
+        num_iter: message-passing rounds.
+        **kwargs: the :class:`~.head.RelationHead` options.
     """
 
-    def __init__(self, num_iter: int = 2, **kwargs) -> None:
+    def __init__(self, hidden_dim: int = 512, num_iter: int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
-        d, h = self.roi_dim, self.hidden_dim
+        d, h = self.roi_dim, hidden_dim
         self.num_iter = num_iter
         self.obj_unary = nn.Linear(d, h)
         self.edge_unary = nn.Sequential(nn.Linear(d, h), nn.ReLU(inplace=True))
@@ -71,6 +77,6 @@ class IMPHead(RelationHead):
             node_msg = node_msg.index_add(0, obj, self.in_edge_gate(o, edge) * edge)
             edge = self.edge_gru(edge_msg, edge)
             node = self.node_gru(node_msg, node)
-        obj_logits = self.obj_fc(node)
-        return RelationOutputs(obj_logits=obj_logits, obj_labels=foreground_argmax(obj_logits),
+        obj_logits, obj_labels = x.object_outputs(self.obj_fc(node))
+        return RelationOutputs(obj_logits=obj_logits, obj_labels=obj_labels,
                                rel_logits=self.rel_fc(edge))

@@ -4,7 +4,7 @@ Zellers et al., "Neural Motifs: Scene Graph Parsing with Global Context", CVPR 2
 in OpenPSG: objects of an image are ordered by box centre x, *descending* (neural-motifs'
 "leftright" order, i.e. right to left); a bi-LSTM gives object contexts, a highway-LSTM decoder
 predicts object labels (except in PredCls), a second bi-LSTM gives edge contexts and
-:class:`~.base.ContextPairClassifier` scores the pairs.
+:class:`~.context.ContextPairClassifier` scores the pairs.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence, pad_sequence
 
 from ...registry import MODELS
-from .base import (ContextPairClassifier, PositionEmbedding, RelationHead, RelationInputs,
-                   RelationOutputs, foreground_argmax)
+from .context import ContextHead, ContextPairClassifier
+from .contracts import RelationInputs, RelationOutputs, foreground_argmax
+from .embeddings import expected_embedding
 
 
 def left_right_orders(x: RelationInputs) -> list[torch.Tensor]:
@@ -112,7 +113,7 @@ class LabelDecoder(nn.Module):
 
 
 @MODELS.register()
-class MotifHead(RelationHead):
+class MotifHead(ContextHead):
     """MOTIFS relation head.
 
     Object context: bi-LSTM over ``[roi feature; label embedding; position embedding]`` (hidden
@@ -121,34 +122,37 @@ class MotifHead(RelationHead):
     forced in training with :attr:`RelationInputs.teacher_labels` (in SGDet the segmenter's labels,
     not the assigned targets, as OpenPSG). Edge context: bi-LSTM over ``[embedding of the object
     label; roi feature; object context]`` -> Linear -> ``hidden_dim``; predicates from
-    :class:`ContextPairClassifier`.
+    :class:`~.context.ContextPairClassifier`.
+
+    Args:
+        dropout_rate: the label decoder's recurrent dropout (and between stacked LSTM layers).
+        obj_layers / edge_layers: layers of the object / edge context LSTMs.
+        **kwargs: the :class:`~.context.ContextHead` options (sizes, word embeddings) and the
+            :class:`~.head.RelationHead` ones.
     """
 
-    def __init__(self, obj_layers: int = 1, edge_layers: int = 1, **kwargs) -> None:
+    def __init__(self, dropout_rate: float = 0.2, obj_layers: int = 1, edge_layers: int = 1,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
-        d, h, e = self.roi_dim, self.hidden_dim, self.embed_dim
-        self.obj_embed = self.class_embedding()
-        self.edge_embed = self.class_embedding()
-        self.pos_embed = PositionEmbedding(self.pos_dim)
-        obj_in = d + e + self.pos_dim
+        d, h, e, pos_dim = self.roi_dim, self.hidden_dim, self.embed_dim, self.pos_dim
+        obj_in = d + e + pos_dim
         self.obj_ctx_rnn = nn.LSTM(obj_in, h, num_layers=obj_layers, bidirectional=True,
-                                   dropout=self.dropout_rate if obj_layers > 1 else 0.0)
+                                   dropout=dropout_rate if obj_layers > 1 else 0.0)
         self.obj_ctx_proj = nn.Linear(2 * h, h)
-        self.decoder = None if self.predcls else LabelDecoder(
-            obj_in + h, h, self.class_embedding(), self.dropout_rate)
+        self.decoder = None if self.predcls else LabelDecoder(obj_in + h, h,
+                                                              self.class_embedding(), dropout_rate)
         self.edge_ctx_rnn = nn.LSTM(e + d + h, h, num_layers=edge_layers, bidirectional=True,
-                                    dropout=self.dropout_rate if edge_layers > 1 else 0.0)
+                                    dropout=dropout_rate if edge_layers > 1 else 0.0)
         self.edge_ctx_proj = nn.Linear(2 * h, h)
         self.classifier = ContextPairClassifier(h, d, self.pooling_dim, self.num_predicates + 1)
 
     def context(self, x: RelationInputs) -> RelationOutputs:
         orders = left_right_orders(x)
-        obj_in = torch.cat([x.obj_feats, self.embed_labels(self.obj_embed, x.label_dists),
+        obj_in = torch.cat([x.obj_feats, expected_embedding(self.obj_embed, x.label_dists),
                             self.pos_embed(x.box_features())], 1)
         obj_ctx = self.obj_ctx_proj(run_ordered_lstm(self.obj_ctx_rnn, obj_in, orders))
-        if self.decoder is None:
-            obj_labels = x.known_labels
-            obj_logits = obj_ctx.new_zeros((len(obj_ctx), self.num_classes + 1))
+        if self.decoder is None:  # PredCls: the labels are given
+            obj_logits, obj_labels = x.object_outputs()
         else:
             obj_logits, obj_labels = self.decoder(torch.cat([obj_in, obj_ctx], 1), orders,
                                                   x.teacher_labels)

@@ -16,8 +16,10 @@ from torch import nn
 from torchvision.ops import box_area, box_iou
 
 from ...registry import MODELS
-from .base import (ContextPairClassifier, PositionEmbedding, RelationHead, RelationInputs,
-                   RelationOutputs, RelationTargets)
+from .context import ContextHead, ContextPairClassifier
+from .contracts import RelationInputs, RelationOutputs, RelationTargets
+from .embeddings import NUM_BOX_FEATS, expected_embedding
+from .head import RelationHead
 from .vctree_tree import BiTreeLSTM, TreeLabelDecoder, build_forest
 
 NUM_OVERLAP_FEATS = 6
@@ -51,7 +53,7 @@ class PairScorer(nn.Module):
         self.hidden_dim = hidden_dim
         self.roi_reduce = nn.Linear(roi_dim, part_dim)
         self.embed_reduce = nn.Linear(embed_dim, part_dim)
-        self.box_embed = nn.Sequential(nn.Linear(9, part_dim), nn.ReLU(inplace=True))
+        self.box_embed = nn.Sequential(nn.Linear(NUM_BOX_FEATS, part_dim), nn.ReLU(inplace=True))
         self.overlap_embed = nn.Sequential(nn.Linear(NUM_OVERLAP_FEATS, part_dim),
                                            nn.ReLU(inplace=True))
         self.score_pre = nn.Linear(4 * part_dim, hidden_dim)
@@ -75,7 +77,7 @@ class PairScorer(nn.Module):
 
 
 @MODELS.register()
-class VCTreeHead(RelationHead):
+class VCTreeHead(ContextHead):
     """VCTree relation head.
 
     :class:`PairScorer` rates all ordered pairs; one tree per image is built from the sigmoid
@@ -83,19 +85,20 @@ class VCTreeHead(RelationHead):
     position embedding]`` (``hidden_dim``); object labels: PredCls keeps the ground truth,
     otherwise :class:`~.vctree_tree.TreeLabelDecoder` (teacher forced in training); edge context =
     bidirectional tree LSTM over ``[embedding of the object label; object context; roi feature]``;
-    predicates from :class:`ContextPairClassifier` (ReLU after ``post_emb``). Extra loss
-    ``loss_vctree_binary``: binary cross-entropy of the pair-score logits against "the pair holds
-    a training positive in either direction", averaged per image, then over images.
+    predicates from :class:`~.context.ContextPairClassifier` (ReLU after ``post_emb``).
+    Extra loss ``loss_vctree_binary``: binary cross-entropy of the pair-score logits against "the
+    pair holds a training positive in either direction", averaged per image, then over images.
+
+    Options: those of :class:`~.context.ContextHead` and :class:`~.head.RelationHead`.
     """
+
+    default_loss_weights = {**RelationHead.default_loss_weights, 'loss_vctree_binary': 1.0}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        d, h, e = self.roi_dim, self.hidden_dim, self.embed_dim
-        self.obj_embed = self.class_embedding()
-        self.edge_embed = self.class_embedding()
-        self.pos_embed = PositionEmbedding(self.pos_dim)
+        d, h, e, pos_dim = self.roi_dim, self.hidden_dim, self.embed_dim, self.pos_dim
         self.pair_scorer = PairScorer(d, e, h)
-        obj_in = d + e + self.pos_dim
+        obj_in = d + e + pos_dim
         self.obj_ctx_tree = BiTreeLSTM(obj_in, h)
         self.decoder = None if self.predcls else TreeLabelDecoder(h, h, self.class_embedding())
         self.edge_ctx_tree = BiTreeLSTM(e + h + d, h)
@@ -103,14 +106,13 @@ class VCTreeHead(RelationHead):
                                                 emb_relu=True)
 
     def context(self, x: RelationInputs) -> RelationOutputs:
-        label_embed = self.embed_labels(self.obj_embed, x.label_dists)
+        label_embed = expected_embedding(self.obj_embed, x.label_dists)
         pair_logits = self.pair_scorer(x, label_embed)
         forest = build_forest([torch.sigmoid(m) for m in pair_logits], x.obj_feats.device)
         obj_in = torch.cat([x.obj_feats, label_embed, self.pos_embed(x.box_features())], 1)
         obj_ctx = self.obj_ctx_tree(obj_in, forest)
-        if self.decoder is None:
-            obj_labels = x.known_labels
-            obj_logits = obj_ctx.new_zeros((len(obj_ctx), self.num_classes + 1))
+        if self.decoder is None:  # PredCls: the labels are given
+            obj_logits, obj_labels = x.object_outputs()
         else:
             obj_logits, obj_labels = self.decoder(obj_ctx, forest, x.teacher_labels)
         edge_in = torch.cat([self.edge_embed(obj_labels), obj_ctx, x.obj_feats], 1)

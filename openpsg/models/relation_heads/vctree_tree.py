@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import foreground_argmax
+from .contracts import foreground_argmax
 
 
 def max_score_tree(scores: np.ndarray) -> tuple[int, list[list[int]]]:
