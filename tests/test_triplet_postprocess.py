@@ -7,9 +7,8 @@ import torch
 from openpsg.models.one_stage.psgformer import FormerOutputs, PSGFormer
 from openpsg.models.one_stage.psgtr import PSGTr
 from openpsg.models.one_stage.triplet_matcher import TripletOutputs
-from openpsg.models.one_stage.triplet_postprocess import (dedup_triplets, logits_at_original_size,
-                                                          merge_candidates, top_triplets,
-                                                          triplet_prediction)
+from openpsg.models.one_stage.triplet_postprocess import (dedup_triplets, merge_candidates,
+                                                          top_triplets, triplet_prediction)
 from openpsg.structures import VOID, Batch, ImageMeta, Sample
 
 PERSON, GRASS, WALL, RUG = 0, 125, 131, 132  # wall-other-merged, rug-merged: OpenPSG's bug labels
@@ -77,18 +76,6 @@ def test_top_triplets_rank_cells_and_skip_no_relation():
     np.testing.assert_allclose(scores.numpy(), [0.6, 0.5, 0.2], atol=1e-5)
     np.testing.assert_allclose(probs.sum(1).numpy(), 1, atol=1e-6)
     assert len(top_triplets(logits_, 1000)[0]) == 3 * NUM_PRED  # never the no-relation column
-
-
-def test_logits_at_original_size_crops_resizes_and_unflips():
-    torch.manual_seed(0)
-    x = torch.randn(2, 6, 7)
-    same = ImageMeta('a', ori_shape=(24, 28), img_shape=(24, 28), pad_shape=(24, 28))
-    up = torch.nn.functional.interpolate(x[None], scale_factor=4, mode='bilinear',
-                                         align_corners=False)[0]
-    torch.testing.assert_close(logits_at_original_size(x, same), up, atol=1e-5, rtol=0)
-    exact = ImageMeta('b', ori_shape=(4, 5), img_shape=(16, 20), pad_shape=(24, 28), flip=True)
-    torch.testing.assert_close(logits_at_original_size(x, exact), x[:, :4, :5].flip(-1))
-    assert logits_at_original_size(x[:0], exact).shape == (0, 4, 5)
 
 
 def test_dedup_is_greedy_within_identical_labels_and_predicate():

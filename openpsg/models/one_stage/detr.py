@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -25,7 +24,8 @@ from torchvision.ops import box_convert
 
 from ...datasets.errors import DatasetError, problem
 from ...registry import MODELS
-from ...structures import NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample
+from ...structures import (NUM_CLASSES, Batch, Prediction, Sample, no_relations,
+                           normalized_boxes_to_original)
 from ..base import PSGModel
 from ..losses import giou_loss, l1_loss, no_object_cross_entropy
 from .matcher import HungarianMatcher, Match
@@ -119,13 +119,6 @@ def box_targets(samples: list[Sample], num_classes: int) -> list[Target]:
         scale = boxes.new_tensor([w, h, w, h])
         targets.append((labels, box_convert(boxes / scale, 'xyxy', 'cxcywh')))
     return targets
-
-
-def empty_relations() -> dict[str, np.ndarray]:
-    """The relation fields of a :class:`~openpsg.structures.Prediction` without relations."""
-    return dict(pairs=np.zeros((0, 2), np.int64),
-                predicate_scores=np.zeros((0, NUM_PREDICATES), np.float32),
-                triplet_scores=np.zeros((0,), np.float32))
 
 
 def checked_options(defaults: Mapping[str, Any], options: Mapping[str, Any] | None, owner: str,
@@ -258,13 +251,10 @@ class DETR(DETRBase):
         for lg, bx, meta in zip(logits[0], boxes[0], batch.metas):
             scores, labels = lg.softmax(-1)[:, :-1].max(-1)
             order = scores.argsort(descending=True)
-            h, w = meta.ori_shape
-            xyxy = box_convert(bx[order], 'cxcywh', 'xyxy') * bx.new_tensor([w, h, w, h])
-            if meta.flip:
-                xyxy = torch.stack([w - xyxy[:, 2], xyxy[:, 1], w - xyxy[:, 0], xyxy[:, 3]], 1)
+            xyxy = normalized_boxes_to_original(bx[order], meta)
             predictions.append(Prediction(
                 image_id=meta.image_id, labels=labels[order].cpu().numpy(),
                 scores=scores[order].float().cpu().numpy(), boxes=xyxy.float().cpu().numpy(),
-                masks=None, **empty_relations()))
+                masks=None, **no_relations()))
         return predictions
 

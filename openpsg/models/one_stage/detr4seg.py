@@ -15,18 +15,12 @@ import torch.nn.functional as F
 from ...datasets.errors import DatasetError, problem
 from ...registry import MODELS
 from ...structures import (NUM_CLASSES, NUM_THING_CLASSES, VOID, Batch, ImageMeta, Prediction,
-                           Sample, id_map_to_masks, masks_to_boxes)
+                           Sample, id_map_to_masks, logits_to_original, masks_to_boxes,
+                           no_relations, upsample_stride)
 from ..losses import dice_loss, sigmoid_focal_loss
-from .detr import DETR, TransformerOutputs, box_targets, empty_relations, flatten_matches
+from .detr import DETR, TransformerOutputs, box_targets, flatten_matches
 from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
 from .matcher import Match
-
-
-def upsample_stride4(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Stride-4 mask logits ``(K, h, w)`` -> ``(K, H, W)``: bilinear x4 (pixel ``i`` covers input
-    pixels ``4i .. 4i + 3``), cropped to ``size = (H, W)``."""
-    up = F.interpolate(logits[:, None], scale_factor=4, mode='bilinear', align_corners=False)
-    return up[:, 0, :size[0], :size[1]]
 
 
 def padded_target_masks(samples: list[Sample], indices: list[Match], size: tuple[int, int]
@@ -64,28 +58,20 @@ def stuff_groups(labels: np.ndarray, num_thing_classes: int) -> np.ndarray:
 
 
 def panoptic_prediction(meta: ImageMeta, logits: torch.Tensor | None, labels: np.ndarray,
-                        scores: np.ndarray, pad_size: tuple[int, int],
-                        num_thing_classes: int = NUM_THING_CLASSES) -> Prediction:
+                        scores: np.ndarray, num_thing_classes: int = NUM_THING_CLASSES
+                        ) -> Prediction:
     """One image's panoptic :class:`~openpsg.structures.Prediction` from its kept queries.
 
-    ``logits (K, h, w)``: stride-4 mask logits of the padded batch image of size ``pad_size``;
-    ``labels (K,)``, ``scores (K,)``. Logits are upsampled, cropped to ``meta.img_shape``, resized
-    (bilinear) to ``meta.ori_shape`` (and un-flipped if ``meta.flip``); each pixel goes to the query
-    with the largest logit; stuff queries of one class (label >= ``num_thing_classes``) form one
-    segment scored by their best score; segments without pixels are dropped; the rest are ranked
-    by score. With no query (``logits`` None or ``K = 0``) the prediction is empty and all void.
+    ``logits (K, h, w)``: stride-4 mask logits of the padded batch image; ``labels (K,)``,
+    ``scores (K,)``. Logits go to ``meta.ori_shape`` with
+    :func:`~openpsg.structures.logits_to_original` (bilinear); each pixel goes to the query with the
+    largest logit; stuff queries of one class (label >= ``num_thing_classes``) form one segment
+    scored by their best score; segments without pixels are dropped; the rest are ranked by score.
+    With no query (``logits`` None or ``K = 0``) the prediction is empty and all void.
     """
-    oh, ow = meta.ori_shape
     if logits is None or not len(labels):
-        return Prediction(image_id=meta.image_id, labels=np.zeros(0, np.int64),
-                          scores=np.zeros(0, np.float32), boxes=np.zeros((0, 4), np.float32),
-                          masks=np.zeros((0, oh, ow), bool), **empty_relations(),
-                          pan_id_map=np.full((oh, ow), VOID, np.int32))
-    h, w = meta.img_shape
-    full = upsample_stride4(logits, pad_size)[:, :h, :w]
-    full = F.interpolate(full[None].float(), size=(oh, ow), mode='bilinear', align_corners=False)[0]
-    if meta.flip:
-        full = full.flip(-1)
+        return Prediction.empty(meta.image_id, tuple(meta.ori_shape))
+    full = logits_to_original(logits, meta)
     segment_of_query = stuff_groups(labels, num_thing_classes)
     id_map = segment_of_query[full.argmax(0).cpu().numpy()]
     num = int(segment_of_query.max()) + 1
@@ -100,7 +86,7 @@ def panoptic_prediction(meta: ImageMeta, logits: torch.Tensor | None, labels: np
     pan_id_map = renumber[id_map]
     seg_masks = id_map_to_masks(pan_id_map, len(order))
     return Prediction(image_id=meta.image_id, labels=seg_labels[order], scores=seg_scores[order],
-                      boxes=masks_to_boxes(seg_masks), masks=seg_masks, **empty_relations(),
+                      boxes=masks_to_boxes(seg_masks), masks=seg_masks, **no_relations(),
                       pan_id_map=pan_id_map)
 
 
@@ -155,7 +141,8 @@ class DETR4Seg(DETR):
         losses, indices, num_boxes = self.detection_losses(logits, boxes, targets)
         size = tuple(batch.imgs.shape[-2:])
         target_masks = padded_target_masks(batch.samples, indices, size).flatten(1)
-        pred_masks = upsample_stride4(self.mask_logits(out, *flatten_matches(indices)), size).flatten(1)
+        pred_masks = upsample_stride(self.mask_logits(out, *flatten_matches(indices)), 4,
+                                    size).flatten(1)
         losses['loss_mask'] = self.loss_weights['mask'] * sigmoid_focal_loss(
             pred_masks, target_masks, num_boxes, self.focal_alpha, self.focal_gamma)
         losses['loss_dice'] = self.loss_weights['dice'] * dice_loss(pred_masks, target_masks, num_boxes)
@@ -173,6 +160,5 @@ class DETR4Seg(DETR):
             sel = batch_idx == b
             predictions.append(panoptic_prediction(
                 meta, None if masks is None else masks[sel], labels[b, query_idx[sel]].cpu().numpy(),
-                scores[b, query_idx[sel]].float().cpu().numpy(), tuple(batch.imgs.shape[-2:]),
-                self.num_thing_classes))
+                scores[b, query_idx[sel]].float().cpu().numpy(), self.num_thing_classes))
         return predictions

@@ -39,7 +39,7 @@ from torch import nn
 
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
-                           ImageMeta, Prediction)
+                           ImageMeta, Prediction, sample_logits_at_original)
 from ..losses import dice_loss, no_object_cross_entropy, sigmoid_focal_loss
 from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
                    num_targets_for_norm)
@@ -48,8 +48,7 @@ from .matcher import Match
 from .psgtr import box_losses, checked_rels, half_resolution_logits, half_resolution_masks
 from .transformer import TransformerDecoder
 from .triplet_matcher import IdMatcher, ObjectMatcher, Size
-from .triplet_postprocess import (check_output_mode, logits_at_original_size, top_triplets,
-                                  triplet_prediction)
+from .triplet_postprocess import check_output_mode, top_triplets, triplet_prediction
 
 RUG_MERGED = CLASSES.index('rug-merged')  # 132, dropped by OpenPSG's PSGFormer (bug)
 
@@ -287,7 +286,7 @@ class PSGFormer(DETRBase):
         position = torch.full_like(labels, -1)
         position[used] = torch.arange(len(used), device=used.device)
         rows = ((position[sub_query] >= 0) & (position[obj_query] >= 0)).cpu().numpy()
-        logits = logits_at_original_size(self.mask_logits(out, torch.full_like(used, b), used),
+        logits = sample_logits_at_original(self.mask_logits(out, torch.full_like(used, b), used),
                                          meta)
         return triplet_prediction(
             meta, logits, labels[used].cpu().numpy(), scores[used].cpu().numpy(),

@@ -34,15 +34,15 @@ from torchvision.ops import box_convert
 from ...datasets.errors import DatasetError, problem
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
-                           ImageMeta, Prediction, Sample)
+                           ImageMeta, Prediction, Sample, sample_logits_at_original)
 from ..losses import dice_loss, giou_loss, l1_loss, no_object_cross_entropy
 from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
                    num_targets_for_norm)
 from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
 from .matcher import Match
 from .triplet_matcher import HTriMatcher, Size, TripletOutputs, TripletTargets
-from .triplet_postprocess import (check_output_mode, dedup_triplets, logits_at_original_size,
-                                  top_triplets, triplet_prediction)
+from .triplet_postprocess import (check_output_mode, dedup_triplets, top_triplets,
+                                  triplet_prediction)
 
 WALL_OTHER_MERGED = CLASSES.index('wall-other-merged')  # 131, dropped by OpenPSG's PSGTR (bug)
 
@@ -268,7 +268,7 @@ class PSGTr(DETRBase):
         obj_scores, obj_labels = heads.obj_logits.float().softmax(-1)[:, :-1].max(-1)
         used, row_query = query.unique(return_inverse=True)
         batch_idx = torch.full_like(used, b)
-        logits = {branch: logits_at_original_size(self.mask_logits(branch, out, batch_idx, used),
+        logits = {branch: sample_logits_at_original(self.mask_logits(branch, out, batch_idx, used),
                                                   meta) for branch in ('sub', 'obj')}
         per_row = row_query.cpu().numpy()
         binary = {branch: (value.sigmoid() > cfg['mask_threshold']).cpu().numpy()[per_row]

@@ -7,7 +7,7 @@ A model reduces its last decoder layer to
   *candidate* and carrying its query's full predicate distribution and its rank score (the
   probability of the cell's predicate);
 * *candidates*: segment hypotheses with mask logits at original size
-  (:func:`logits_at_original_size`), a class and a class score. PSGTR has two candidates per row
+  (:func:`~openpsg.structures.sample_logits_at_original`), a class and a class score. PSGTR has two candidates per row
   (the row's subject and object masks), PSGFormer one per object query a row points at.
 
 :func:`triplet_prediction` then builds the panoptic segmentation (:func:`merge_candidates`:
@@ -45,7 +45,6 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from torchvision.ops import roi_align
 
 from ...structures import (NUM_THING_CLASSES, VOID, ImageMeta, Prediction, id_map_to_masks,
                            mask_iou, masks_to_boxes)
@@ -71,22 +70,6 @@ def top_triplets(rel_logits: torch.Tensor, k: int
     num_predicates = probs.shape[1] - 1
     scores, flat = probs[:, :num_predicates].flatten().topk(min(k, probs.shape[0] * num_predicates))
     return scores, flat // num_predicates, flat % num_predicates, probs
-
-
-def logits_at_original_size(logits: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
-    """Stride-4 mask logits ``(K, h, w)`` of a padded batch image -> ``(K, H0, W0)`` at
-    ``meta.ori_shape``: the valid ``img_shape`` region (``img_shape / 4`` cells of the stride-4
-    grid) is sampled bilinearly at the centres of the original pixels - the same as cropping the
-    upsampled map to ``img_shape`` and resizing it, without building the padded full-size map -
-    and un-flipped when ``meta.flip``."""
-    out_h, out_w = meta.ori_shape
-    if len(logits) == 0:
-        return logits.new_zeros((0, out_h, out_w), dtype=torch.float32)
-    h, w = meta.img_shape
-    box = logits.new_tensor([[0.0, 0.0, 0.0, w / 4, h / 4]], dtype=torch.float32)
-    out = roi_align(logits[None].float(), box, (out_h, out_w), spatial_scale=1.0, sampling_ratio=1,
-                    aligned=True)[0]
-    return out.flip(-1) if meta.flip else out
 
 
 def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: np.ndarray,
@@ -166,18 +149,6 @@ def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarra
     return segment_of, id_map, labels[present].astype(np.int64), seg_scores
 
 
-def empty_prediction(meta: ImageMeta, num_predicates: int) -> Prediction:
-    """No segment, no relation, an all-void panoptic map."""
-    h, w = meta.ori_shape
-    return Prediction(image_id=meta.image_id, labels=np.zeros(0, np.int64),
-                      scores=np.zeros(0, np.float32), boxes=np.zeros((0, 4), np.float32),
-                      masks=np.zeros((0, h, w), bool), pairs=np.zeros((0, 2), np.int64),
-                      predicate_scores=np.zeros((0, num_predicates), np.float32),
-                      triplet_scores=np.zeros(0, np.float32),
-                      no_relation_scores=np.zeros(0, np.float32),
-                      pan_id_map=np.full((h, w), VOID, np.int32))
-
-
 def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
                        scores: np.ndarray, sub_cand: np.ndarray, obj_cand: np.ndarray,
                        rel_probs: np.ndarray, rank_scores: np.ndarray, output: str = 'single_mpo',
@@ -202,7 +173,7 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
     """
     num_predicates = rel_probs.shape[1] - 1
     if len(labels) == 0:
-        return empty_prediction(meta, num_predicates)
+        return Prediction.empty(meta.image_id, tuple(meta.ori_shape), num_predicates)
     legacy = check_output_mode(output) == 'legacy'
     binary = (logits.sigmoid() > mask_threshold).cpu().numpy()
     segment_of, id_map, seg_labels, seg_scores = merge_candidates(
