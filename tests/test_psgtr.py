@@ -113,7 +113,7 @@ def test_bad_targets_name_the_image_and_the_field():
     with pytest.raises(DatasetError, match='image_id=img7: rels: .*predicates be in 0..55'):
         model(collate_samples([bad_pred]))
     no_masks = Sample(**{**sample.__dict__, 'masks': torch.zeros(3, 0, 0, dtype=torch.bool)})
-    with pytest.raises(DatasetError, match='image_id=img7: masks: one-stage scene-graph models need'):
+    with pytest.raises(DatasetError, match='image_id=img7: masks: PSGTr needs one mask per object'):
         model(collate_samples([no_masks]))
 
 

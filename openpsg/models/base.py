@@ -1,6 +1,8 @@
 """The contract every PSG model follows, one-stage or two-stage."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 from torch import nn
 
@@ -29,3 +31,13 @@ class PSGModel(nn.Module):
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
         raise NotImplementedError
+
+
+def checked_options(defaults: Mapping[str, Any], options: Mapping[str, Any] | None, owner: str,
+                    name: str) -> dict[str, Any]:
+    """``defaults`` updated by ``options`` (a model's ``loss_weights`` or ``test_cfg``); a key
+    that ``defaults`` lacks is a ``ValueError`` naming ``owner``, ``name`` and the known keys."""
+    unknown = set(options or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f'{owner}: unknown {name} {sorted(unknown)}; known: {sorted(defaults)}')
+    return {**defaults, **(options or {})}

@@ -40,14 +40,15 @@ from torch import nn
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
                            ImageMeta, Prediction, sample_logits_at_original)
-from ..losses import dice_loss, no_object_cross_entropy, sigmoid_focal_loss
-from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
-                   num_targets_for_norm)
-from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from ..base import checked_options
+from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy, sigmoid_focal_loss
+from .detr_base import MLP, DETRBase, TransformerOutputs
+from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
-from .psgtr import box_losses, checked_rels, half_resolution_logits, half_resolution_masks
+from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
+from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
 from .transformer import TransformerDecoder
-from .triplet_matcher import IdMatcher, ObjectMatcher, Size
+from .triplet_matcher import IdMatcher, ObjectMatcher
 from .triplet_postprocess import check_output_mode, top_triplets, triplet_prediction
 
 RUG_MERGED = CLASSES.index('rug-merged')  # 132, dropped by OpenPSG's PSGFormer (bug)
@@ -83,7 +84,7 @@ class PSGFormer(DETRBase):
     """PSGFormer (module docstring).
 
     Args:
-        backbone, transformer: see :class:`~.detr.DETRBase`; the relation decoder copies the
+        backbone, transformer: see :class:`~.detr_base.DETRBase`; the relation decoder copies the
             object decoder's depth, width, heads, FFN size and dropout.
         num_classes, num_predicates: object classes and predicates (without the extra class).
         num_queries, num_rel_queries: object and relation queries.
@@ -103,7 +104,7 @@ class PSGFormer(DETRBase):
         drop_rug_bug: reproduce OpenPSG's bug that drops every object query labelled
             ``rug-merged`` (and the rows pointing at it).
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
-        feature_level: the backbone map the transformer reads (see :class:`~.detr.DETRBase`).
+        feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
@@ -133,13 +134,11 @@ class PSGFormer(DETRBase):
         self.rel_class_embed = nn.Linear(d, num_predicates + 1)
         self.sub_pointer = MLP(d, d, d, 2)
         self.obj_pointer = MLP(d, d, d, 2)
-        c2, c3, c4, _ = self.backbone[0].num_channels
-        self.bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
-        self.mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.bbox_attention, self.mask_head = build_mask_branch(d, nhead,
+                                                                self.backbone[0].num_channels)
         self.num_classes = num_classes
         self.num_predicates = num_predicates
         self.num_thing_classes = num_thing_classes
-        self.aux_loss = aux_loss
         self.eos_coef = eos_coef
         self.no_relation_weight = no_relation_weight
         self.temperature = temperature
@@ -147,6 +146,7 @@ class PSGFormer(DETRBase):
         self.rel_matcher = IdMatcher(**(rel_matcher or {}))
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGFormer',
                                             'loss_weights')
+        self.criterion = SetCriterion(self.loss_weights, aux_loss)
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGFormer',
@@ -174,21 +174,18 @@ class PSGFormer(DETRBase):
     def mask_logits(self, out: TransformerOutputs, batch_idx: torch.Tensor,
                     query_idx: torch.Tensor) -> torch.Tensor:
         """Stride-4 mask logits ``(K, H/4, W/4)`` of last-layer object queries."""
-        fpns = [out.features[2], out.features[1], out.features[0]]
         return predict_masks(self.bbox_attention, self.mask_head, out.hs[-1][batch_idx, query_idx],
-                             batch_idx, out.src, out.memory, out.mask, fpns)
+                             batch_idx, out.mask_features())
 
     def object_losses(self, logits: torch.Tensor, boxes: torch.Tensor,
                       targets: Sequence[tuple[torch.Tensor, torch.Tensor]], sizes: Sequence[Size],
                       matches: Sequence[Match], num_boxes: float) -> dict[str, torch.Tensor]:
         """Unweighted class and box losses of one object-decoder layer."""
         batch_idx, query_idx = flatten_matches(list(matches))
-        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
-                             device=logits.device)
-        classes[batch_idx, query_idx] = torch.cat([t[0][j] for t, (_, j) in zip(targets, matches)])
+        classes = class_targets(logits, list(matches), [t[0] for t in targets], self.num_classes)
         target_boxes = torch.cat([t[1][j] for t, (_, j) in zip(targets, matches)])
-        bbox, giou = box_losses(boxes[batch_idx, query_idx], target_boxes,
-                                [sizes[b] for b in batch_idx.tolist()], num_boxes)
+        bbox, giou = mmdet_box_losses(boxes[batch_idx, query_idx], target_boxes,
+                                      [sizes[b] for b in batch_idx.tolist()], num_boxes)
         return {'ce': no_object_cross_entropy(logits, classes, self.eos_coef), 'bbox': bbox,
                 'giou': giou}
 
@@ -201,16 +198,15 @@ class PSGFormer(DETRBase):
         under the same layer's object ``matches``.
         """
         rel_logits = heads.rel_logits[layer]
-        targets = torch.full(rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
-                             device=rel_logits.device)
+        rel_matches = [self.rel_matcher(heads.sub_scores[b], heads.obj_scores[b], rel_logits[b],
+                                        *triplet) for b, triplet in enumerate(triplets)]
+        targets = class_targets(rel_logits, rel_matches, [t[2] for t in triplets],
+                                self.num_predicates)
         pointer = {'sub_pointer': heads.sub_scores.sum() * 0,
                    'obj_pointer': heads.obj_scores.sum() * 0}
         num_rows = 0
-        for b, ((sub_query, obj_query, predicates), (object_queries, _)) in enumerate(
-                zip(triplets, matches)):
-            rows, col = self.rel_matcher(heads.sub_scores[b], heads.obj_scores[b], rel_logits[b],
-                                         sub_query, obj_query, predicates)
-            targets[b, rows] = predicates[col]
+        for b, ((sub_query, obj_query, _), (object_queries, _), (rows, col)) in enumerate(
+                zip(triplets, matches, rel_matches)):
             if not with_pointers or not len(rows):
                 continue
             position = torch.full((heads.sub_scores.shape[-1],), -1, dtype=torch.int64,
@@ -227,6 +223,19 @@ class PSGFormer(DETRBase):
             losses.update({name: value / max(num_rows, 1) for name, value in pointer.items()})
         return losses
 
+    def mask_losses(self, out: TransformerOutputs, batch: Batch, matches: list[Match]
+                    ) -> dict[str, torch.Tensor]:
+        """Focal and dice losses of the matched object queries' masks at half the padded batch
+        size, divided by the number of matched queries."""
+        batch_idx, query_idx = flatten_matches(matches)
+        pred, target = masks_at_loss_resolution(
+            self.mask_logits(out, batch_idx, query_idx), batch.samples, [j for _, j in matches],
+            tuple(batch.imgs.shape[-2:]), 'half', 'PSGFormer')
+        num_masks = max(len(batch_idx), 1)
+        return {'mask': sigmoid_focal_loss(pred, target, num_masks, self.focal_alpha,
+                                           self.focal_gamma),
+                'dice': dice_loss(pred, target, num_masks)}
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out, heads = self.forward_heads(batch)
         samples = batch.samples
@@ -234,28 +243,21 @@ class PSGFormer(DETRBase):
         rels = [checked_rels(s, self.num_predicates) for s in samples]
         sizes = [s.meta.img_shape for s in samples]
         num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), batch.imgs.device)
-        num_layers = len(out.hs)
-        losses: dict[str, torch.Tensor] = {}
-        for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
-            last = layer == num_layers - 1
-            matches = self.matcher(heads.logits[layer], heads.boxes[layer], targets, sizes)
+
+        def terms(layer: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
             triplets = [relation_targets(m, r, len(t[0]))
                         for m, r, t in zip(matches, rels, targets)]
             values = self.object_losses(heads.logits[layer], heads.boxes[layer], targets, sizes,
                                         matches, num_boxes)
             values.update(self.relation_losses(heads, layer, triplets, matches, with_pointers=last))
-            suffix = '' if last else f'_d{layer}'
-            for name, value in values.items():
-                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
-        batch_idx, query_idx = flatten_matches(matches)
-        size = tuple(batch.imgs.shape[-2:])
-        num_masks = max(len(batch_idx), 1)
-        target = half_resolution_masks(samples, [j for _, j in matches], size).flatten(1)
-        pred = half_resolution_logits(self.mask_logits(out, batch_idx, query_idx), size).flatten(1)
-        losses['loss_mask'] = self.loss_weights['mask'] * sigmoid_focal_loss(
-            pred, target, num_masks, self.focal_alpha, self.focal_gamma)
-        losses['loss_dice'] = self.loss_weights['dice'] * dice_loss(pred, target, num_masks)
-        return losses
+            if last:
+                values.update(self.mask_losses(out, batch, matches))
+            return values
+
+        return self.criterion(
+            len(out.hs),
+            lambda layer: self.matcher(heads.logits[layer], heads.boxes[layer], targets, sizes),
+            terms)[0]
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:

@@ -1,6 +1,6 @@
 """PSGTR (OpenPSG, ECCV'22): DETR whose queries are whole triplets.
 
-Every query of a DETR transformer (:class:`~.detr.DETRBase`: ``backbone``, ``input_proj``,
+Every query of a DETR transformer (:class:`~.detr_base.DETRBase`: ``backbone``, ``input_proj``,
 ``query_embed``, ``transformer`` - the names of DETR's checkpoints, so a converted DETR-panoptic
 checkpoint initialises them) predicts, on every decoder layer, a subject class and box, an object
 class and box and a predicate; on the last layer two DETR mask branches (attention map +
@@ -29,33 +29,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_convert
 
-from ...datasets.errors import DatasetError, problem
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
                            ImageMeta, Prediction, Sample, sample_logits_at_original)
-from ..losses import dice_loss, giou_loss, l1_loss, no_object_cross_entropy
-from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
-                   num_targets_for_norm)
-from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from ..base import checked_options
+from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy
+from .detr_base import MLP, DETRBase, TransformerOutputs
+from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
-from .triplet_matcher import HTriMatcher, Size, TripletOutputs, TripletTargets
+from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
+from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
+from .triplet_matcher import HTriMatcher, TripletOutputs, TripletTargets
 from .triplet_postprocess import (check_output_mode, dedup_triplets, top_triplets,
                                   triplet_prediction)
 
 WALL_OTHER_MERGED = CLASSES.index('wall-other-merged')  # 131, dropped by OpenPSG's PSGTR (bug)
-
-
-def checked_rels(sample: Sample, num_predicates: int) -> torch.Tensor:
-    """``sample.rels (M, 3)``; a :class:`DatasetError` naming the image if an index is invalid."""
-    rels, n = sample.rels.reshape(-1, 3), len(sample.labels)
-    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n or rels[:, 2].min() < 0
-                      or rels[:, 2].max() >= num_predicates):
-        raise DatasetError(problem(sample.meta.file_name, sample.meta.image_id, 'rels',
-                                   f'subject/object must index the {n} segments and predicates '
-                                   f'be in 0..{num_predicates - 1}, got {rels.tolist()}'))
-    return rels
 
 
 def triplet_targets(samples: Sequence[Sample], num_classes: int, num_predicates: int
@@ -69,51 +58,12 @@ def triplet_targets(samples: Sequence[Sample], num_classes: int, num_predicates:
     return targets
 
 
-def half_resolution_masks(samples: Sequence[Sample], picks: Sequence[torch.Tensor],
-                          size: Size) -> torch.Tensor:
-    """GT masks ``picks[b]`` of each image, zero-padded to the batch size ``size = (H, W)`` and
-    nearest-downsampled to ``(H // 2, W // 2)``: ``(K, H // 2, W // 2)`` float, in batch order."""
-    out = []
-    for sample, pick in zip(samples, picks):
-        expected = (len(sample.labels), *sample.img.shape[1:])
-        if tuple(sample.masks.shape) != expected:
-            raise DatasetError(problem(
-                sample.meta.file_name, sample.meta.image_id, 'masks',
-                f'one-stage scene-graph models need one mask per object at the image size '
-                f'{expected}, got {tuple(sample.masks.shape)} (load masks with '
-                f'LoadPanopticAnnotations)'))
-        masks = sample.masks[pick].float()
-        masks = F.pad(masks, (0, size[1] - masks.shape[2], 0, size[0] - masks.shape[1]))
-        out.append(F.interpolate(masks[:, None], size=(size[0] // 2, size[1] // 2),
-                                 mode='nearest')[:, 0])
-    return torch.cat(out)
-
-
-def half_resolution_logits(logits: torch.Tensor, size: Size) -> torch.Tensor:
-    """Stride-4 mask logits ``(K, h, w)`` -> bilinear ``(K, H // 2, W // 2)``, ``size = (H, W)``."""
-    return F.interpolate(logits[:, None], size=(size[0] // 2, size[1] // 2), mode='bilinear',
-                         align_corners=False)[:, 0]
-
-
-def box_losses(boxes: torch.Tensor, target_boxes: torch.Tensor, sizes: Sequence[Size],
-               num_boxes: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L1 on normalised cxcywh, 1 - GIoU on pixel xyxy)`` of matched ``(K, 4)`` boxes, summed
-    and divided by ``num_boxes``; ``sizes`` is the ``img_shape`` of each pair's image."""
-    if len(boxes) == 0:
-        zero = boxes.sum() * 0
-        return zero, zero
-    scale = boxes.new_tensor([[w, h, w, h] for h, w in sizes])
-    giou = giou_loss(box_convert(boxes, 'cxcywh', 'xyxy') * scale,
-                     box_convert(target_boxes, 'cxcywh', 'xyxy') * scale, num_boxes)
-    return l1_loss(boxes, target_boxes, num_boxes), giou
-
-
 @MODELS.register()
 class PSGTr(DETRBase):
     """PSGTR: ``num_queries`` triplet queries (module docstring).
 
     Args:
-        backbone, transformer, num_queries: see :class:`~.detr.DETRBase`.
+        backbone, transformer, num_queries: see :class:`~.detr_base.DETRBase`.
         num_classes, num_predicates: object classes and predicates (without the extra class).
         aux_loss: also supervise the class/box outputs of every earlier decoder layer.
         no_relation_weight: class weight of "no relation" in the predicate loss (OpenPSG 0.02).
@@ -129,7 +79,7 @@ class PSGTr(DETRBase):
         drop_wall_other_bug: reproduce OpenPSG's bug that drops every row whose subject or object
             is ``wall-other-merged`` (for its published numbers).
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
-        feature_level: the backbone map the transformer reads (see :class:`~.detr.DETRBase`).
+        feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
 
     default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
@@ -149,24 +99,22 @@ class PSGTr(DETRBase):
                  num_thing_classes: int = NUM_THING_CLASSES, feature_level: int = 3) -> None:
         super().__init__(backbone, transformer, num_queries, feature_level)
         d, nhead = self.transformer.d_model, self.transformer.nhead
-        c2, c3, c4, _ = self.backbone[0].num_channels
+        channels = self.backbone[0].num_channels
         self.sub_class_embed = nn.Linear(d, num_classes + 1)
         self.sub_bbox_embed = MLP(d, d, 4, 3)
         self.obj_class_embed = nn.Linear(d, num_classes + 1)
         self.obj_bbox_embed = MLP(d, d, 4, 3)
         self.rel_class_embed = nn.Linear(d, num_predicates + 1)
-        self.sub_bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
-        self.sub_mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
-        self.obj_bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
-        self.obj_mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.sub_bbox_attention, self.sub_mask_head = build_mask_branch(d, nhead, channels)
+        self.obj_bbox_attention, self.obj_mask_head = build_mask_branch(d, nhead, channels)
         self.num_classes = num_classes
         self.num_predicates = num_predicates
         self.num_thing_classes = num_thing_classes
-        self.aux_loss = aux_loss
         self.no_relation_weight = no_relation_weight
         self.matcher = HTriMatcher(**(matcher or {}))
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGTr',
                                             'loss_weights')
+        self.criterion = SetCriterion(self.loss_weights, aux_loss)
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg keys')
         self.output = check_output_mode(output)
         self.drop_wall_other_bug = drop_wall_other_bug
@@ -184,9 +132,8 @@ class PSGTr(DETRBase):
         """Stride-4 ``'sub'`` or ``'obj'`` mask logits ``(K, H/4, W/4)`` of last-layer queries."""
         attention, head = ((self.sub_bbox_attention, self.sub_mask_head) if branch == 'sub'
                            else (self.obj_bbox_attention, self.obj_mask_head))
-        fpns = [out.features[2], out.features[1], out.features[0]]
-        return predict_masks(attention, head, out.hs[-1][batch_idx, query_idx], batch_idx, out.src,
-                             out.memory, out.mask, fpns)
+        return predict_masks(attention, head, out.hs[-1][batch_idx, query_idx], batch_idx,
+                             out.mask_features())
 
     def layer_losses(self, out: TripletOutputs, targets: Sequence[TripletTargets],
                      sizes: Sequence[Size], matches: Sequence[Match],
@@ -197,14 +144,13 @@ class PSGTr(DETRBase):
                    for t, (_, j) in zip(targets, matches)]
         tgt = TripletTargets(*(torch.cat(fields) for fields in zip(*matched)))
         num_matched = max(len(batch_idx), 1)
-        rel_targets = torch.full(out.rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
-                                 device=out.rel_logits.device)
-        rel_targets[batch_idx, query_idx] = tgt.predicates
+        rel_targets = class_targets(out.rel_logits, list(matches), [t.predicates for t in targets],
+                                    self.num_predicates)
         pair_sizes = [sizes[b] for b in batch_idx.tolist()]
-        sub_bbox, sub_giou = box_losses(out.sub_boxes[batch_idx, query_idx], tgt.sub_boxes,
-                                        pair_sizes, num_triplets)
-        obj_bbox, obj_giou = box_losses(out.obj_boxes[batch_idx, query_idx], tgt.obj_boxes,
-                                        pair_sizes, num_triplets)
+        sub_bbox, sub_giou = mmdet_box_losses(out.sub_boxes[batch_idx, query_idx], tgt.sub_boxes,
+                                              pair_sizes, num_triplets)
+        obj_bbox, obj_giou = mmdet_box_losses(out.obj_boxes[batch_idx, query_idx], tgt.obj_boxes,
+                                              pair_sizes, num_triplets)
         return {
             'sub_ce': F.cross_entropy(out.sub_logits[batch_idx, query_idx], tgt.sub_labels,
                                       reduction='sum') / num_matched,
@@ -214,31 +160,39 @@ class PSGTr(DETRBase):
             'sub_bbox': sub_bbox, 'obj_bbox': obj_bbox, 'sub_giou': sub_giou, 'obj_giou': obj_giou,
         }
 
+    def mask_losses(self, out: TransformerOutputs, batch: Batch, matches: list[Match]
+                    ) -> dict[str, torch.Tensor]:
+        """Dice losses of the matched queries' subject and object masks at half the padded batch
+        size, divided by the number of matched queries."""
+        batch_idx, query_idx = flatten_matches(matches)
+        num_masks = max(len(batch_idx), 1)
+        losses = {}
+        for branch, column in (('sub', 0), ('obj', 1)):
+            picks = [s.rels.reshape(-1, 3)[j, column] for s, (_, j) in zip(batch.samples, matches)]
+            pred, target = masks_at_loss_resolution(
+                self.mask_logits(branch, out, batch_idx, query_idx), batch.samples, picks,
+                tuple(batch.imgs.shape[-2:]), 'half', 'PSGTr')
+            losses[f'{branch}_dice'] = dice_loss(pred, target, num_masks)
+        return losses
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out, heads = self.forward_heads(batch)
         targets = triplet_targets(batch.samples, self.num_classes, self.num_predicates)
         sizes = [s.meta.img_shape for s in batch.samples]
         num_triplets = num_targets_for_norm(sum(len(t.predicates) for t in targets),
                                             batch.imgs.device)
-        num_layers = len(out.hs)
-        losses: dict[str, torch.Tensor] = {}
-        for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
-            layer_out = TripletOutputs(*(field[layer] for field in heads))
-            matches = self.matcher(layer_out, targets, sizes)
-            suffix = '' if layer == num_layers - 1 else f'_d{layer}'
-            for name, value in self.layer_losses(layer_out, targets, sizes, matches,
-                                                 num_triplets).items():
-                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
-        batch_idx, query_idx = flatten_matches(matches)
-        size = tuple(batch.imgs.shape[-2:])
-        num_masks = max(len(batch_idx), 1)
-        for branch, column in (('sub', 0), ('obj', 1)):
-            picks = [s.rels.reshape(-1, 3)[j, column] for s, (_, j) in zip(batch.samples, matches)]
-            target = half_resolution_masks(batch.samples, picks, size).flatten(1)
-            pred = half_resolution_logits(self.mask_logits(branch, out, batch_idx, query_idx), size)
-            losses[f'loss_{branch}_dice'] = self.loss_weights[f'{branch}_dice'] * dice_loss(
-                pred.flatten(1), target, num_masks)
-        return losses
+
+        def layer(index: int) -> TripletOutputs:
+            return TripletOutputs(*(field[index] for field in heads))
+
+        def terms(index: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
+            values = self.layer_losses(layer(index), targets, sizes, matches, num_triplets)
+            if last:
+                values.update(self.mask_losses(out, batch, matches))
+            return values
+
+        return self.criterion(len(out.hs), lambda index: self.matcher(layer(index), targets, sizes),
+                              terms)[0]
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:

@@ -46,8 +46,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from ...structures import (NUM_THING_CLASSES, VOID, ImageMeta, Prediction, id_map_to_masks,
-                           mask_iou, masks_to_boxes)
+from ...structures import (NUM_THING_CLASSES, ImageMeta, Prediction, id_map_to_masks, mask_iou,
+                           masks_to_boxes)
+from .panoptic_merge import greedy_groups, merge_candidates
 
 OUTPUT_MODES = ('single_mpo', 'legacy')
 
@@ -78,7 +79,8 @@ def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: n
 
     Among rows with the same (subject label, object label, predicate), in rank order, the first
     row still standing removes every later one whose subject-mask IoU and object-mask IoU with it
-    both exceed ``iou_thr``; removed rows remove nothing. ``*_masks (R, H, W)`` bool.
+    both exceed ``iou_thr``; removed rows remove nothing (:func:`~.panoptic_merge.greedy_groups`).
+    ``*_masks (R, H, W)`` bool.
     """
     keep = np.ones(len(predicates), dtype=bool)
     groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
@@ -87,66 +89,11 @@ def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: n
     for rows in groups.values():
         if len(rows) < 2:
             continue
+        rows = np.asarray(rows)
         duplicate = ((mask_iou(sub_masks[rows], sub_masks[rows]) > iou_thr)
                      & (mask_iou(obj_masks[rows], obj_masks[rows]) > iou_thr))
-        alive = list(range(len(rows)))
-        while alive:
-            base, rest = alive[0], alive[1:]
-            alive = [i for i in rest if not duplicate[base, i]]
-            for i in rest:
-                if duplicate[base, i]:
-                    keep[rows[i]] = False
+        keep[rows] = greedy_groups(duplicate) == np.arange(len(rows))
     return keep
-
-
-def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarray,
-                     scores: np.ndarray, thing_iou: float = 0.5,
-                     num_thing_classes: int = NUM_THING_CLASSES,
-                     claim_threshold: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Panoptic merge of ``K >= 1`` candidates.
-
-    ``logits (K, H, W)`` at original size, ``binary (K, H, W)`` their thresholded masks,
-    ``labels (K,)``, ``scores (K,)``. Each pixel goes to the candidate with the largest logit;
-    with ``claim_threshold`` only where that candidate's probability exceeds it (other pixels are
-    void), with ``None`` every pixel (OpenPSG). Returns ``segment_of (K,)`` (segment of each
-    candidate, -1 if its segment got no pixel), ``id_map (H, W)`` int32, and the segments'
-    ``labels (S,)`` and ``scores (S,)`` (best candidate score). Segments are numbered by their
-    representative (first) candidate.
-    """
-    num = len(labels)
-    rep = np.arange(num)
-    first_stuff: dict[int, int] = {}
-    things: dict[int, list[int]] = defaultdict(list)
-    for k, label in enumerate(labels.tolist()):
-        if label >= num_thing_classes:
-            rep[k] = first_stuff.setdefault(label, k)
-        else:
-            things[label].append(k)
-    for members in things.values():
-        if len(members) < 2:
-            continue
-        iou = mask_iou(binary[members], binary[members])
-        alive = list(range(len(members)))
-        while alive:
-            base, rest = alive[0], alive[1:]
-            for i in rest:
-                if iou[base, i] > thing_iou:
-                    rep[members[i]] = members[base]
-            alive = [i for i in rest if iou[base, i] <= thing_iou]
-    best, winner = logits.max(0)
-    owner = rep[winner.cpu().numpy()]
-    if claim_threshold is not None:
-        owner[(best.sigmoid() <= claim_threshold).cpu().numpy()] = num
-    present = np.unique(owner[owner < num])
-    renumber = np.full(num + 1, VOID, dtype=np.int64)
-    renumber[present] = np.arange(len(present))
-    segment_of = renumber[rep]
-    seg_scores = np.zeros(len(present), dtype=np.float32)
-    alive = segment_of >= 0
-    np.maximum.at(seg_scores, segment_of[alive], scores[alive].astype(np.float32))
-    id_map = renumber[owner].astype(np.int32)
-    return segment_of, id_map, labels[present].astype(np.int64), seg_scores
 
 
 def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
