@@ -15,13 +15,19 @@ embeddings; the cosine similarity of each relation-decoder output with them, div
 ``temperature``, gives ``(Q_rel, Q_obj)`` subject and object score matrices; the pointer is their
 argmax.
 
-Training (OpenPSG's ``PSGFormerHead``), per decoder layer ``l``: object queries of layer ``l`` are
-matched to the GT segments by :class:`~.triplet_matcher.ObjectMatcher` (mmdet
-``HungarianAssigner``); object cross-entropy (no-object weight ``eos_coef``), L1 (normalised
-cxcywh) and GIoU (pixel xyxy); relation queries of layer ``l`` are matched to the GT triplets by
+Training (OpenPSG's ``PSGFormerHead``, through :class:`~.set_criterion.SetCriterion`), per
+decoder layer ``l``: object queries of layer ``l`` are matched to the GT segments by
+:class:`~.triplet_matcher.ObjectMatcher` (mmdet ``HungarianAssigner``); object cross-entropy
+(no-object weight ``eos_coef``), L1 (normalised cxcywh) and GIoU (pixel xyxy), the box terms
+divided by the number of matched queries (``min(num_queries, #GT segments)`` per image, averaged
+over processes, as OpenPSG); relation queries of layer ``l`` are matched to the GT triplets by
 :class:`~.triplet_matcher.IdMatcher` through the object queries matched to the triplets' subject
-and object (triplets touching an unmatched segment are left out); predicate cross-entropy on all
-relation queries (no-relation weight ``no_relation_weight``). Last layer only: focal and Dice
+and object; predicate cross-entropy on all relation queries (no-relation weight
+``no_relation_weight``). Triplets touching a segment no object query was matched to (an image
+with more segments than object queries) are left out of the relation matching on purpose:
+OpenPSG points them at object query 1, whichever segment that query was matched to (and fails
+when query 1 was matched to none), which teaches the relation queries a pointer to an unrelated
+segment. Last layer only: focal and Dice
 losses of the matched object queries' masks at half the padded batch size (as PSGTR), and the
 pointer losses: for each matched relation query, cross-entropy of its subject (object) scores
 restricted to the matched object queries against the one matched to its GT subject (object),
@@ -39,7 +45,7 @@ from torch import nn
 
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
-                           ImageMeta, Prediction, sample_logits_at_original)
+                           ImageMeta, Prediction)
 from ..base import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy, sigmoid_focal_loss
 from .detr_base import MLP, DETRBase, TransformerOutputs
@@ -49,7 +55,8 @@ from .set_criterion import SetCriterion, class_targets, flatten_matches, num_tar
 from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
 from .transformer import TransformerDecoder
 from .triplet_matcher import IdMatcher, ObjectMatcher
-from .triplet_postprocess import check_output_mode, top_triplets, triplet_prediction
+from .triplet_postprocess import (Rows, check_output, legacy_prediction, logits_at_original,
+                                  top_triplets, triplet_prediction)
 
 RUG_MERGED = CLASSES.index('rug-merged')  # 132, dropped by OpenPSG's PSGFormer (bug)
 
@@ -100,9 +107,12 @@ class PSGFormer(DETRBase):
             de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge),
             ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
             probability are void).
-        output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
+        output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
+            published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
+            :mod:`.triplet_postprocess`.
         drop_rug_bug: reproduce OpenPSG's bug that drops every object query labelled
-            ``rug-merged`` (and the rows pointing at it).
+            ``rug-merged`` (and the rows pointing at it) before its panoptic merge; only with
+            ``output='openpsg_panoptic'``.
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
         feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
@@ -151,7 +161,7 @@ class PSGFormer(DETRBase):
         self.focal_gamma = focal_gamma
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGFormer',
                                         'test_cfg keys')
-        self.output = check_output_mode(output)
+        self.output = check_output(output, 'PSGFormer', 'drop_rug_bug', drop_rug_bug)
         self.drop_rug_bug = drop_rug_bug
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, FormerOutputs]:
@@ -242,7 +252,8 @@ class PSGFormer(DETRBase):
         targets = box_targets(samples, self.num_classes)
         rels = [checked_rels(s, self.num_predicates) for s in samples]
         sizes = [s.meta.img_shape for s in samples]
-        num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), batch.imgs.device)
+        num_boxes = num_targets_for_norm(sum(min(self.num_queries, len(t[0])) for t in targets),
+                                         batch.imgs.device)
 
         def terms(layer: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
             triplets = [relation_targets(m, r, len(t[0]))
@@ -267,9 +278,12 @@ class PSGFormer(DETRBase):
         2. the ``max_per_img`` best (relation query, predicate) cells of the predicate softmax,
            ranked; a row's subject and object are the object queries its relation query points at;
         3. the candidates are the object queries some row points at (with ``drop_rug_bug``, minus
-           those labelled ``rug-merged``, and the rows pointing at them); no score threshold;
-        4. panoptic merge of the candidates' mask logits at original size and the output of
-           :func:`~.triplet_postprocess.triplet_prediction` (``output`` mode).
+           those labelled ``rug-merged``, and the rows pointing at them), their mask logits at
+           original size (:func:`~.triplet_postprocess.logits_at_original`); no score threshold,
+           no triplet de-duplication;
+        4. the ``'single_mpo'`` or ``'openpsg_panoptic'`` output
+           (:func:`~.triplet_postprocess.triplet_prediction`); ``'legacy'`` returns every row with
+           its pointed queries' masks beside the ``'openpsg_panoptic'`` panoptic map.
         """
         out, heads = self.forward_heads(batch)
         return [self.predict_image(out, heads, b, meta) for b, meta in enumerate(batch.metas)]
@@ -287,12 +301,17 @@ class PSGFormer(DETRBase):
             used = used[labels[used] != RUG_MERGED]
         position = torch.full_like(labels, -1)
         position[used] = torch.arange(len(used), device=used.device)
-        rows = ((position[sub_query] >= 0) & (position[obj_query] >= 0)).cpu().numpy()
-        logits = sample_logits_at_original(self.mask_logits(out, torch.full_like(used, b), used),
-                                         meta)
-        return triplet_prediction(
-            meta, logits, labels[used].cpu().numpy(), scores[used].cpu().numpy(),
-            position[sub_query].cpu().numpy()[rows], position[obj_query].cpu().numpy()[rows],
-            rel_probs[rel_query].cpu().numpy()[rows], rank_scores.cpu().numpy()[rows], self.output,
+        rows = Rows(position[sub_query].cpu().numpy(), position[obj_query].cpu().numpy(),
+                    rel_probs[rel_query].cpu().numpy(), rank_scores.cpu().numpy())
+        logits = logits_at_original(self.mask_logits(out, torch.full_like(used, b), used), meta,
+                                    self.output)
+        labels, scores = labels[used].cpu().numpy(), scores[used].cpu().numpy()
+        panoptic = triplet_prediction(
+            meta, logits, labels, scores, rows.take((rows.sub >= 0) & (rows.obj >= 0)),
+            'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
             cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
             cfg['claim_threshold'])
+        if self.output != 'legacy':
+            return panoptic
+        return legacy_prediction(meta, logits, labels, scores, rows, panoptic,
+                                 cfg['mask_threshold'])

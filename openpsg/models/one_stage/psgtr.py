@@ -9,15 +9,16 @@ class and box and a predicate; on the last layer two DETR mask branches (attenti
 Label spaces: objects ``0..C-1`` with ``C`` = "no object" (134 logits for PSG); predicates
 ``0..P-1`` with ``P`` = "no relation" (57 logits; OpenPSG's index 0 = no relation is our 56).
 
-Training (OpenPSG's ``PSGTrHead``): each decoder layer's queries are matched to the image's GT
-triplets by :class:`~.triplet_matcher.HTriMatcher`; subject and object cross-entropy on matched
-queries only (divided by their number), predicate cross-entropy on all queries with weight
-``no_relation_weight`` on the no-relation class (a weighted mean: divided by
-``#matched + no_relation_weight * #unmatched``), L1 (normalised cxcywh) and GIoU (pixel xyxy) for
-subject and object boxes (divided by the number of GT triplets); on the last layer Dice losses of
-the matched queries' subject and object masks, upsampled (bilinear) from stride 4 to half the
-padded batch size, against the GT masks zero-padded to the batch size and nearest-downsampled to
-half of it (divided by the number of matched queries).
+Training (OpenPSG's ``PSGTrHead``, through :class:`~.set_criterion.SetCriterion`): each decoder
+layer's queries are matched to the image's GT triplets by :class:`~.triplet_matcher.HTriMatcher`;
+subject and object cross-entropy on matched queries only (divided by their number), predicate
+cross-entropy on all queries with weight ``no_relation_weight`` on the no-relation class (a
+weighted mean: divided by ``#matched + no_relation_weight * #unmatched``), L1 (normalised cxcywh)
+and GIoU (pixel xyxy) for subject and object boxes (divided by the number of matched queries,
+``min(num_queries, #GT triplets)`` per image, averaged over processes, as OpenPSG); on the last
+layer Dice losses of the matched queries' subject and object masks, upsampled (bilinear) from
+stride 4 to half the padded batch size, against the GT masks zero-padded to the batch size and
+nearest-downsampled to half of it (divided by the number of matched queries).
 
 Inference: see :meth:`PSGTr.predict` and :mod:`.triplet_postprocess`.
 """
@@ -32,7 +33,7 @@ from torch import nn
 
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
-                           ImageMeta, Prediction, Sample, sample_logits_at_original)
+                           ImageMeta, Prediction, Sample)
 from ..base import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy
 from .detr_base import MLP, DETRBase, TransformerOutputs
@@ -41,8 +42,8 @@ from .matcher import Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
 from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
 from .triplet_matcher import HTriMatcher, TripletOutputs, TripletTargets
-from .triplet_postprocess import (check_output_mode, dedup_triplets, top_triplets,
-                                  triplet_prediction)
+from .triplet_postprocess import (Rows, check_output, dedup_triplets, legacy_prediction,
+                                  logits_at_original, top_triplets, triplet_prediction)
 
 WALL_OTHER_MERGED = CLASSES.index('wall-other-merged')  # 131, dropped by OpenPSG's PSGTR (bug)
 
@@ -72,12 +73,16 @@ class PSGTr(DETRBase):
             obj_dice``.
         test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks), ``dedup_iou``
             (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
-            ``predicate_score_thr`` (rows kept only above all three), ``thing_iou`` (panoptic
-            merge of thing masks), ``claim_threshold`` (``single_mpo``: pixels no candidate
-            claims with a larger probability are void).
-        output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
+            ``predicate_score_thr`` (the rows of the panoptic merge are above all three;
+            ``'legacy'`` rows ignore them), ``thing_iou`` (panoptic merge of thing masks),
+            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+            probability are void).
+        output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
+            published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
+            :mod:`.triplet_postprocess`.
         drop_wall_other_bug: reproduce OpenPSG's bug that drops every row whose subject or object
-            is ``wall-other-merged`` (for its published numbers).
+            is ``wall-other-merged`` before its panoptic merge; only with
+            ``output='openpsg_panoptic'``.
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
         feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
@@ -116,7 +121,7 @@ class PSGTr(DETRBase):
                                             'loss_weights')
         self.criterion = SetCriterion(self.loss_weights, aux_loss)
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg keys')
-        self.output = check_output_mode(output)
+        self.output = check_output(output, 'PSGTr', 'drop_wall_other_bug', drop_wall_other_bug)
         self.drop_wall_other_bug = drop_wall_other_bug
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, TripletOutputs]:
@@ -137,8 +142,9 @@ class PSGTr(DETRBase):
 
     def layer_losses(self, out: TripletOutputs, targets: Sequence[TripletTargets],
                      sizes: Sequence[Size], matches: Sequence[Match],
-                     num_triplets: float) -> dict[str, torch.Tensor]:
-        """Unweighted class and box losses of one decoder layer (``out`` without the layer dim)."""
+                     num_boxes: float) -> dict[str, torch.Tensor]:
+        """Unweighted class and box losses of one decoder layer (``out`` without the layer dim);
+        the box losses are divided by ``num_boxes``."""
         batch_idx, query_idx = flatten_matches(list(matches))
         matched = [TripletTargets(*(field[j] for field in t))
                    for t, (_, j) in zip(targets, matches)]
@@ -148,9 +154,9 @@ class PSGTr(DETRBase):
                                     self.num_predicates)
         pair_sizes = [sizes[b] for b in batch_idx.tolist()]
         sub_bbox, sub_giou = mmdet_box_losses(out.sub_boxes[batch_idx, query_idx], tgt.sub_boxes,
-                                              pair_sizes, num_triplets)
+                                              pair_sizes, num_boxes)
         obj_bbox, obj_giou = mmdet_box_losses(out.obj_boxes[batch_idx, query_idx], tgt.obj_boxes,
-                                              pair_sizes, num_triplets)
+                                              pair_sizes, num_boxes)
         return {
             'sub_ce': F.cross_entropy(out.sub_logits[batch_idx, query_idx], tgt.sub_labels,
                                       reduction='sum') / num_matched,
@@ -179,14 +185,14 @@ class PSGTr(DETRBase):
         out, heads = self.forward_heads(batch)
         targets = triplet_targets(batch.samples, self.num_classes, self.num_predicates)
         sizes = [s.meta.img_shape for s in batch.samples]
-        num_triplets = num_targets_for_norm(sum(len(t.predicates) for t in targets),
-                                            batch.imgs.device)
+        num_matched = num_targets_for_norm(
+            sum(min(self.num_queries, len(t.predicates)) for t in targets), batch.imgs.device)
 
         def layer(index: int) -> TripletOutputs:
             return TripletOutputs(*(field[index] for field in heads))
 
         def terms(index: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
-            values = self.layer_losses(layer(index), targets, sizes, matches, num_triplets)
+            values = self.layer_losses(layer(index), targets, sizes, matches, num_matched)
             if last:
                 values.update(self.mask_losses(out, batch, matches))
             return values
@@ -201,13 +207,16 @@ class PSGTr(DETRBase):
         1. subject/object class = argmax of the softmax without "no object", score = its value;
         2. the ``max_per_img`` best (query, predicate) cells of the predicate softmax, ranked;
         3. each row's subject/object mask = its query's mask logits at original size
-           (binary: ``sigmoid > mask_threshold``);
-        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``);
+           (:func:`~.triplet_postprocess.logits_at_original`; binary: ``sigmoid >
+           mask_threshold``);
+        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``):
+           the ``'legacy'`` rows, returned with the panoptic map of step 5;
         5. rows kept with subject score > ``subject_score_thr``, object score >
            ``object_score_thr``, predicate score > ``predicate_score_thr`` (and, with
-           ``drop_wall_other_bug``, neither label ``wall-other-merged``);
-        6. panoptic merge of the kept rows' subject and object masks and the output of
-           :func:`~.triplet_postprocess.triplet_prediction` (``output`` mode).
+           ``drop_wall_other_bug``, neither label ``wall-other-merged``); their subject masks, then
+           their object masks, are the candidates of the panoptic merge and of the
+           ``'single_mpo'`` or ``'openpsg_panoptic'`` output
+           (:func:`~.triplet_postprocess.triplet_prediction`).
         """
         out, heads = self.forward_heads(batch)
         return [self.predict_image(out, TripletOutputs(*(field[-1, b] for field in heads)), b, meta)
@@ -222,28 +231,34 @@ class PSGTr(DETRBase):
         obj_scores, obj_labels = heads.obj_logits.float().softmax(-1)[:, :-1].max(-1)
         used, row_query = query.unique(return_inverse=True)
         batch_idx = torch.full_like(used, b)
-        logits = {branch: sample_logits_at_original(self.mask_logits(branch, out, batch_idx, used),
-                                                  meta) for branch in ('sub', 'obj')}
+        # candidates: the subject masks of the used queries, then their object masks
+        logits = torch.cat([logits_at_original(self.mask_logits(branch, out, batch_idx, used), meta,
+                                               self.output) for branch in ('sub', 'obj')])
+        labels = torch.cat([sub_labels[used], obj_labels[used]]).cpu().numpy()
+        scores = torch.cat([sub_scores[used], obj_scores[used]]).cpu().numpy()
         per_row = row_query.cpu().numpy()
-        binary = {branch: (value.sigmoid() > cfg['mask_threshold']).cpu().numpy()[per_row]
-                  for branch, value in logits.items()}
-        rows = query.cpu().numpy()
-        s_lab, o_lab = sub_labels.cpu().numpy()[rows], obj_labels.cpu().numpy()[rows]
-        s_score, o_score = sub_scores.cpu().numpy()[rows], obj_scores.cpu().numpy()[rows]
-        r_score = rank_scores.cpu().numpy()
-        keep = dedup_triplets(s_lab, o_lab, predicate.cpu().numpy(), binary['sub'], binary['obj'],
-                              cfg['dedup_iou'])
-        keep &= ((s_score > cfg['subject_score_thr']) & (o_score > cfg['object_score_thr'])
-                 & (r_score > cfg['predicate_score_thr']))
+        rows = Rows(per_row, per_row + len(used), rel_probs[query].cpu().numpy(),
+                    rank_scores.cpu().numpy())
+        binary = (logits.sigmoid() > cfg['mask_threshold']).cpu().numpy()
+        deduplicated = dedup_triplets(labels[rows.sub], labels[rows.obj], predicate.cpu().numpy(),
+                                      binary[rows.sub], binary[rows.obj], cfg['dedup_iou'])
+        passed = (deduplicated & (scores[rows.sub] > cfg['subject_score_thr'])
+                  & (scores[rows.obj] > cfg['object_score_thr'])
+                  & (rows.scores > cfg['predicate_score_thr']))
         if self.drop_wall_other_bug:
-            keep &= (s_lab != WALL_OTHER_MERGED) & (o_lab != WALL_OTHER_MERGED)
-        kept = np.flatnonzero(keep)
-        num = len(kept)
-        mask_rows = row_query[torch.as_tensor(kept, device=row_query.device)]
-        return triplet_prediction(
-            meta, torch.cat([logits['sub'][mask_rows], logits['obj'][mask_rows]]),
-            np.concatenate([s_lab[kept], o_lab[kept]]),
-            np.concatenate([s_score[kept], o_score[kept]]), np.arange(num), np.arange(num) + num,
-            rel_probs.cpu().numpy()[rows[kept]], r_score[kept],
-            self.output, cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
+            passed &= ((labels[rows.sub] != WALL_OTHER_MERGED)
+                       & (labels[rows.obj] != WALL_OTHER_MERGED))
+        # the panoptic merge's candidates, as OpenPSG's: every passed row's subject, then object
+        kept = rows.take(passed)
+        cands = np.concatenate([kept.sub, kept.obj])
+        num = len(kept.sub)
+        panoptic = triplet_prediction(
+            meta, logits[torch.as_tensor(cands, device=logits.device)], labels[cands],
+            scores[cands], Rows(np.arange(num), np.arange(num) + num, kept.probs, kept.scores),
+            'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
+            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
             cfg['claim_threshold'])
+        if self.output != 'legacy':
+            return panoptic
+        return legacy_prediction(meta, logits, labels, scores, rows.take(deduplicated), panoptic,
+                                 cfg['mask_threshold'])
