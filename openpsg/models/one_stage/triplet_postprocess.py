@@ -43,8 +43,8 @@ query's "no relation" probability; a segment's score: the best score of its cand
     may overlap and repeat an object), so ``pairs[r] = (r, R + r)``; every row the model passes in
     is kept in rank order. The evaluator takes the argmax of a row's distribution, which may
     differ from the predicate the row was ranked for (OpenPSG's quirk). OpenPSG's panoptic map (of
-    the ``'openpsg_panoptic'`` output of the model's panoptic candidates) is returned beside it as
-    ``pan_id_map`` / ``pan_labels``.
+    the ``'openpsg_panoptic'`` output of the model's panoptic candidates, without the label bugs,
+    which need that output) is returned beside it as ``pan_id_map`` / ``pan_labels``.
 
 Masks, boxes and maps are at ``meta.ori_shape``.
 """
