@@ -13,7 +13,8 @@
    ``--threads`` torch threads.
 3. The last checkpoint predicts the test split (``data.test``), and ``openpsg.evaluation.evaluate``
    scores SGDet under both protocols (R@K, mR@K, K = 20/50/100) and PQ, for the config's output
-   mode and for ``output='legacy'`` (OpenPSG's per-row masks).
+   mode and for ``output='legacy'`` (OpenPSG's ``eval_pan_rels=False`` rows, its published
+   numbers' output).
 4. Baselines on the same segments (``openpsg.models.frequency_scene_graph``): every ordered pair
    of the model's own predicted segments gets the training split's predicate distribution -
    one for all pairs ("most frequent predicate") or one per (subject class, object class) with

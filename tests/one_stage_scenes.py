@@ -28,8 +28,9 @@ def sky_grass_scene(image_id: str, h: int, w: int, thing: tuple[int, int, int, i
     masks = ids[None] == np.arange(3)[:, None, None]
     colours = np.array([[0.2, 0.5, 1.5], [-1.0, 1.2, -1.0], [1.5, -0.5, -0.5]], np.float32)
     img = colours[ids].transpose(2, 0, 1) + 0.1 * np.random.RandomState(0).randn(3, h, w)
-    meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=ori_shape or (h, w),
-                     img_shape=(h, w), pad_shape=(h, w), flip=flip)
+    oh, ow = ori_shape or (h, w)
+    meta = ImageMeta(image_id, file_name=f'{image_id}.jpg', ori_shape=(oh, ow), img_shape=(h, w),
+                     pad_shape=(h, w), scale_factor=(w / ow, h / oh), flip=flip)
     sample = Sample(img=torch.from_numpy(img.astype(np.float32)), meta=meta,
                     labels=torch.tensor([SKY, GRASS, label]),
                     boxes=torch.from_numpy(masks_to_boxes(masks)), masks=torch.from_numpy(masks),

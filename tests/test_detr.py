@@ -9,8 +9,8 @@ import torchvision
 from openpsg.models.backbones import ResNet
 from openpsg.models.losses import (dice_loss, giou_loss, l1_loss, no_object_cross_entropy,
                                    sigmoid_focal_loss)
-from openpsg.models.one_stage import (MLP, MaskHeadSmallConv, MHAttentionMap, PositionEmbeddingSine,
-                                      Transformer, predict_masks)
+from openpsg.models.one_stage import (MLP, MaskFeatures, MaskHeadSmallConv, MHAttentionMap,
+                                      PositionEmbeddingSine, Transformer, predict_masks)
 from openpsg.registry import MODELS
 from openpsg.structures import ImageMeta, Sample, collate_samples
 
@@ -127,9 +127,10 @@ def test_mask_branch_shapes_and_query_independence():
     assert maps.shape == (5, heads, 2, 3)
     torch.testing.assert_close(maps.sum((1, 2, 3)), torch.ones(5))  # one softmax over heads x pixels
     assert (maps[2:, :, :, 2] == 0).all()  # no attention on padding
-    logits = predict_masks(attention, head, queries, batch_idx, src, memory, mask, fpns)
+    features = MaskFeatures(memory, mask, src, fpns)
+    logits = predict_masks(attention, head, queries, batch_idx, features)
     assert logits.shape == (5, 16, 24)
-    subset = predict_masks(attention, head, queries[[1, 3]], batch_idx[[1, 3]], src, memory, mask, fpns)
+    subset = predict_masks(attention, head, queries[[1, 3]], batch_idx[[1, 3]], features)
     torch.testing.assert_close(subset, logits[[1, 3]], atol=1e-5, rtol=1e-5)
     assert {'q_linear.weight', 'q_linear.bias', 'k_linear.weight', 'k_linear.bias'} == set(
         attention.state_dict())

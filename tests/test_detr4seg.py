@@ -116,7 +116,7 @@ def test_panoptic_prediction_hand_made_logits():
     meta = ImageMeta('x', ori_shape=(16, 32), img_shape=(8, 16), pad_shape=(8, 16))
     # two things: split exactly at the middle (bilinear x4 then x2 is symmetric around it)
     scores = np.array([0.7, 0.9, 0.99], np.float32)
-    pred = panoptic_prediction(meta, logits, np.array([5, 5, 7]), scores, (8, 16))
+    pred = panoptic_prediction(meta, logits, np.array([5, 5, 7]), scores)
     assert pred.labels.tolist() == [5, 5]  # C owns no pixel and is dropped
     np.testing.assert_allclose(pred.scores, [0.9, 0.7])  # ranked by score: B first
     expected = np.zeros((16, 32), np.int32)
@@ -124,7 +124,7 @@ def test_panoptic_prediction_hand_made_logits():
     np.testing.assert_array_equal(pred.pan_id_map, expected)
     np.testing.assert_array_equal(pred.boxes, [[16, 0, 32, 16], [0, 0, 16, 16]])
     # the same halves as one stuff class merge into one segment with the best score
-    pred = panoptic_prediction(meta, logits, np.array([SKY, SKY, 7]), scores, (8, 16))
+    pred = panoptic_prediction(meta, logits, np.array([SKY, SKY, 7]), scores)
     assert pred.labels.tolist() == [SKY] and pred.scores.tolist() == [pytest.approx(0.9)]
     assert (pred.pan_id_map == 0).all()
     np.testing.assert_array_equal(pred.boxes, [[0, 0, 32, 16]])

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from openpsg.models.baselines import FrequencyBaseline, original_masks
+from openpsg.models.baselines import FrequencyBaseline
 from openpsg.registry import MODELS
 from openpsg.structures import Batch, ImageMeta, Sample
 
 
-def make_sample(flip=False, labels=(0, 5, 80)):
+def make_sample(labels=(0, 5, 80)):
     """3 segments on a 4x6 input (padded to 5x8) of a 8x12 original image."""
     masks = torch.zeros(3, 5, 8, dtype=torch.bool)
     masks[0, 0:2, 0:3] = True
@@ -19,22 +19,12 @@ def make_sample(flip=False, labels=(0, 5, 80)):
     masks[2, 0:4, 3:6] = True
     masks[2, 4, :] = True  # on the padding: must be cropped away
     meta = ImageMeta('img7', ori_shape=(8, 12), img_shape=(4, 6), pad_shape=(5, 8),
-                     scale_factor=(0.5, 0.5), flip=flip)
+                     scale_factor=(0.5, 0.5))
     return Sample(img=torch.zeros(3, 5, 8), meta=meta, labels=torch.tensor(labels),
                   boxes=torch.zeros(3, 4), masks=masks,
                   rels=torch.tensor([[0, 1, 3], [2, 0, 7]]))
 
 
-def test_masks_go_back_to_the_original_size():
-    masks = original_masks(make_sample())
-    assert masks.shape == (3, 8, 12)
-    expected = np.zeros((3, 8, 12), dtype=bool)
-    expected[0, 0:4, 0:6] = True
-    expected[1, 4:8, 0:6] = True
-    expected[2, 0:8, 6:12] = True
-    assert np.array_equal(masks, expected)
-    flipped = original_masks(make_sample(flip=True))
-    assert np.array_equal(flipped, expected[:, :, ::-1])
 
 
 def test_initial_loss_is_log_of_the_number_of_classes():

@@ -2,6 +2,7 @@
 prediction on synthetic PSG images, and the real R50 config on an 800x1333 image."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from openpsg.models.segmenters.coco_weights import WeightsError
 from openpsg.models.segmenters.panoptic_fpn import build_backbone
 from openpsg.models.segmenters.coco_weights import main as convert_main
 from openpsg.registry import MODELS
-from openpsg.structures import ImageMeta, Sample, collate_samples
+from openpsg.structures import Batch, ImageMeta, Sample, collate_samples
 from openpsg.structures.labels import THING_CLASSES
 from openpsg.structures.masks import masks_to_boxes
 
@@ -347,6 +348,14 @@ def test_predict_returns_panoptic_predictions_at_original_size(synth):
         assert ((pred.labels >= 0) & (pred.labels < 133)).all() and pred.scores.shape == (n,)
         assert pred.pairs.shape == (0, 2) and pred.pairs.dtype == np.int64
         assert pred.predicate_scores.shape == (0, 56) and pred.triplet_scores.shape == (0,)
+    # the same input with the other flip flag (the pipeline flipped these): the same segments,
+    # mirrored
+    assert all(s.meta.flip for s in samples)
+    mirrored = Batch(batch.imgs, batch.pad_mask,
+                     [replace(s, meta=replace(s.meta, flip=False)) for s in batch.samples])
+    for pred, back in zip(preds, model(mirrored, mode='predict')):
+        np.testing.assert_array_equal(back.pan_id_map, pred.pan_id_map[:, ::-1])
+        np.testing.assert_array_equal(back.labels, pred.labels)
     with pytest.raises(ValueError, match='unknown keys'):
         PanopticFPN(backbone=dict(depth=18), test_cfg=dict(score_threshold=0.5))
 

@@ -16,6 +16,7 @@ from openpsg.config import Config
 from openpsg.engine.optim import build_param_groups
 from openpsg.models.one_stage.detr4seg import DETR4Seg
 from openpsg.models.one_stage.psgformer import FormerOutputs, PSGFormer, relation_targets
+from openpsg.models.one_stage.targets import box_targets
 from openpsg.models.one_stage.triplet_matcher import IdMatcher, ObjectMatcher
 from openpsg.registry import MODELS
 from openpsg.structures import NUM_PREDICATES, Sample, collate_samples
@@ -54,6 +55,20 @@ def test_one_step_gives_every_loss_and_gradients_reach_both_branches():
     losses = model(no_rels)
     assert losses['loss_sub_pointer'] == 0 and losses['loss_rel_ce'] > 0
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_box_losses_are_divided_by_the_matched_queries():
+    """OpenPSG divides the object box losses by the matched queries, min(Q, N) per image: with 2
+    object queries and 3 GT segments by 2, not 3."""
+    model = PSGFormer(**TINY, num_queries=2, num_rel_queries=2, aux_loss=False)
+    batch = collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0]])
+    losses = model(batch)
+    _, heads = model.forward_heads(batch)
+    targets = box_targets(batch.samples, 133)
+    (rows, cols), = model.matcher(heads.logits[-1], heads.boxes[-1], targets, [(48, 64)])
+    assert len(rows) == 2
+    l1 = (heads.boxes[-1, 0, rows] - targets[0][1][cols]).abs().sum()
+    torch.testing.assert_close(losses['loss_bbox'], 3.0 * l1 / 2)
 
 
 def test_relation_targets_and_the_pointer_loss():
@@ -131,7 +146,7 @@ def test_object_and_id_matchers_against_brute_force(num_queries, num_targets, se
     assert cost[rows, cols].sum().item() == pytest.approx(brute_force_min(cost), abs=1e-5)
 
 
-@pytest.mark.parametrize('output', ['single_mpo', 'legacy'])
+@pytest.mark.parametrize('output', ['single_mpo', 'legacy', 'openpsg_panoptic'])
 def test_predict_is_wellformed(output):
     model = PSGFormer(**TINY, num_queries=8, num_rel_queries=6, output=output).eval()
     preds = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
@@ -143,10 +158,13 @@ def test_predict_is_wellformed(output):
         assert (np.diff(pred.triplet_scores) <= 0).all()
         if output == 'legacy':  # no thresholds: all 6 x 56 cells compete for the top 100
             assert r == 100 and n == 200
-        else:
+            continue
+        np.testing.assert_array_equal(pred.masks,
+                                      pred.pan_id_map[None] == np.arange(n)[:, None, None])
+        if output == 'single_mpo':
             assert len(np.unique(pred.pairs, axis=0)) == r
-            np.testing.assert_array_equal(pred.masks,
-                                          pred.pan_id_map[None] == np.arange(n)[:, None, None])
+        else:  # every row whose pointed queries have pixels, every pixel assigned
+            assert 0 < r <= 100 and pred.pan_id_map.min() == 0
 
 
 def test_detr_panoptic_weights_initialise_the_whole_object_branch():

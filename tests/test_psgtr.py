@@ -15,7 +15,7 @@ from one_stage_scenes import HORSE, PERSON, TINY, coco_sized_scene, sky_grass_sc
 from openpsg.config import Config
 from openpsg.datasets.errors import DatasetError
 from openpsg.models.one_stage.detr4seg import DETR4Seg
-from openpsg.models.one_stage.psgtr import PSGTr
+from openpsg.models.one_stage.psgtr import PSGTr, triplet_targets
 from openpsg.models.one_stage.triplet_matcher import HTriMatcher, TripletOutputs, TripletTargets
 from openpsg.registry import MODELS
 from openpsg.structures import NUM_PREDICATES, Sample, collate_samples, masks_to_boxes
@@ -81,6 +81,23 @@ def test_layer_losses_follow_openpsg_normalisation():
     torch.testing.assert_close(again['sub_ce'], losses['sub_ce'])
 
 
+def test_box_losses_are_divided_by_the_matched_queries():
+    """OpenPSG divides the box losses by the matched queries, min(Q, M) per image: with 2 queries
+    and 3 GT triplets by 2, not 3."""
+    model = PSGTr(**TINY, num_queries=2, aux_loss=False)
+    sample = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON,
+                             rels=((2, 1, 14), (2, 0, 1), (0, 1, 5)))[0]
+    batch = collate_samples([sample])
+    losses = model(batch)
+    _, heads = model.forward_heads(batch)
+    layer = TripletOutputs(*(field[-1] for field in heads))
+    targets = triplet_targets(batch.samples, 133, NUM_PREDICATES)
+    (rows, cols), = model.matcher(layer, targets, [(48, 64)])
+    assert len(rows) == 2
+    l1 = (layer.sub_boxes[0, rows] - targets[0].sub_boxes[cols]).abs().sum()
+    torch.testing.assert_close(losses['loss_sub_bbox'], 5.0 * l1 / 2)
+
+
 def test_loss_weights_aux_loss_and_images_without_relations():
     a = PSGTr(**TINY, num_queries=10, aux_loss=False)
     b = PSGTr(**TINY, num_queries=10, aux_loss=False, loss_weights=dict(rel_ce=4.0, sub_dice=3.0))
@@ -113,7 +130,7 @@ def test_bad_targets_name_the_image_and_the_field():
     with pytest.raises(DatasetError, match='image_id=img7: rels: .*predicates be in 0..55'):
         model(collate_samples([bad_pred]))
     no_masks = Sample(**{**sample.__dict__, 'masks': torch.zeros(3, 0, 0, dtype=torch.bool)})
-    with pytest.raises(DatasetError, match='image_id=img7: masks: one-stage scene-graph models need'):
+    with pytest.raises(DatasetError, match='image_id=img7: masks: PSGTr needs one mask per object'):
         model(collate_samples([no_masks]))
 
 
@@ -167,7 +184,7 @@ def test_htrimatcher_cost_and_assignment_against_brute_force(num_queries, num_ta
     assert cost[rows, cols].sum().item() == pytest.approx(brute_force_min(cost), abs=1e-4)
 
 
-@pytest.mark.parametrize('output', ['single_mpo', 'legacy'])
+@pytest.mark.parametrize('output', ['single_mpo', 'legacy', 'openpsg_panoptic'])
 def test_predict_is_wellformed_at_original_size(output):
     everything = dict(subject_score_thr=0.0, object_score_thr=0.0, predicate_score_thr=0.0)
     model = PSGTr(**TINY, num_queries=10, output=output, test_cfg=everything).eval()
@@ -191,11 +208,15 @@ def test_predict_is_wellformed_at_original_size(output):
             assert n == 2 * r and pred.pairs.tolist() == [[i, r + i] for i in range(r)]
             assert r == 100  # every row of the top 100 passes zero thresholds
             assert pred.pan_id_map.min() == 0  # OpenPSG: every pixel assigned
-        else:
+            continue
+        assert pred.pairs.max() < n
+        np.testing.assert_array_equal(pred.masks,
+                                      pred.pan_id_map[None] == np.arange(n)[:, None, None])
+        if output == 'single_mpo':
             assert len(np.unique(pred.pairs, axis=0)) == r
             assert (pred.pairs[:, 0] != pred.pairs[:, 1]).all()
-            np.testing.assert_array_equal(pred.masks,
-                                          pred.pan_id_map[None] == np.arange(n)[:, None, None])
+        else:
+            assert pred.pan_id_map.min() == 0
 
 
 def test_detr_panoptic_weights_initialise_the_shared_parts():

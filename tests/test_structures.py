@@ -257,6 +257,17 @@ def test_prediction_without_relations_round_trips():
     assert_same_prediction(back, pred)
 
 
+def test_empty_prediction_and_its_round_trip():
+    pred = Prediction.empty('7', (3, 4), num_predicates=6)
+    assert pred.num_segments == 0 and pred.masks.shape == (0, 3, 4) and pred.boxes.shape == (0, 4)
+    assert pred.pairs.shape == (0, 2) and pred.predicate_scores.shape == (0, 6)
+    assert pred.triplet_scores.shape == pred.no_relation_scores.shape == (0,)
+    assert pred.pan_id_map.dtype == np.int32 and (pred.pan_id_map == VOID).all()
+    assert pred.image_shape == (3, 4) and pred.panoptic()[1].shape == (0,)
+    back = Prediction.from_dict(json.loads(json.dumps(pred.to_dict())))
+    assert back.dense_masks().shape == (0, 3, 4) and back.predicate_scores.shape == (0, 6)
+
+
 def test_panoptic_derived_from_masks():
     pred = make_prediction()
     id_map, labels = pred.panoptic()

@@ -12,10 +12,9 @@ from fixtures.psg_tiny.paint import write_psg_tiny
 from openpsg.config import Config
 from openpsg.datasets import PSGDataset
 from openpsg.engine.checkpoint import CheckpointError, save_checkpoint
-from openpsg.models.two_stage import (SceneGraphPanopticFPN, boxes_to_original, id_map_to_original,
-                                      mode_name)
+from openpsg.models.two_stage import SceneGraphPanopticFPN, mode_name
 from openpsg.registry import MODELS
-from openpsg.structures import ImageMeta, collate_samples, id_map_to_masks
+from openpsg.structures import collate_samples, id_map_to_masks, nearest_to_original
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 HEADS = ('imp', 'motifs', 'vctree', 'gpsnet')
@@ -110,7 +109,7 @@ def test_sgdet_predictions_come_from_the_segments(batch):
         n = seg.num_segments
         assert np.array_equal(pred.labels, seg.labels.numpy())
         assert pred.pan_id_map.shape == tuple(meta.ori_shape)
-        assert np.array_equal(pred.pan_id_map, id_map_to_original(seg.id_map, meta))
+        assert np.array_equal(pred.pan_id_map, nearest_to_original(seg.id_map, meta).numpy())
         assert np.array_equal(pred.masks, id_map_to_masks(pred.pan_id_map, n))
         expected_pairs = max(n * (n - 1), 1)
         assert pred.pairs.shape == (expected_pairs, 2)
@@ -133,18 +132,6 @@ def test_images_without_segments(batch):
 
 # ---------------------------------------------------------------------------------------------
 # helpers and checks
-
-
-def test_back_to_original_size_by_hand():
-    meta = ImageMeta('7', ori_shape=(4, 8), img_shape=(2, 4), pad_shape=(32, 32),
-                     scale_factor=(0.5, 0.5), flip=True)
-    # x in [0, 1) of the flipped 4-wide input is [3, 4) unflipped; the scale factor 0.5 doubles it
-    assert boxes_to_original(torch.tensor([[0.0, 0.0, 1.0, 2.0]]), meta).tolist() == [[6, 0, 8, 4]]
-    id_map = torch.full((32, 32), -1, dtype=torch.int32)
-    id_map[:2, :4] = torch.tensor([[0, 0, 1, -1], [2, 2, 2, 2]])
-    assert id_map_to_original(id_map, meta).tolist() == [[-1, -1, 1, 1, 0, 0, 0, 0],
-                                                         [-1, -1, 1, 1, 0, 0, 0, 0],
-                                                         [2] * 8, [2] * 8]
 
 
 def test_modes_and_input_errors(batch):

@@ -3,7 +3,8 @@
 # COCO-panoptic DETR (its names fit the object branch, no renaming needed):
 #   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth work_dirs/checkpoints/detr_pan_r50.pth
 #   torchrun --nproc_per_node=8 tools/train.py configs/psgformer/psgformer_r50_psg.py --launcher pytorch
-# OpenPSG's published numbers: model.output='legacy' model.drop_rug_bug=True.
+# OpenPSG's published numbers: test with --cfg-options model.output=legacy (README, 'PSGTR and
+# PSGFormer').
 _base_ = [
     '../_base_/models/psgformer_r50.py',
     '../_base_/datasets/psg_onestage.py',

@@ -2,7 +2,8 @@
 # after epoch 40, batch 1 per GPU; OpenPSG trained on 4-8 GPUs), initialised from COCO-panoptic DETR:
 #   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth work_dirs/checkpoints/detr_pan_r50.pth
 #   torchrun --nproc_per_node=8 tools/train.py configs/psgtr/psgtr_r50_psg.py --launcher pytorch
-# OpenPSG's published numbers: model.output='legacy' model.drop_wall_other_bug=True.
+# OpenPSG's published numbers: test with --cfg-options model.output=legacy (README, 'PSGTR and
+# PSGFormer').
 _base_ = [
     '../_base_/models/psgtr_r50.py',
     '../_base_/datasets/psg_onestage.py',

@@ -29,3 +29,4 @@ class PSGModel(nn.Module):
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
         raise NotImplementedError
+

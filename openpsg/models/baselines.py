@@ -16,24 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import MODELS
-from ..structures import NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample, masks_to_boxes
+from ..structures import (NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample, masks_to_boxes,
+                          nearest_to_original)
 from ..structures.pairs import ordered_pairs
 from .base import PSGModel
 from .relation_heads.sampling import sample_negatives
-
-
-def original_masks(sample: Sample) -> np.ndarray:
-    """The sample's ``masks`` back at the original image size: ``(N, H, W)`` bool with
-    ``(H, W) = meta.ori_shape`` (padding cropped, flip undone, nearest-neighbour resize)."""
-    meta = sample.meta
-    h, w = meta.img_shape
-    masks = sample.masks[:, :h, :w]
-    if meta.flip:
-        masks = masks.flip(-1)
-    if tuple(masks.shape[1:]) != tuple(meta.ori_shape):
-        masks = F.interpolate(masks[None].float(), size=tuple(meta.ori_shape), mode='nearest')[0]
-        masks = masks > 0.5
-    return masks.bool().cpu().numpy()
 
 
 @MODELS.register()
@@ -112,7 +99,7 @@ class FrequencyBaseline(PSGModel):
         predicate_scores = probs[:, :self.num_predicates]
         triplet_scores = predicate_scores.max(1).values
         order = torch.sort(triplet_scores, descending=True, stable=True).indices
-        masks = original_masks(sample)
+        masks = nearest_to_original(sample.masks, sample.meta).cpu().numpy()
         return Prediction(
             image_id=sample.meta.image_id,
             labels=labels.cpu().numpy(),

@@ -13,13 +13,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..datasets.errors import problem
 from ..registry import MODELS
-from ..structures import Batch, ImageMeta, Prediction, Sample, id_map_to_masks, masks_to_id_map
+from ..structures import (Batch, Prediction, Sample, boxes_to_original, id_map_to_masks,
+                          masks_to_id_map, nearest_to_original)
 from .base import PSGModel
-from .baselines import original_masks
 from .relation_heads import ObjectSet, RelationHead, RelationResult, assign_object_targets
 
 
@@ -49,29 +48,6 @@ def check_sample(sample: Sample, num_classes: int, num_predicates: int) -> None:
         fail('rels', f'subject/object indices outside 0..{n - 1}')
     if len(rels) and (rels[:, 2].min() < 0 or rels[:, 2].max() >= num_predicates):
         fail('rels', f'predicates outside 0..{num_predicates - 1}')
-
-
-def boxes_to_original(boxes: torch.Tensor, meta: ImageMeta) -> np.ndarray:
-    """Boxes ``(N, 4)`` in input pixels -> original image pixels (flip undone, scale divided)."""
-    boxes = boxes.float().clone()
-    if meta.flip:
-        width = float(meta.img_shape[1])
-        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-    w_scale, h_scale = meta.scale_factor
-    return (boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])).cpu().numpy()
-
-
-def id_map_to_original(id_map: torch.Tensor, meta: ImageMeta) -> np.ndarray:
-    """An id map at the input size ``meta.img_shape`` -> ``(H, W)`` int32 at ``meta.ori_shape``
-    (valid region cropped, flip undone, nearest-neighbour resize)."""
-    h, w = meta.img_shape
-    ids = id_map[:h, :w]
-    if meta.flip:
-        ids = ids.flip(-1)
-    if tuple(ids.shape) != tuple(meta.ori_shape):
-        ids = F.interpolate(ids[None, None].float(), size=tuple(meta.ori_shape),
-                            mode='nearest')[0, 0]
-    return ids.round().cpu().numpy().astype(np.int32)
 
 
 @MODELS.register()
@@ -202,7 +178,9 @@ class SceneGraphPanopticFPN(PSGModel):
         predictions = []
         for i, sample in enumerate(batch.samples):
             if not len(objects[i]):
-                predictions.append(self.empty_prediction(sample.meta))
+                predictions.append(Prediction.empty(sample.meta.image_id,
+                                                    tuple(sample.meta.ori_shape),
+                                                    self.relation_head.num_predicates))
                 continue
             predictions.append(self.to_prediction(next(results), objects[i], sample,
                                                   None if segments is None else segments[i]))
@@ -215,10 +193,10 @@ class SceneGraphPanopticFPN(PSGModel):
         loaded none)."""
         meta = sample.meta
         if segments is not None:
-            pan_id_map = id_map_to_original(segments.id_map, meta)
+            pan_id_map = nearest_to_original(segments.id_map, meta).cpu().numpy()
             masks = id_map_to_masks(pan_id_map, len(objects))
         elif sample.masks.shape[-2:].numel():
-            masks = original_masks(sample)
+            masks = nearest_to_original(sample.masks, meta).cpu().numpy()
             pan_id_map = masks_to_id_map(masks)
         else:
             masks = pan_id_map = None
@@ -226,21 +204,10 @@ class SceneGraphPanopticFPN(PSGModel):
             image_id=meta.image_id,
             labels=result.labels.cpu().numpy().astype(np.int64),
             scores=result.scores.cpu().numpy().astype(np.float32),
-            boxes=boxes_to_original(objects.boxes, meta),
+            boxes=boxes_to_original(objects.boxes, meta).cpu().numpy(),
             masks=masks,
             pairs=result.pairs.cpu().numpy().astype(np.int64),
             predicate_scores=result.predicate_scores.cpu().numpy().astype(np.float32),
             triplet_scores=result.triplet_scores.cpu().numpy().astype(np.float32),
             no_relation_scores=result.no_relation_scores.cpu().numpy().astype(np.float32),
             pan_id_map=pan_id_map)
-
-    def empty_prediction(self, meta: ImageMeta) -> Prediction:
-        """A prediction without objects or relations (the evaluators skip such images)."""
-        shape = tuple(meta.ori_shape)
-        return Prediction(
-            image_id=meta.image_id, labels=np.zeros(0, np.int64), scores=np.zeros(0, np.float32),
-            boxes=np.zeros((0, 4), np.float32), masks=np.zeros((0, *shape), bool),
-            pairs=np.zeros((0, 2), np.int64),
-            predicate_scores=np.zeros((0, self.relation_head.num_predicates), np.float32),
-            triplet_scores=np.zeros(0, np.float32), no_relation_scores=np.zeros(0, np.float32),
-            pan_id_map=np.full(shape, -1, np.int32))

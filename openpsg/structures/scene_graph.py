@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..safe_json import describe
-from .masks import decode_rle, encode_rle, id_map_to_masks, masks_to_id_map
+from .labels import NUM_PREDICATES
+from .masks import VOID, decode_rle, encode_rle, id_map_to_masks, masks_to_id_map
 
 
 @dataclass
@@ -87,6 +88,14 @@ class GroundTruth:
         return id_map_to_masks(self.id_map, self.num_segments)
 
 
+def no_relations(num_predicates: int = NUM_PREDICATES) -> dict[str, np.ndarray]:
+    """The relation fields of a :class:`Prediction` with no relation: ``pairs (0, 2)``,
+    ``predicate_scores (0, num_predicates)``, ``triplet_scores (0,)``, ``no_relation_scores (0,)``."""
+    return dict(pairs=np.zeros((0, 2), np.int64),
+                predicate_scores=np.zeros((0, num_predicates), np.float32),
+                triplet_scores=np.zeros(0, np.float32), no_relation_scores=np.zeros(0, np.float32))
+
+
 ARRAY_FIELDS = ('labels', 'scores', 'boxes', 'pairs', 'predicate_scores', 'triplet_scores',
                 'no_relation_scores', 'pan_labels')
 
@@ -120,6 +129,15 @@ class Prediction:
     pan_id_map: np.ndarray | None = None
     pan_labels: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, image_id: str, shape: tuple[int, int],
+              num_predicates: int = NUM_PREDICATES) -> 'Prediction':
+        """No segment and no relation for an image of original size ``shape = (H, W)``: dense masks
+        ``(0, H, W)`` and an all-void panoptic map (the evaluators skip such images)."""
+        return cls(image_id=image_id, labels=np.zeros(0, np.int64), scores=np.zeros(0, np.float32),
+                   boxes=np.zeros((0, 4), np.float32), masks=np.zeros((0, *shape), bool),
+                   **no_relations(num_predicates), pan_id_map=np.full(shape, VOID, np.int32))
 
     @property
     def num_segments(self) -> int:

@@ -23,6 +23,7 @@ model = dict(
     focal_gamma=2.0,
     test_cfg=dict(max_per_img=100, mask_threshold=0.85, thing_iou=0.5,
                   claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
-    output='single_mpo',  # 'legacy': OpenPSG's per-row masks and rows (MultiMPO)
-    drop_rug_bug=False,  # True: OpenPSG's dropping of rug-merged objects (its numbers)
+    # 'legacy': OpenPSG's published numbers; 'openpsg_panoptic': its eval_pan_rels=True (README)
+    output='single_mpo',
+    drop_rug_bug=False,  # output='openpsg_panoptic' only: OpenPSG's rug-merged drop
 )

@@ -19,6 +19,7 @@ model = dict(
     test_cfg=dict(max_per_img=100, mask_threshold=0.85, dedup_iou=0.5, subject_score_thr=0.5,
                   object_score_thr=0.5, predicate_score_thr=0.3, thing_iou=0.5,
                   claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
-    output='single_mpo',  # 'legacy': OpenPSG's per-row masks and rows (MultiMPO)
-    drop_wall_other_bug=False,  # True: OpenPSG's rows without wall-other-merged (its numbers)
+    # 'legacy': OpenPSG's published numbers; 'openpsg_panoptic': its eval_pan_rels=True (README)
+    output='single_mpo',
+    drop_wall_other_bug=False,  # output='openpsg_panoptic' only: OpenPSG's wall-other drop
 )

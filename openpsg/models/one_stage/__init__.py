@@ -1,16 +1,20 @@
-"""One-stage set-prediction models (DETR family) and the parts they share: positional encoding,
-transformer, panoptic mask branch, Hungarian matcher."""
-from .detr import DETR, MLP, DETRBase, Joiner, TransformerOutputs
+"""One-stage set-prediction models (DETR family) and the parts they share: the DETR base
+(backbone, positional encoding, transformer), the panoptic mask branch, Hungarian matchers, the
+set criterion, training targets and the panoptic merge."""
+from .detr import DETR
 from .detr4seg import DETR4Seg
-from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from .detr_base import MLP, DETRBase, Joiner, TransformerOutputs
+from .mask_head import MaskFeatures, MaskHeadSmallConv, MHAttentionMap, build_mask_branch, predict_masks
 from .matcher import HungarianMatcher, detr_cost, linear_assignment
 from .position_encoding import PositionEmbeddingSine
 from .psgformer import PSGFormer
 from .psgtr import PSGTr
+from .set_criterion import SetCriterion
 from .transformer import Transformer, TransformerDecoder, TransformerEncoder
 
 __all__ = [
     'DETR', 'DETR4Seg', 'DETRBase', 'HungarianMatcher', 'Joiner', 'MHAttentionMap', 'MLP',
-    'MaskHeadSmallConv', 'PositionEmbeddingSine', 'PSGFormer', 'PSGTr', 'Transformer', 'TransformerDecoder',
-    'TransformerEncoder', 'TransformerOutputs', 'detr_cost', 'linear_assignment', 'predict_masks',
+    'MaskFeatures', 'MaskHeadSmallConv', 'PositionEmbeddingSine', 'PSGFormer', 'PSGTr',
+    'SetCriterion', 'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerOutputs',
+    'build_mask_branch', 'detr_cost', 'linear_assignment', 'predict_masks',
 ]

@@ -1,16 +1,44 @@
-"""DETR's panoptic mask branch: per-query attention maps over the encoder memory, refined into mask
-logits at stride 4 by a small FPN-like conv head on the backbone's C4/C3/C2 maps.
+"""DETR's panoptic mask branch: per-query attention maps over a memory, refined into mask logits
+at stride 4 by a small FPN-like conv head on the backbone's C4/C3/C2 maps.
 
-Queries are passed as a flat selection ``(K, d)`` with ``batch_idx (K,)`` naming the image of each,
-so a model can predict masks for all ``B * Q`` queries or only for a subset (the matched queries
-while training, the kept ones at inference). Every query is processed independently (GroupNorm
-normalises per sample), so a subset gives exactly the masks it would get within the full set.
+The contract, for any transformer that wants per-query masks: the *queries* are a flat selection
+``(K, d)`` of decoder outputs with ``batch_idx (K,)`` naming the image of each, so a model predicts
+masks for all ``B * Q`` queries or only for a subset (the matched queries while training, the kept
+ones at inference); the *features* are a :class:`MaskFeatures` - the memory map the queries attend
+to, its padding, the projected backbone map of the same size and the C4/C3/C2 maps. DETR's
+transformer provides them with :meth:`~.detr_base.TransformerOutputs.mask_features`; a multi-scale
+(deformable) transformer provides one level of its memory and that level's projected input. Every
+query is processed independently (GroupNorm normalises per sample), so a subset gets exactly the
+masks it would get within the full set.
+
+A model owns the two modules of a branch under DETR's names (``bbox_attention``, ``mask_head``,
+or PSGTR's ``sub_``/``obj_`` pairs), built by :func:`build_mask_branch`, and calls
+:func:`predict_masks`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass
+class MaskFeatures:
+    """What the mask branch reads for a batch.
+
+    ``memory (B, d, h, w)``: the map the queries attend to (DETR: the encoder output); ``mask
+    (B, h, w)``: its padding, True on padding; ``src (B, d, h, w)``: the projected backbone map of
+    the same size, the conv head's input beside the attention maps; ``fpns``: the backbone maps C4,
+    C3, C2 ``(B, C_i, H_i, W_i)`` (strides 16, 8, 4) added on the way to stride 4.
+    """
+
+    memory: torch.Tensor
+    mask: torch.Tensor | None
+    src: torch.Tensor
+    fpns: list[torch.Tensor]
 
 
 class MHAttentionMap(nn.Module):
@@ -96,12 +124,18 @@ class MaskHeadSmallConv(nn.Module):
         return self.out_lay(x)[:, 0]
 
 
-def predict_masks(attention: MHAttentionMap, head: MaskHeadSmallConv, queries: torch.Tensor,
-                  batch_idx: torch.Tensor, src: torch.Tensor, memory: torch.Tensor,
-                  mask: torch.Tensor, fpns: list[torch.Tensor]) -> torch.Tensor:
-    """Mask logits ``(K, H2, W2)`` (stride 4) of the selected decoder outputs ``queries (K, d)``.
+def build_mask_branch(d_model: int, num_heads: int, backbone_channels: Sequence[int]
+                      ) -> tuple[MHAttentionMap, MaskHeadSmallConv]:
+    """DETR's attention map (``d_model`` wide, ``num_heads`` heads, no dropout) and conv head for a
+    backbone with ``backbone_channels`` = channels of C2, C3, C4 (and C5)."""
+    c2, c3, c4 = backbone_channels[:3]
+    return (MHAttentionMap(d_model, d_model, num_heads, dropout=0.0),
+            MaskHeadSmallConv(d_model + num_heads, [c4, c3, c2], d_model))
 
-    ``src`` is the projected C5 ``(B, d, h, w)``, ``memory`` the encoder output as a map
-    ``(B, d, h, w)``, ``mask (B, h, w)`` its padding, ``fpns`` the backbone's ``[C4, C3, C2]``.
-    """
-    return head(src, attention(queries, memory, mask, batch_idx), fpns, batch_idx)
+
+def predict_masks(attention: MHAttentionMap, head: MaskHeadSmallConv, queries: torch.Tensor,
+                  batch_idx: torch.Tensor, features: MaskFeatures) -> torch.Tensor:
+    """Mask logits ``(K, H2, W2)`` at the size of C2 (stride 4) of the decoder outputs
+    ``queries (K, d)`` of images ``batch_idx (K,)``."""
+    return head(features.src, attention(queries, features.memory, features.mask, batch_idx),
+                features.fpns, batch_idx)

@@ -15,13 +15,19 @@ embeddings; the cosine similarity of each relation-decoder output with them, div
 ``temperature``, gives ``(Q_rel, Q_obj)`` subject and object score matrices; the pointer is their
 argmax.
 
-Training (OpenPSG's ``PSGFormerHead``), per decoder layer ``l``: object queries of layer ``l`` are
-matched to the GT segments by :class:`~.triplet_matcher.ObjectMatcher` (mmdet
-``HungarianAssigner``); object cross-entropy (no-object weight ``eos_coef``), L1 (normalised
-cxcywh) and GIoU (pixel xyxy); relation queries of layer ``l`` are matched to the GT triplets by
+Training (OpenPSG's ``PSGFormerHead``, through :class:`~.set_criterion.SetCriterion`), per
+decoder layer ``l``: object queries of layer ``l`` are matched to the GT segments by
+:class:`~.triplet_matcher.ObjectMatcher` (mmdet ``HungarianAssigner``); object cross-entropy
+(no-object weight ``eos_coef``), L1 (normalised cxcywh) and GIoU (pixel xyxy), the box terms
+divided by the number of matched queries (``min(num_queries, #GT segments)`` per image, averaged
+over processes, as OpenPSG); relation queries of layer ``l`` are matched to the GT triplets by
 :class:`~.triplet_matcher.IdMatcher` through the object queries matched to the triplets' subject
-and object (triplets touching an unmatched segment are left out); predicate cross-entropy on all
-relation queries (no-relation weight ``no_relation_weight``). Last layer only: focal and Dice
+and object; predicate cross-entropy on all relation queries (no-relation weight
+``no_relation_weight``). Triplets touching a segment no object query was matched to (an image
+with more segments than object queries) are left out of the relation matching on purpose:
+OpenPSG points them at object query 1, whichever segment that query was matched to (and fails
+when query 1 was matched to none), which teaches the relation queries a pointer to an unrelated
+segment. Last layer only: focal and Dice
 losses of the matched object queries' masks at half the padded batch size (as PSGTR), and the
 pointer losses: for each matched relation query, cross-entropy of its subject (object) scores
 restricted to the matched object queries against the one matched to its GT subject (object),
@@ -40,16 +46,17 @@ from torch import nn
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
                            ImageMeta, Prediction)
-from ..losses import dice_loss, no_object_cross_entropy, sigmoid_focal_loss
-from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
-                   num_targets_for_norm)
-from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from ..options import checked_options
+from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy, sigmoid_focal_loss
+from .detr_base import MLP, DETRBase, TransformerOutputs
+from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
-from .psgtr import box_losses, checked_rels, half_resolution_logits, half_resolution_masks
+from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
+from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
 from .transformer import TransformerDecoder
-from .triplet_matcher import IdMatcher, ObjectMatcher, Size
-from .triplet_postprocess import (check_output_mode, logits_at_original_size, top_triplets,
-                                  triplet_prediction)
+from .triplet_matcher import IdMatcher, ObjectMatcher
+from .triplet_postprocess import (Rows, check_output, legacy_prediction, logits_at_original,
+                                  top_triplets, triplet_prediction)
 
 RUG_MERGED = CLASSES.index('rug-merged')  # 132, dropped by OpenPSG's PSGFormer (bug)
 
@@ -84,7 +91,7 @@ class PSGFormer(DETRBase):
     """PSGFormer (module docstring).
 
     Args:
-        backbone, transformer: see :class:`~.detr.DETRBase`; the relation decoder copies the
+        backbone, transformer: see :class:`~.detr_base.DETRBase`; the relation decoder copies the
             object decoder's depth, width, heads, FFN size and dropout.
         num_classes, num_predicates: object classes and predicates (without the extra class).
         num_queries, num_rel_queries: object and relation queries.
@@ -100,11 +107,14 @@ class PSGFormer(DETRBase):
             de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge),
             ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
             probability are void).
-        output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
+        output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
+            published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
+            :mod:`.triplet_postprocess`.
         drop_rug_bug: reproduce OpenPSG's bug that drops every object query labelled
-            ``rug-merged`` (and the rows pointing at it).
+            ``rug-merged`` (and the rows pointing at it) before its panoptic merge; only with
+            ``output='openpsg_panoptic'``.
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
-        feature_level: the backbone map the transformer reads (see :class:`~.detr.DETRBase`).
+        feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
@@ -134,13 +144,11 @@ class PSGFormer(DETRBase):
         self.rel_class_embed = nn.Linear(d, num_predicates + 1)
         self.sub_pointer = MLP(d, d, d, 2)
         self.obj_pointer = MLP(d, d, d, 2)
-        c2, c3, c4, _ = self.backbone[0].num_channels
-        self.bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
-        self.mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.bbox_attention, self.mask_head = build_mask_branch(d, nhead,
+                                                                self.backbone[0].num_channels)
         self.num_classes = num_classes
         self.num_predicates = num_predicates
         self.num_thing_classes = num_thing_classes
-        self.aux_loss = aux_loss
         self.eos_coef = eos_coef
         self.no_relation_weight = no_relation_weight
         self.temperature = temperature
@@ -148,11 +156,12 @@ class PSGFormer(DETRBase):
         self.rel_matcher = IdMatcher(**(rel_matcher or {}))
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGFormer',
                                             'loss_weights')
+        self.criterion = SetCriterion(self.loss_weights, aux_loss)
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGFormer',
                                         'test_cfg keys')
-        self.output = check_output_mode(output)
+        self.output = check_output(output, 'PSGFormer', 'drop_rug_bug', drop_rug_bug)
         self.drop_rug_bug = drop_rug_bug
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, FormerOutputs]:
@@ -175,21 +184,18 @@ class PSGFormer(DETRBase):
     def mask_logits(self, out: TransformerOutputs, batch_idx: torch.Tensor,
                     query_idx: torch.Tensor) -> torch.Tensor:
         """Stride-4 mask logits ``(K, H/4, W/4)`` of last-layer object queries."""
-        fpns = [out.features[2], out.features[1], out.features[0]]
         return predict_masks(self.bbox_attention, self.mask_head, out.hs[-1][batch_idx, query_idx],
-                             batch_idx, out.src, out.memory, out.mask, fpns)
+                             batch_idx, out.mask_features())
 
     def object_losses(self, logits: torch.Tensor, boxes: torch.Tensor,
                       targets: Sequence[tuple[torch.Tensor, torch.Tensor]], sizes: Sequence[Size],
                       matches: Sequence[Match], num_boxes: float) -> dict[str, torch.Tensor]:
         """Unweighted class and box losses of one object-decoder layer."""
         batch_idx, query_idx = flatten_matches(list(matches))
-        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
-                             device=logits.device)
-        classes[batch_idx, query_idx] = torch.cat([t[0][j] for t, (_, j) in zip(targets, matches)])
+        classes = class_targets(logits, list(matches), [t[0] for t in targets], self.num_classes)
         target_boxes = torch.cat([t[1][j] for t, (_, j) in zip(targets, matches)])
-        bbox, giou = box_losses(boxes[batch_idx, query_idx], target_boxes,
-                                [sizes[b] for b in batch_idx.tolist()], num_boxes)
+        bbox, giou = mmdet_box_losses(boxes[batch_idx, query_idx], target_boxes,
+                                      [sizes[b] for b in batch_idx.tolist()], num_boxes)
         return {'ce': no_object_cross_entropy(logits, classes, self.eos_coef), 'bbox': bbox,
                 'giou': giou}
 
@@ -202,16 +208,15 @@ class PSGFormer(DETRBase):
         under the same layer's object ``matches``.
         """
         rel_logits = heads.rel_logits[layer]
-        targets = torch.full(rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
-                             device=rel_logits.device)
+        rel_matches = [self.rel_matcher(heads.sub_scores[b], heads.obj_scores[b], rel_logits[b],
+                                        *triplet) for b, triplet in enumerate(triplets)]
+        targets = class_targets(rel_logits, rel_matches, [t[2] for t in triplets],
+                                self.num_predicates)
         pointer = {'sub_pointer': heads.sub_scores.sum() * 0,
                    'obj_pointer': heads.obj_scores.sum() * 0}
         num_rows = 0
-        for b, ((sub_query, obj_query, predicates), (object_queries, _)) in enumerate(
-                zip(triplets, matches)):
-            rows, col = self.rel_matcher(heads.sub_scores[b], heads.obj_scores[b], rel_logits[b],
-                                         sub_query, obj_query, predicates)
-            targets[b, rows] = predicates[col]
+        for b, ((sub_query, obj_query, _), (object_queries, _), (rows, col)) in enumerate(
+                zip(triplets, matches, rel_matches)):
             if not with_pointers or not len(rows):
                 continue
             position = torch.full((heads.sub_scores.shape[-1],), -1, dtype=torch.int64,
@@ -228,35 +233,42 @@ class PSGFormer(DETRBase):
             losses.update({name: value / max(num_rows, 1) for name, value in pointer.items()})
         return losses
 
+    def mask_losses(self, out: TransformerOutputs, batch: Batch, matches: list[Match]
+                    ) -> dict[str, torch.Tensor]:
+        """Focal and dice losses of the matched object queries' masks at half the padded batch
+        size, divided by the number of matched queries."""
+        batch_idx, query_idx = flatten_matches(matches)
+        pred, target = masks_at_loss_resolution(
+            self.mask_logits(out, batch_idx, query_idx), batch.samples, [j for _, j in matches],
+            tuple(batch.imgs.shape[-2:]), 'half', 'PSGFormer')
+        num_masks = max(len(batch_idx), 1)
+        return {'mask': sigmoid_focal_loss(pred, target, num_masks, self.focal_alpha,
+                                           self.focal_gamma),
+                'dice': dice_loss(pred, target, num_masks)}
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out, heads = self.forward_heads(batch)
         samples = batch.samples
         targets = box_targets(samples, self.num_classes)
         rels = [checked_rels(s, self.num_predicates) for s in samples]
         sizes = [s.meta.img_shape for s in samples]
-        num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), batch.imgs.device)
-        num_layers = len(out.hs)
-        losses: dict[str, torch.Tensor] = {}
-        for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
-            last = layer == num_layers - 1
-            matches = self.matcher(heads.logits[layer], heads.boxes[layer], targets, sizes)
+        num_boxes = num_targets_for_norm(sum(min(self.num_queries, len(t[0])) for t in targets),
+                                         batch.imgs.device)
+
+        def terms(layer: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
             triplets = [relation_targets(m, r, len(t[0]))
                         for m, r, t in zip(matches, rels, targets)]
             values = self.object_losses(heads.logits[layer], heads.boxes[layer], targets, sizes,
                                         matches, num_boxes)
             values.update(self.relation_losses(heads, layer, triplets, matches, with_pointers=last))
-            suffix = '' if last else f'_d{layer}'
-            for name, value in values.items():
-                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
-        batch_idx, query_idx = flatten_matches(matches)
-        size = tuple(batch.imgs.shape[-2:])
-        num_masks = max(len(batch_idx), 1)
-        target = half_resolution_masks(samples, [j for _, j in matches], size).flatten(1)
-        pred = half_resolution_logits(self.mask_logits(out, batch_idx, query_idx), size).flatten(1)
-        losses['loss_mask'] = self.loss_weights['mask'] * sigmoid_focal_loss(
-            pred, target, num_masks, self.focal_alpha, self.focal_gamma)
-        losses['loss_dice'] = self.loss_weights['dice'] * dice_loss(pred, target, num_masks)
-        return losses
+            if last:
+                values.update(self.mask_losses(out, batch, matches))
+            return values
+
+        return self.criterion(
+            len(out.hs),
+            lambda layer: self.matcher(heads.logits[layer], heads.boxes[layer], targets, sizes),
+            terms)[0]
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
@@ -266,9 +278,12 @@ class PSGFormer(DETRBase):
         2. the ``max_per_img`` best (relation query, predicate) cells of the predicate softmax,
            ranked; a row's subject and object are the object queries its relation query points at;
         3. the candidates are the object queries some row points at (with ``drop_rug_bug``, minus
-           those labelled ``rug-merged``, and the rows pointing at them); no score threshold;
-        4. panoptic merge of the candidates' mask logits at original size and the output of
-           :func:`~.triplet_postprocess.triplet_prediction` (``output`` mode).
+           those labelled ``rug-merged``, and the rows pointing at them), their mask logits at
+           original size (:func:`~.triplet_postprocess.logits_at_original`); no score threshold,
+           no triplet de-duplication;
+        4. the ``'single_mpo'`` or ``'openpsg_panoptic'`` output
+           (:func:`~.triplet_postprocess.triplet_prediction`); ``'legacy'`` returns every row with
+           its pointed queries' masks beside the ``'openpsg_panoptic'`` panoptic map.
         """
         out, heads = self.forward_heads(batch)
         return [self.predict_image(out, heads, b, meta) for b, meta in enumerate(batch.metas)]
@@ -286,12 +301,17 @@ class PSGFormer(DETRBase):
             used = used[labels[used] != RUG_MERGED]
         position = torch.full_like(labels, -1)
         position[used] = torch.arange(len(used), device=used.device)
-        rows = ((position[sub_query] >= 0) & (position[obj_query] >= 0)).cpu().numpy()
-        logits = logits_at_original_size(self.mask_logits(out, torch.full_like(used, b), used),
-                                         meta)
-        return triplet_prediction(
-            meta, logits, labels[used].cpu().numpy(), scores[used].cpu().numpy(),
-            position[sub_query].cpu().numpy()[rows], position[obj_query].cpu().numpy()[rows],
-            rel_probs[rel_query].cpu().numpy()[rows], rank_scores.cpu().numpy()[rows], self.output,
+        rows = Rows(position[sub_query].cpu().numpy(), position[obj_query].cpu().numpy(),
+                    rel_probs[rel_query].cpu().numpy(), rank_scores.cpu().numpy())
+        logits = logits_at_original(self.mask_logits(out, torch.full_like(used, b), used), meta,
+                                    self.output)
+        labels, scores = labels[used].cpu().numpy(), scores[used].cpu().numpy()
+        panoptic = triplet_prediction(
+            meta, logits, labels, scores, rows.take((rows.sub >= 0) & (rows.obj >= 0)),
+            'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
             cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
             cfg['claim_threshold'])
+        if self.output != 'legacy':
+            return panoptic
+        return legacy_prediction(meta, logits, labels, scores, rows, panoptic,
+                                 cfg['mask_threshold'])

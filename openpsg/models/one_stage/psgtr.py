@@ -1,6 +1,6 @@
 """PSGTR (OpenPSG, ECCV'22): DETR whose queries are whole triplets.
 
-Every query of a DETR transformer (:class:`~.detr.DETRBase`: ``backbone``, ``input_proj``,
+Every query of a DETR transformer (:class:`~.detr_base.DETRBase`: ``backbone``, ``input_proj``,
 ``query_embed``, ``transformer`` - the names of DETR's checkpoints, so a converted DETR-panoptic
 checkpoint initialises them) predicts, on every decoder layer, a subject class and box, an object
 class and box and a predicate; on the last layer two DETR mask branches (attention map +
@@ -9,15 +9,16 @@ class and box and a predicate; on the last layer two DETR mask branches (attenti
 Label spaces: objects ``0..C-1`` with ``C`` = "no object" (134 logits for PSG); predicates
 ``0..P-1`` with ``P`` = "no relation" (57 logits; OpenPSG's index 0 = no relation is our 56).
 
-Training (OpenPSG's ``PSGTrHead``): each decoder layer's queries are matched to the image's GT
-triplets by :class:`~.triplet_matcher.HTriMatcher`; subject and object cross-entropy on matched
-queries only (divided by their number), predicate cross-entropy on all queries with weight
-``no_relation_weight`` on the no-relation class (a weighted mean: divided by
-``#matched + no_relation_weight * #unmatched``), L1 (normalised cxcywh) and GIoU (pixel xyxy) for
-subject and object boxes (divided by the number of GT triplets); on the last layer Dice losses of
-the matched queries' subject and object masks, upsampled (bilinear) from stride 4 to half the
-padded batch size, against the GT masks zero-padded to the batch size and nearest-downsampled to
-half of it (divided by the number of matched queries).
+Training (OpenPSG's ``PSGTrHead``, through :class:`~.set_criterion.SetCriterion`): each decoder
+layer's queries are matched to the image's GT triplets by :class:`~.triplet_matcher.HTriMatcher`;
+subject and object cross-entropy on matched queries only (divided by their number), predicate
+cross-entropy on all queries with weight ``no_relation_weight`` on the no-relation class (a
+weighted mean: divided by ``#matched + no_relation_weight * #unmatched``), L1 (normalised cxcywh)
+and GIoU (pixel xyxy) for subject and object boxes (divided by the number of matched queries,
+``min(num_queries, #GT triplets)`` per image, averaged over processes, as OpenPSG); on the last
+layer Dice losses of the matched queries' subject and object masks, upsampled (bilinear) from
+stride 4 to half the padded batch size, against the GT masks zero-padded to the batch size and
+nearest-downsampled to half of it (divided by the number of matched queries).
 
 Inference: see :meth:`PSGTr.predict` and :mod:`.triplet_postprocess`.
 """
@@ -29,33 +30,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_convert
 
-from ...datasets.errors import DatasetError, problem
 from ...registry import MODELS
 from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASSES, Batch,
                            ImageMeta, Prediction, Sample)
-from ..losses import dice_loss, giou_loss, l1_loss, no_object_cross_entropy
-from .detr import (MLP, DETRBase, TransformerOutputs, box_targets, checked_options, flatten_matches,
-                   num_targets_for_norm)
-from .mask_head import MaskHeadSmallConv, MHAttentionMap, predict_masks
+from ..options import checked_options
+from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy
+from .detr_base import MLP, DETRBase, TransformerOutputs
+from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
-from .triplet_matcher import HTriMatcher, Size, TripletOutputs, TripletTargets
-from .triplet_postprocess import (check_output_mode, dedup_triplets, logits_at_original_size,
-                                  top_triplets, triplet_prediction)
+from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
+from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
+from .triplet_matcher import HTriMatcher, TripletOutputs, TripletTargets
+from .triplet_postprocess import (Rows, check_output, dedup_triplets, legacy_prediction,
+                                  logits_at_original, top_triplets, triplet_prediction)
 
 WALL_OTHER_MERGED = CLASSES.index('wall-other-merged')  # 131, dropped by OpenPSG's PSGTR (bug)
-
-
-def checked_rels(sample: Sample, num_predicates: int) -> torch.Tensor:
-    """``sample.rels (M, 3)``; a :class:`DatasetError` naming the image if an index is invalid."""
-    rels, n = sample.rels.reshape(-1, 3), len(sample.labels)
-    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n or rels[:, 2].min() < 0
-                      or rels[:, 2].max() >= num_predicates):
-        raise DatasetError(problem(sample.meta.file_name, sample.meta.image_id, 'rels',
-                                   f'subject/object must index the {n} segments and predicates '
-                                   f'be in 0..{num_predicates - 1}, got {rels.tolist()}'))
-    return rels
 
 
 def triplet_targets(samples: Sequence[Sample], num_classes: int, num_predicates: int
@@ -69,51 +59,12 @@ def triplet_targets(samples: Sequence[Sample], num_classes: int, num_predicates:
     return targets
 
 
-def half_resolution_masks(samples: Sequence[Sample], picks: Sequence[torch.Tensor],
-                          size: Size) -> torch.Tensor:
-    """GT masks ``picks[b]`` of each image, zero-padded to the batch size ``size = (H, W)`` and
-    nearest-downsampled to ``(H // 2, W // 2)``: ``(K, H // 2, W // 2)`` float, in batch order."""
-    out = []
-    for sample, pick in zip(samples, picks):
-        expected = (len(sample.labels), *sample.img.shape[1:])
-        if tuple(sample.masks.shape) != expected:
-            raise DatasetError(problem(
-                sample.meta.file_name, sample.meta.image_id, 'masks',
-                f'one-stage scene-graph models need one mask per object at the image size '
-                f'{expected}, got {tuple(sample.masks.shape)} (load masks with '
-                f'LoadPanopticAnnotations)'))
-        masks = sample.masks[pick].float()
-        masks = F.pad(masks, (0, size[1] - masks.shape[2], 0, size[0] - masks.shape[1]))
-        out.append(F.interpolate(masks[:, None], size=(size[0] // 2, size[1] // 2),
-                                 mode='nearest')[:, 0])
-    return torch.cat(out)
-
-
-def half_resolution_logits(logits: torch.Tensor, size: Size) -> torch.Tensor:
-    """Stride-4 mask logits ``(K, h, w)`` -> bilinear ``(K, H // 2, W // 2)``, ``size = (H, W)``."""
-    return F.interpolate(logits[:, None], size=(size[0] // 2, size[1] // 2), mode='bilinear',
-                         align_corners=False)[:, 0]
-
-
-def box_losses(boxes: torch.Tensor, target_boxes: torch.Tensor, sizes: Sequence[Size],
-               num_boxes: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L1 on normalised cxcywh, 1 - GIoU on pixel xyxy)`` of matched ``(K, 4)`` boxes, summed
-    and divided by ``num_boxes``; ``sizes`` is the ``img_shape`` of each pair's image."""
-    if len(boxes) == 0:
-        zero = boxes.sum() * 0
-        return zero, zero
-    scale = boxes.new_tensor([[w, h, w, h] for h, w in sizes])
-    giou = giou_loss(box_convert(boxes, 'cxcywh', 'xyxy') * scale,
-                     box_convert(target_boxes, 'cxcywh', 'xyxy') * scale, num_boxes)
-    return l1_loss(boxes, target_boxes, num_boxes), giou
-
-
 @MODELS.register()
 class PSGTr(DETRBase):
     """PSGTR: ``num_queries`` triplet queries (module docstring).
 
     Args:
-        backbone, transformer, num_queries: see :class:`~.detr.DETRBase`.
+        backbone, transformer, num_queries: see :class:`~.detr_base.DETRBase`.
         num_classes, num_predicates: object classes and predicates (without the extra class).
         aux_loss: also supervise the class/box outputs of every earlier decoder layer.
         no_relation_weight: class weight of "no relation" in the predicate loss (OpenPSG 0.02).
@@ -122,14 +73,18 @@ class PSGTr(DETRBase):
             obj_dice``.
         test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks), ``dedup_iou``
             (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
-            ``predicate_score_thr`` (rows kept only above all three), ``thing_iou`` (panoptic
-            merge of thing masks), ``claim_threshold`` (``single_mpo``: pixels no candidate
-            claims with a larger probability are void).
-        output: ``'single_mpo'`` or ``'legacy'`` (see :mod:`.triplet_postprocess`).
+            ``predicate_score_thr`` (the rows of the panoptic merge are above all three;
+            ``'legacy'`` rows ignore them), ``thing_iou`` (panoptic merge of thing masks),
+            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+            probability are void).
+        output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
+            published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
+            :mod:`.triplet_postprocess`.
         drop_wall_other_bug: reproduce OpenPSG's bug that drops every row whose subject or object
-            is ``wall-other-merged`` (for its published numbers).
+            is ``wall-other-merged`` before its panoptic merge; only with
+            ``output='openpsg_panoptic'``.
         num_thing_classes: labels below are things, the others stuff (panoptic merge).
-        feature_level: the backbone map the transformer reads (see :class:`~.detr.DETRBase`).
+        feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
 
     default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
@@ -149,26 +104,24 @@ class PSGTr(DETRBase):
                  num_thing_classes: int = NUM_THING_CLASSES, feature_level: int = 3) -> None:
         super().__init__(backbone, transformer, num_queries, feature_level)
         d, nhead = self.transformer.d_model, self.transformer.nhead
-        c2, c3, c4, _ = self.backbone[0].num_channels
+        channels = self.backbone[0].num_channels
         self.sub_class_embed = nn.Linear(d, num_classes + 1)
         self.sub_bbox_embed = MLP(d, d, 4, 3)
         self.obj_class_embed = nn.Linear(d, num_classes + 1)
         self.obj_bbox_embed = MLP(d, d, 4, 3)
         self.rel_class_embed = nn.Linear(d, num_predicates + 1)
-        self.sub_bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
-        self.sub_mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
-        self.obj_bbox_attention = MHAttentionMap(d, d, nhead, dropout=0.0)
-        self.obj_mask_head = MaskHeadSmallConv(d + nhead, [c4, c3, c2], d)
+        self.sub_bbox_attention, self.sub_mask_head = build_mask_branch(d, nhead, channels)
+        self.obj_bbox_attention, self.obj_mask_head = build_mask_branch(d, nhead, channels)
         self.num_classes = num_classes
         self.num_predicates = num_predicates
         self.num_thing_classes = num_thing_classes
-        self.aux_loss = aux_loss
         self.no_relation_weight = no_relation_weight
         self.matcher = HTriMatcher(**(matcher or {}))
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGTr',
                                             'loss_weights')
+        self.criterion = SetCriterion(self.loss_weights, aux_loss)
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg keys')
-        self.output = check_output_mode(output)
+        self.output = check_output(output, 'PSGTr', 'drop_wall_other_bug', drop_wall_other_bug)
         self.drop_wall_other_bug = drop_wall_other_bug
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, TripletOutputs]:
@@ -184,27 +137,26 @@ class PSGTr(DETRBase):
         """Stride-4 ``'sub'`` or ``'obj'`` mask logits ``(K, H/4, W/4)`` of last-layer queries."""
         attention, head = ((self.sub_bbox_attention, self.sub_mask_head) if branch == 'sub'
                            else (self.obj_bbox_attention, self.obj_mask_head))
-        fpns = [out.features[2], out.features[1], out.features[0]]
-        return predict_masks(attention, head, out.hs[-1][batch_idx, query_idx], batch_idx, out.src,
-                             out.memory, out.mask, fpns)
+        return predict_masks(attention, head, out.hs[-1][batch_idx, query_idx], batch_idx,
+                             out.mask_features())
 
     def layer_losses(self, out: TripletOutputs, targets: Sequence[TripletTargets],
                      sizes: Sequence[Size], matches: Sequence[Match],
-                     num_triplets: float) -> dict[str, torch.Tensor]:
-        """Unweighted class and box losses of one decoder layer (``out`` without the layer dim)."""
+                     num_boxes: float) -> dict[str, torch.Tensor]:
+        """Unweighted class and box losses of one decoder layer (``out`` without the layer dim);
+        the box losses are divided by ``num_boxes``."""
         batch_idx, query_idx = flatten_matches(list(matches))
         matched = [TripletTargets(*(field[j] for field in t))
                    for t, (_, j) in zip(targets, matches)]
         tgt = TripletTargets(*(torch.cat(fields) for fields in zip(*matched)))
         num_matched = max(len(batch_idx), 1)
-        rel_targets = torch.full(out.rel_logits.shape[:2], self.num_predicates, dtype=torch.int64,
-                                 device=out.rel_logits.device)
-        rel_targets[batch_idx, query_idx] = tgt.predicates
+        rel_targets = class_targets(out.rel_logits, list(matches), [t.predicates for t in targets],
+                                    self.num_predicates)
         pair_sizes = [sizes[b] for b in batch_idx.tolist()]
-        sub_bbox, sub_giou = box_losses(out.sub_boxes[batch_idx, query_idx], tgt.sub_boxes,
-                                        pair_sizes, num_triplets)
-        obj_bbox, obj_giou = box_losses(out.obj_boxes[batch_idx, query_idx], tgt.obj_boxes,
-                                        pair_sizes, num_triplets)
+        sub_bbox, sub_giou = mmdet_box_losses(out.sub_boxes[batch_idx, query_idx], tgt.sub_boxes,
+                                              pair_sizes, num_boxes)
+        obj_bbox, obj_giou = mmdet_box_losses(out.obj_boxes[batch_idx, query_idx], tgt.obj_boxes,
+                                              pair_sizes, num_boxes)
         return {
             'sub_ce': F.cross_entropy(out.sub_logits[batch_idx, query_idx], tgt.sub_labels,
                                       reduction='sum') / num_matched,
@@ -214,31 +166,39 @@ class PSGTr(DETRBase):
             'sub_bbox': sub_bbox, 'obj_bbox': obj_bbox, 'sub_giou': sub_giou, 'obj_giou': obj_giou,
         }
 
+    def mask_losses(self, out: TransformerOutputs, batch: Batch, matches: list[Match]
+                    ) -> dict[str, torch.Tensor]:
+        """Dice losses of the matched queries' subject and object masks at half the padded batch
+        size, divided by the number of matched queries."""
+        batch_idx, query_idx = flatten_matches(matches)
+        num_masks = max(len(batch_idx), 1)
+        losses = {}
+        for branch, column in (('sub', 0), ('obj', 1)):
+            picks = [s.rels.reshape(-1, 3)[j, column] for s, (_, j) in zip(batch.samples, matches)]
+            pred, target = masks_at_loss_resolution(
+                self.mask_logits(branch, out, batch_idx, query_idx), batch.samples, picks,
+                tuple(batch.imgs.shape[-2:]), 'half', 'PSGTr')
+            losses[f'{branch}_dice'] = dice_loss(pred, target, num_masks)
+        return losses
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out, heads = self.forward_heads(batch)
         targets = triplet_targets(batch.samples, self.num_classes, self.num_predicates)
         sizes = [s.meta.img_shape for s in batch.samples]
-        num_triplets = num_targets_for_norm(sum(len(t.predicates) for t in targets),
-                                            batch.imgs.device)
-        num_layers = len(out.hs)
-        losses: dict[str, torch.Tensor] = {}
-        for layer in (range(num_layers) if self.aux_loss else [num_layers - 1]):
-            layer_out = TripletOutputs(*(field[layer] for field in heads))
-            matches = self.matcher(layer_out, targets, sizes)
-            suffix = '' if layer == num_layers - 1 else f'_d{layer}'
-            for name, value in self.layer_losses(layer_out, targets, sizes, matches,
-                                                 num_triplets).items():
-                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
-        batch_idx, query_idx = flatten_matches(matches)
-        size = tuple(batch.imgs.shape[-2:])
-        num_masks = max(len(batch_idx), 1)
-        for branch, column in (('sub', 0), ('obj', 1)):
-            picks = [s.rels.reshape(-1, 3)[j, column] for s, (_, j) in zip(batch.samples, matches)]
-            target = half_resolution_masks(batch.samples, picks, size).flatten(1)
-            pred = half_resolution_logits(self.mask_logits(branch, out, batch_idx, query_idx), size)
-            losses[f'loss_{branch}_dice'] = self.loss_weights[f'{branch}_dice'] * dice_loss(
-                pred.flatten(1), target, num_masks)
-        return losses
+        num_matched = num_targets_for_norm(
+            sum(min(self.num_queries, len(t.predicates)) for t in targets), batch.imgs.device)
+
+        def layer(index: int) -> TripletOutputs:
+            return TripletOutputs(*(field[index] for field in heads))
+
+        def terms(index: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
+            values = self.layer_losses(layer(index), targets, sizes, matches, num_matched)
+            if last:
+                values.update(self.mask_losses(out, batch, matches))
+            return values
+
+        return self.criterion(len(out.hs), lambda index: self.matcher(layer(index), targets, sizes),
+                              terms)[0]
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
@@ -247,13 +207,16 @@ class PSGTr(DETRBase):
         1. subject/object class = argmax of the softmax without "no object", score = its value;
         2. the ``max_per_img`` best (query, predicate) cells of the predicate softmax, ranked;
         3. each row's subject/object mask = its query's mask logits at original size
-           (binary: ``sigmoid > mask_threshold``);
-        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``);
+           (:func:`~.triplet_postprocess.logits_at_original`; binary: ``sigmoid >
+           mask_threshold``);
+        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``):
+           the ``'legacy'`` rows, returned with the panoptic map of step 5;
         5. rows kept with subject score > ``subject_score_thr``, object score >
            ``object_score_thr``, predicate score > ``predicate_score_thr`` (and, with
-           ``drop_wall_other_bug``, neither label ``wall-other-merged``);
-        6. panoptic merge of the kept rows' subject and object masks and the output of
-           :func:`~.triplet_postprocess.triplet_prediction` (``output`` mode).
+           ``drop_wall_other_bug``, neither label ``wall-other-merged``); their subject masks, then
+           their object masks, are the candidates of the panoptic merge and of the
+           ``'single_mpo'`` or ``'openpsg_panoptic'`` output
+           (:func:`~.triplet_postprocess.triplet_prediction`).
         """
         out, heads = self.forward_heads(batch)
         return [self.predict_image(out, TripletOutputs(*(field[-1, b] for field in heads)), b, meta)
@@ -268,28 +231,34 @@ class PSGTr(DETRBase):
         obj_scores, obj_labels = heads.obj_logits.float().softmax(-1)[:, :-1].max(-1)
         used, row_query = query.unique(return_inverse=True)
         batch_idx = torch.full_like(used, b)
-        logits = {branch: logits_at_original_size(self.mask_logits(branch, out, batch_idx, used),
-                                                  meta) for branch in ('sub', 'obj')}
+        # candidates: the subject masks of the used queries, then their object masks
+        logits = torch.cat([logits_at_original(self.mask_logits(branch, out, batch_idx, used), meta,
+                                               self.output) for branch in ('sub', 'obj')])
+        labels = torch.cat([sub_labels[used], obj_labels[used]]).cpu().numpy()
+        scores = torch.cat([sub_scores[used], obj_scores[used]]).cpu().numpy()
         per_row = row_query.cpu().numpy()
-        binary = {branch: (value.sigmoid() > cfg['mask_threshold']).cpu().numpy()[per_row]
-                  for branch, value in logits.items()}
-        rows = query.cpu().numpy()
-        s_lab, o_lab = sub_labels.cpu().numpy()[rows], obj_labels.cpu().numpy()[rows]
-        s_score, o_score = sub_scores.cpu().numpy()[rows], obj_scores.cpu().numpy()[rows]
-        r_score = rank_scores.cpu().numpy()
-        keep = dedup_triplets(s_lab, o_lab, predicate.cpu().numpy(), binary['sub'], binary['obj'],
-                              cfg['dedup_iou'])
-        keep &= ((s_score > cfg['subject_score_thr']) & (o_score > cfg['object_score_thr'])
-                 & (r_score > cfg['predicate_score_thr']))
+        rows = Rows(per_row, per_row + len(used), rel_probs[query].cpu().numpy(),
+                    rank_scores.cpu().numpy())
+        binary = (logits.sigmoid() > cfg['mask_threshold']).cpu().numpy()
+        deduplicated = dedup_triplets(labels[rows.sub], labels[rows.obj], predicate.cpu().numpy(),
+                                      binary[rows.sub], binary[rows.obj], cfg['dedup_iou'])
+        passed = (deduplicated & (scores[rows.sub] > cfg['subject_score_thr'])
+                  & (scores[rows.obj] > cfg['object_score_thr'])
+                  & (rows.scores > cfg['predicate_score_thr']))
         if self.drop_wall_other_bug:
-            keep &= (s_lab != WALL_OTHER_MERGED) & (o_lab != WALL_OTHER_MERGED)
-        kept = np.flatnonzero(keep)
-        num = len(kept)
-        mask_rows = row_query[torch.as_tensor(kept, device=row_query.device)]
-        return triplet_prediction(
-            meta, torch.cat([logits['sub'][mask_rows], logits['obj'][mask_rows]]),
-            np.concatenate([s_lab[kept], o_lab[kept]]),
-            np.concatenate([s_score[kept], o_score[kept]]), np.arange(num), np.arange(num) + num,
-            rel_probs.cpu().numpy()[rows[kept]], r_score[kept],
-            self.output, cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
+            passed &= ((labels[rows.sub] != WALL_OTHER_MERGED)
+                       & (labels[rows.obj] != WALL_OTHER_MERGED))
+        # the panoptic merge's candidates, as OpenPSG's: every passed row's subject, then object
+        kept = rows.take(passed)
+        cands = np.concatenate([kept.sub, kept.obj])
+        num = len(kept.sub)
+        panoptic = triplet_prediction(
+            meta, logits[torch.as_tensor(cands, device=logits.device)], labels[cands],
+            scores[cands], Rows(np.arange(num), np.arange(num) + num, kept.probs, kept.scores),
+            'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
+            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
             cfg['claim_threshold'])
+        if self.output != 'legacy':
+            return panoptic
+        return legacy_prediction(meta, logits, labels, scores, rows.take(deduplicated), panoptic,
+                                 cfg['mask_threshold'])

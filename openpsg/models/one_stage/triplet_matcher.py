@@ -20,8 +20,7 @@ import torch
 from torchvision.ops import box_convert
 
 from .matcher import Match, class_cost, giou_cost, l1_cost, linear_assignment
-
-Size = tuple[int, int]
+from .targets import Size
 
 
 def pixel_xyxy(boxes: torch.Tensor, size: Size) -> torch.Tensor:

@@ -2,61 +2,107 @@
 
 A model reduces its last decoder layer to
 
-* *rows*, ranked best-first: the top ``max_per_img`` (query, predicate) cells of the softmax
-  predicate probabilities (:func:`top_triplets`), each pointing at a subject and an object
-  *candidate* and carrying its query's full predicate distribution and its rank score (the
+* *rows* (:class:`Rows`), ranked best-first: the top ``max_per_img`` (query, predicate) cells of
+  the softmax predicate probabilities (:func:`top_triplets`), each pointing at a subject and an
+  object *candidate* and carrying its query's full predicate distribution and its rank score (the
   probability of the cell's predicate);
-* *candidates*: segment hypotheses with mask logits at original size
-  (:func:`logits_at_original_size`), a class and a class score. PSGTR has two candidates per row
-  (the row's subject and object masks), PSGFormer one per object query a row points at.
+* *candidates*: segment hypotheses with mask logits at original size (:func:`logits_at_original`),
+  a class and a class score. PSGTR has two candidates per row (the row's subject and object
+  masks), PSGFormer one per object query a row points at.
 
-:func:`triplet_prediction` then builds the panoptic segmentation (:func:`merge_candidates`:
-each pixel goes to the candidate with the largest logit - the argmax of OpenPSG's per-pixel
-softmax; stuff candidates of one class merge; thing candidates of one class whose binary masks
-overlap with IoU > ``thing_iou`` merge greedily; candidates left without pixels vanish) and the
-:class:`~openpsg.structures.Prediction`, in one of two ``output`` modes:
+A candidate's binary mask is ``sigmoid(logit) > mask_threshold``. The panoptic segmentation is
+:func:`~.panoptic_merge.merge_candidates`: each pixel goes to the candidate with the largest logit,
+stuff candidates of one class merge, thing candidates of one class whose binary masks overlap with
+IoU > ``thing_iou`` merge greedily, candidates left without pixels vanish. Three ``output`` modes
+build the :class:`~openpsg.structures.Prediction` (``predicate_scores`` of a row: its query's
+distribution over the predicates; ``triplet_scores``: its rank score; ``no_relation_scores``: its
+query's "no relation" probability; a segment's score: the best score of its candidates):
 
-``'single_mpo'`` (default)
-    The segments are the merged panoptic segments (one non-overlapping mask per object, ordered by
-    their first candidate). A pixel no candidate claims (best probability <= ``claim_threshold``)
-    is void: OpenPSG gives it to the largest logit, so the pixels of every object that no kept row
-    mentions (and of the background between objects) swell some candidate's segment, which then
-    misses its object by IoU - with weak masks, most of them. A row becomes the pair (segment of
-    its subject, segment of its object); rows whose subject or object segment vanished, and rows
-    whose subject and object fell into the same segment, are dropped; when several rows land on
-    one (subject, object) pair - a query ranked for its second predicate, or two queries merged
-    into one segment - only the first, i.e. highest-ranked, row is kept. ``predicate_scores`` is that row's query distribution over
-    the predicates, ``triplet_scores`` its rank score, ``no_relation_scores`` its query's
-    "no relation" probability; a segment's score is the best score of its candidates.
-``'legacy'``
-    OpenPSG's result: row ``r`` owns two segments, its subject candidate's and its object
-    candidate's binary mask (``sigmoid(logit) > mask_threshold``; masks may overlap and repeat an
-    object), so ``pairs[r] = (r, R + r)``; every row is kept in rank order. The evaluator takes the
-    argmax of a row's distribution, which may differ from the predicate the row was ranked for
-    (OpenPSG's quirk). The merged panoptic map (every pixel assigned, as OpenPSG) is returned
-    beside it as ``pan_id_map`` / ``pan_labels``.
+``'single_mpo'`` (default; :func:`triplet_prediction`)
+    One non-overlapping mask per object and one predicate distribution per pair, as the ``fair``
+    protocol expects. It differs from OpenPSG's panoptic output in three ways: the logits are
+    sampled bilinearly at the original pixels (:func:`~openpsg.structures.sample_logits_at_original`)
+    instead of nearest-resized; a pixel no candidate claims (best probability <=
+    ``claim_threshold``) is void, where OpenPSG gives it to the largest logit, so that the pixels
+    of every object no kept row mentions (and of the background between objects) do not swell some
+    candidate's segment until it misses its object by IoU; and a row becomes the pair (segment of
+    its subject, segment of its object) only if both segments exist and differ and no
+    higher-ranked row has the same pair (a query ranked for its second predicate, or two queries
+    merged into one segment).
+``'openpsg_panoptic'`` (:func:`triplet_prediction`)
+    OpenPSG's ``eval_pan_rels=True``: logits nearest-resized
+    (:func:`~openpsg.structures.openpsg_logits_to_original`), every pixel assigned, segments in the
+    order of their groups' first candidates, each row re-mapped to (segment of its subject,
+    segment of its object) and kept, in rank order, whenever both segments have pixels - also when
+    subject and object fell into one segment and when an earlier row has the same pair. Without
+    any candidate the result is OpenPSG's placeholder: one segment (label 0) covering the image, no
+    relation, and a panoptic map of panoptic label 1 (OpenPSG's ``pan_results`` of ones).
+``'legacy'`` (:func:`legacy_prediction`)
+    OpenPSG's ``eval_pan_rels=False``, behind its published numbers: row ``r`` owns two segments,
+    its subject candidate's and its object candidate's binary mask (nearest-resized logits; masks
+    may overlap and repeat an object), so ``pairs[r] = (r, R + r)``; every row the model passes in
+    is kept in rank order. The evaluator takes the argmax of a row's distribution, which may
+    differ from the predicate the row was ranked for (OpenPSG's quirk). OpenPSG's panoptic map (of
+    the ``'openpsg_panoptic'`` output of the model's panoptic candidates, without the label bugs,
+    which need that output) is returned beside it as ``pan_id_map`` / ``pan_labels``.
 
-Masks, boxes and maps are at ``meta.ori_shape``. An image without any candidate gets an empty
-prediction whose panoptic map is all void.
+Masks, boxes and maps are at ``meta.ori_shape``.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torchvision.ops import roi_align
 
-from ...structures import (NUM_THING_CLASSES, VOID, ImageMeta, Prediction, id_map_to_masks,
-                           mask_iou, masks_to_boxes)
+from ...structures import (NUM_THING_CLASSES, ImageMeta, Prediction, id_map_to_masks, mask_iou,
+                           masks_to_boxes, no_relations, openpsg_logits_to_original,
+                           sample_logits_at_original)
+from .panoptic_merge import greedy_groups, merge_candidates
 
-OUTPUT_MODES = ('single_mpo', 'legacy')
+OUTPUT_MODES = ('single_mpo', 'legacy', 'openpsg_panoptic')
 
 
-def check_output_mode(output: str) -> str:
+def check_output(output: str, owner: str, bug_flag: str, bug: bool) -> str:
+    """``output`` if it is one of :data:`OUTPUT_MODES`; OpenPSG's label bugs (``bug_flag`` of
+    ``owner``) exist only in its panoptic output, so ``bug=True`` needs
+    ``output='openpsg_panoptic'``. Raises ``ValueError`` naming the keys otherwise."""
     if output not in OUTPUT_MODES:
-        raise ValueError(f'output must be one of {OUTPUT_MODES}, got {output!r}')
+        raise ValueError(f'{owner}: output must be one of {OUTPUT_MODES}, got {output!r}')
+    if bug and output != 'openpsg_panoptic':
+        raise ValueError(f"{owner}: {bug_flag}=True reproduces a bug of OpenPSG's panoptic output "
+                         f"and needs output='openpsg_panoptic', got output={output!r}")
     return output
+
+
+def logits_at_original(logits: torch.Tensor, meta: ImageMeta, output: str) -> torch.Tensor:
+    """Stride-4 candidate logits ``(K, h, w)`` -> ``(K, H0, W0)``: bilinear sampling for
+    ``'single_mpo'``, OpenPSG's nearest resize for its two outputs."""
+    if output == 'single_mpo':
+        return sample_logits_at_original(logits, meta)
+    return openpsg_logits_to_original(logits, meta)
+
+
+class Rows(NamedTuple):
+    """Ranked rows: ``sub``, ``obj`` ``(R,)`` int64 candidate indices; ``probs (R, P + 1)`` each
+    row's query distribution (last column = no relation); ``scores (R,)`` rank scores,
+    non-increasing."""
+
+    sub: np.ndarray
+    obj: np.ndarray
+    probs: np.ndarray
+    scores: np.ndarray
+
+    def take(self, keep: np.ndarray) -> 'Rows':
+        """The rows selected by ``keep`` (bool mask or indices), in their order."""
+        return Rows(*(field[keep] for field in self))
+
+    def relation_fields(self) -> dict[str, np.ndarray]:
+        """``predicate_scores``, ``triplet_scores`` and ``no_relation_scores`` of every row."""
+        probs = self.probs.astype(np.float32)
+        return dict(predicate_scores=probs[:, :-1], triplet_scores=self.scores.astype(np.float32),
+                    no_relation_scores=probs[:, -1])
 
 
 def top_triplets(rel_logits: torch.Tensor, k: int
@@ -73,29 +119,14 @@ def top_triplets(rel_logits: torch.Tensor, k: int
     return scores, flat // num_predicates, flat % num_predicates, probs
 
 
-def logits_at_original_size(logits: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
-    """Stride-4 mask logits ``(K, h, w)`` of a padded batch image -> ``(K, H0, W0)`` at
-    ``meta.ori_shape``: the valid ``img_shape`` region (``img_shape / 4`` cells of the stride-4
-    grid) is sampled bilinearly at the centres of the original pixels - the same as cropping the
-    upsampled map to ``img_shape`` and resizing it, without building the padded full-size map -
-    and un-flipped when ``meta.flip``."""
-    out_h, out_w = meta.ori_shape
-    if len(logits) == 0:
-        return logits.new_zeros((0, out_h, out_w), dtype=torch.float32)
-    h, w = meta.img_shape
-    box = logits.new_tensor([[0.0, 0.0, 0.0, w / 4, h / 4]], dtype=torch.float32)
-    out = roi_align(logits[None].float(), box, (out_h, out_w), spatial_scale=1.0, sampling_ratio=1,
-                    aligned=True)[0]
-    return out.flip(-1) if meta.flip else out
-
-
 def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: np.ndarray,
                    sub_masks: np.ndarray, obj_masks: np.ndarray, iou_thr: float) -> np.ndarray:
     """OpenPSG's triplet de-duplication of ranked rows -> ``keep (R,)`` bool.
 
     Among rows with the same (subject label, object label, predicate), in rank order, the first
     row still standing removes every later one whose subject-mask IoU and object-mask IoU with it
-    both exceed ``iou_thr``; removed rows remove nothing. ``*_masks (R, H, W)`` bool.
+    both exceed ``iou_thr``; removed rows remove nothing (:func:`~.panoptic_merge.greedy_groups`).
+    ``*_masks (R, H, W)`` bool.
     """
     keep = np.ones(len(predicates), dtype=bool)
     groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
@@ -104,131 +135,80 @@ def dedup_triplets(sub_labels: np.ndarray, obj_labels: np.ndarray, predicates: n
     for rows in groups.values():
         if len(rows) < 2:
             continue
+        rows = np.asarray(rows)
         duplicate = ((mask_iou(sub_masks[rows], sub_masks[rows]) > iou_thr)
                      & (mask_iou(obj_masks[rows], obj_masks[rows]) > iou_thr))
-        alive = list(range(len(rows)))
-        while alive:
-            base, rest = alive[0], alive[1:]
-            alive = [i for i in rest if not duplicate[base, i]]
-            for i in rest:
-                if duplicate[base, i]:
-                    keep[rows[i]] = False
+        keep[rows] = greedy_groups(duplicate) == np.arange(len(rows))
     return keep
 
 
-def merge_candidates(logits: torch.Tensor, binary: np.ndarray, labels: np.ndarray,
-                     scores: np.ndarray, thing_iou: float = 0.5,
-                     num_thing_classes: int = NUM_THING_CLASSES,
-                     claim_threshold: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Panoptic merge of ``K >= 1`` candidates.
-
-    ``logits (K, H, W)`` at original size, ``binary (K, H, W)`` their thresholded masks,
-    ``labels (K,)``, ``scores (K,)``. Each pixel goes to the candidate with the largest logit;
-    with ``claim_threshold`` only where that candidate's probability exceeds it (other pixels are
-    void), with ``None`` every pixel (OpenPSG). Returns ``segment_of (K,)`` (segment of each
-    candidate, -1 if its segment got no pixel), ``id_map (H, W)`` int32, and the segments'
-    ``labels (S,)`` and ``scores (S,)`` (best candidate score). Segments are numbered by their
-    representative (first) candidate.
-    """
-    num = len(labels)
-    rep = np.arange(num)
-    first_stuff: dict[int, int] = {}
-    things: dict[int, list[int]] = defaultdict(list)
-    for k, label in enumerate(labels.tolist()):
-        if label >= num_thing_classes:
-            rep[k] = first_stuff.setdefault(label, k)
-        else:
-            things[label].append(k)
-    for members in things.values():
-        if len(members) < 2:
-            continue
-        iou = mask_iou(binary[members], binary[members])
-        alive = list(range(len(members)))
-        while alive:
-            base, rest = alive[0], alive[1:]
-            for i in rest:
-                if iou[base, i] > thing_iou:
-                    rep[members[i]] = members[base]
-            alive = [i for i in rest if iou[base, i] <= thing_iou]
-    best, winner = logits.max(0)
-    owner = rep[winner.cpu().numpy()]
-    if claim_threshold is not None:
-        owner[(best.sigmoid() <= claim_threshold).cpu().numpy()] = num
-    present = np.unique(owner[owner < num])
-    renumber = np.full(num + 1, VOID, dtype=np.int64)
-    renumber[present] = np.arange(len(present))
-    segment_of = renumber[rep]
-    seg_scores = np.zeros(len(present), dtype=np.float32)
-    alive = segment_of >= 0
-    np.maximum.at(seg_scores, segment_of[alive], scores[alive].astype(np.float32))
-    id_map = renumber[owner].astype(np.int32)
-    return segment_of, id_map, labels[present].astype(np.int64), seg_scores
-
-
-def empty_prediction(meta: ImageMeta, num_predicates: int) -> Prediction:
-    """No segment, no relation, an all-void panoptic map."""
+def openpsg_placeholder(meta: ImageMeta, num_predicates: int) -> Prediction:
+    """OpenPSG's panoptic result without any candidate: one segment (label 0, score 0) covering the
+    image, no relation, and a panoptic map of one segment of panoptic label 1 (OpenPSG fills
+    ``pan_results`` with ones: instance 0, class 1)."""
     h, w = meta.ori_shape
-    return Prediction(image_id=meta.image_id, labels=np.zeros(0, np.int64),
-                      scores=np.zeros(0, np.float32), boxes=np.zeros((0, 4), np.float32),
-                      masks=np.zeros((0, h, w), bool), pairs=np.zeros((0, 2), np.int64),
-                      predicate_scores=np.zeros((0, num_predicates), np.float32),
-                      triplet_scores=np.zeros(0, np.float32),
-                      no_relation_scores=np.zeros(0, np.float32),
-                      pan_id_map=np.full((h, w), VOID, np.int32))
+    return Prediction(image_id=meta.image_id, labels=np.zeros(1, np.int64),
+                      scores=np.zeros(1, np.float32),
+                      boxes=np.array([[0, 0, w, h]], np.float32), masks=np.ones((1, h, w), bool),
+                      **no_relations(num_predicates), pan_id_map=np.zeros((h, w), np.int32),
+                      pan_labels=np.ones(1, np.int64))
 
 
 def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
-                       scores: np.ndarray, sub_cand: np.ndarray, obj_cand: np.ndarray,
-                       rel_probs: np.ndarray, rank_scores: np.ndarray, output: str = 'single_mpo',
+                       scores: np.ndarray, rows: Rows, output: str = 'single_mpo',
                        mask_threshold: float = 0.85, thing_iou: float = 0.5,
                        num_thing_classes: int = NUM_THING_CLASSES,
                        claim_threshold: float = 0.5) -> Prediction:
-    """The :class:`~openpsg.structures.Prediction` of ranked rows over candidates (see the module
-    docstring).
+    """The ``'single_mpo'`` or ``'openpsg_panoptic'`` prediction of ranked ``rows`` over
+    candidates (module docstring).
 
     Args:
         meta: the image (``ori_shape``, ``image_id``).
         logits: ``(K, H0, W0)`` candidate mask logits at original size.
         labels, scores: ``(K,)`` candidate classes and class scores.
-        sub_cand, obj_cand: ``(R,)`` the subject and object candidate of each row, best row first.
-        rel_probs: ``(R, P + 1)`` each row's query distribution (last column = no relation).
-        rank_scores: ``(R,)`` non-increasing.
-        output: ``'single_mpo'`` or ``'legacy'``.
+        rows: the ranked rows over these candidates.
+        output: ``'single_mpo'`` or ``'openpsg_panoptic'``.
         mask_threshold: a candidate's binary mask is ``sigmoid(logit) > mask_threshold``.
-        thing_iou, num_thing_classes: see :func:`merge_candidates`.
+        thing_iou, num_thing_classes: see :func:`~.panoptic_merge.merge_candidates`.
         claim_threshold: ``'single_mpo'``: a pixel whose best candidate's probability is not above
-            it is void (``'legacy'`` assigns every pixel, as OpenPSG).
+            it is void.
     """
-    num_predicates = rel_probs.shape[1] - 1
+    num_predicates = rows.probs.shape[1] - 1
+    openpsg = output == 'openpsg_panoptic'
     if len(labels) == 0:
-        return empty_prediction(meta, num_predicates)
-    legacy = check_output_mode(output) == 'legacy'
+        return (openpsg_placeholder(meta, num_predicates) if openpsg else
+                Prediction.empty(meta.image_id, tuple(meta.ori_shape), num_predicates))
     binary = (logits.sigmoid() > mask_threshold).cpu().numpy()
     segment_of, id_map, seg_labels, seg_scores = merge_candidates(
         logits, binary, labels, scores, thing_iou, num_thing_classes,
-        None if legacy else claim_threshold)
-    rel_probs = rel_probs.astype(np.float32)
-    if legacy:
-        cands = np.concatenate([sub_cand, obj_cand])
-        num_rows = len(sub_cand)
-        masks = binary[cands]
-        return Prediction(
-            image_id=meta.image_id, labels=labels[cands].astype(np.int64),
-            scores=scores[cands].astype(np.float32), boxes=masks_to_boxes(masks), masks=masks,
-            pairs=np.stack([np.arange(num_rows), np.arange(num_rows) + num_rows], 1),
-            predicate_scores=rel_probs[:, :num_predicates],
-            triplet_scores=rank_scores.astype(np.float32), no_relation_scores=rel_probs[:, -1],
-            pan_id_map=id_map, pan_labels=seg_labels)
-    pairs = np.stack([segment_of[sub_cand], segment_of[obj_cand]], 1)
-    valid = (pairs >= 0).all(1) & (pairs[:, 0] != pairs[:, 1])
-    rows = np.flatnonzero(valid)
-    _, first = np.unique(pairs[rows], axis=0, return_index=True)
-    rows = rows[np.sort(first)]
+        None if openpsg else claim_threshold)
+    pairs = np.stack([segment_of[rows.sub], segment_of[rows.obj]], 1)
+    kept = np.flatnonzero((pairs >= 0).all(1))
+    if not openpsg:
+        kept = kept[pairs[kept, 0] != pairs[kept, 1]]
+        _, first = np.unique(pairs[kept], axis=0, return_index=True)
+        kept = kept[np.sort(first)]
     masks = id_map_to_masks(id_map, len(seg_labels))
     return Prediction(
         image_id=meta.image_id, labels=seg_labels, scores=seg_scores, boxes=masks_to_boxes(masks),
-        masks=masks, pairs=pairs[rows].astype(np.int64),
-        predicate_scores=rel_probs[rows, :num_predicates],
-        triplet_scores=rank_scores[rows].astype(np.float32), no_relation_scores=rel_probs[rows, -1],
+        masks=masks, pairs=pairs[kept].astype(np.int64), **rows.take(kept).relation_fields(),
         pan_id_map=id_map)
+
+
+def legacy_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
+                      scores: np.ndarray, rows: Rows, panoptic: Prediction,
+                      mask_threshold: float = 0.85) -> Prediction:
+    """The ``'legacy'`` prediction (module docstring): every row of ``rows`` with its subject and
+    object candidate's binary mask (``logits (K, H0, W0)``, ``labels``, ``scores (K,)`` of the
+    candidates), and the panoptic map of ``panoptic`` (the model's ``'openpsg_panoptic'``
+    prediction)."""
+    cands = np.concatenate([rows.sub, rows.obj]).astype(np.int64)
+    masks = (logits[torch.as_tensor(cands, device=logits.device)].sigmoid()
+             > mask_threshold).cpu().numpy()
+    num_rows = len(rows.sub)
+    pan_id_map, pan_labels = panoptic.panoptic()
+    return Prediction(
+        image_id=meta.image_id, labels=labels[cands].astype(np.int64),
+        scores=scores[cands].astype(np.float32), boxes=masks_to_boxes(masks), masks=masks,
+        pairs=np.stack([np.arange(num_rows), np.arange(num_rows) + num_rows], 1),
+        **rows.relation_fields(), pan_id_map=pan_id_map, pan_labels=pan_labels)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torchvision.ops import masks_to_boxes as _inclusive_boxes
 
-from ...structures import Batch, Prediction
+from ...structures import Batch, Prediction, no_relations
 from ...structures.labels import NUM_PREDICATES
 from ...structures.masks import id_map_to_masks, masks_to_boxes
 from ..base import PSGModel
@@ -92,9 +92,7 @@ def segments_to_prediction(segments: SegmentResult, image_id: str,
         scores=segments.scores.cpu().numpy().astype(np.float32),
         boxes=masks_to_boxes(masks),
         masks=masks,
-        pairs=np.zeros((0, 2), dtype=np.int64),
-        predicate_scores=np.zeros((0, num_predicates), dtype=np.float32),
-        triplet_scores=np.zeros((0,), dtype=np.float32),
+        **no_relations(num_predicates),
         pan_id_map=id_map)
 
 

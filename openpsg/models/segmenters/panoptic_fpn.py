@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
@@ -27,7 +27,8 @@ from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image, nms
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...registry import MODELS
-from ...structures import Batch, ImageMeta, Sample
+from ...structures import (Batch, Sample, boxes_to_original, logits_to_original, original_shape,
+                           unflip, upsample_stride)
 from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
 from ..backbones.resnet import RESNET_CHANNELS, load_pretrained_trunk
 from .base import FeatureLevel, Segmenter, SegmentResult
@@ -161,30 +162,6 @@ def thing_targets(sample: Sample, num_things: int) -> dict[str, torch.Tensor]:
     return {'boxes': boxes[keep], 'labels': sample.labels[keep] + 1, 'masks': sample.masks[keep]}
 
 
-def _output_frame(meta: ImageMeta, boxes: torch.Tensor, rescale: bool
-                  ) -> tuple[tuple[int, int], torch.Tensor]:
-    """The ``(h, w)`` to segment at and the boxes in that frame: the input size, or with
-    ``rescale`` the original size (boxes divided by the scale factor)."""
-    if not rescale:
-        return tuple(meta.img_shape), boxes
-    if min(meta.ori_shape) <= 0:
-        raise ValueError(f'image_id={meta.image_id}: field \'ori_shape\' is {meta.ori_shape}; '
-                         'segmenting at the original size needs it')
-    w_scale, h_scale = meta.scale_factor
-    return tuple(meta.ori_shape), boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
-
-
-def _semantic_logits_at(logits: torch.Tensor, pad_size: tuple[int, int], img_shape: tuple[int, int],
-                        size: tuple[int, int]) -> torch.Tensor:
-    """Stride-4 logits ``(C, h, w)`` of a padded batch of size ``pad_size`` -> ``(C, *size)``: upsampled
-    to the padded size, cropped to the image, resized to ``size`` (all bilinear)."""
-    out = F.interpolate(logits[None], size=tuple(pad_size), mode='bilinear', align_corners=False)
-    out = out[..., :img_shape[0], :img_shape[1]]
-    if tuple(size) != tuple(img_shape):
-        out = F.interpolate(out, size=tuple(size), mode='bilinear', align_corners=False)
-    return out[0]
-
-
 @MODELS.register()
 class PanopticFPN(Segmenter):
     """Panoptic FPN for PSG: Mask R-CNN for the 80 thing classes + semantic FPN head for stuff.
@@ -262,8 +239,10 @@ class PanopticFPN(Segmenter):
 
         Segments are at the input size ``meta.img_shape`` (or, with ``rescale``, at
         ``meta.ori_shape``: instance masks pasted into original-size boxes and semantic logits
-        resized there before fusing, as mmdet's Panoptic FPN does for evaluation). See
-        :class:`SegmentResult` for the segment order and scores.
+        resized there - :func:`~openpsg.structures.logits_to_original`, bilinear - before fusing,
+        as mmdet's Panoptic FPN does for evaluation; a flipped image is fused in its mirrored
+        frame and the id map mirrored back). See :class:`SegmentResult` for the segment order and
+        scores.
         """
         sizes = [tuple(m.img_shape) for m in batch.metas]
         with _inference_mode(self.rpn, self.roi_heads):
@@ -274,9 +253,17 @@ class PanopticFPN(Segmenter):
                                                  'stuff_area_limit')}
         results = []
         for i, (det, meta) in enumerate(zip(detections, batch.metas)):
-            size, boxes = _output_frame(meta, det['boxes'], rescale)
+            if rescale:
+                mirrored = replace(meta, flip=False)
+                size, boxes = original_shape(meta), boxes_to_original(det['boxes'], mirrored)
+                semantic = logits_to_original(logits[i], mirrored)
+            else:
+                size, boxes = tuple(meta.img_shape), det['boxes']
+                semantic = upsample_stride(logits[i], 4, size)
             masks = paste_masks_in_image(det['masks'], boxes, size, padding=1)[:, 0]
-            semantic = _semantic_logits_at(logits[i], batch.imgs.shape[-2:], meta.img_shape, size)
-            results.append(heuristic_fusion(masks, det['scores'], det['labels'] - 1, semantic,
-                                            self.num_things, **fusion))
+            result = heuristic_fusion(masks, det['scores'], det['labels'] - 1, semantic,
+                                      self.num_things, **fusion)
+            if rescale:
+                result.id_map = unflip(result.id_map, meta)
+            results.append(result)
         return results

@@ -1,0 +1,97 @@
+"""Training targets of the one-stage models, checked against the sample they come from: boxes as
+DETR regresses them, relations, and masks at the resolution the mask losses compare them at.
+
+Bad input raises :class:`~openpsg.datasets.errors.DatasetError` naming the file, the image and the
+field.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_convert
+
+from ...datasets.errors import DatasetError, problem
+from ...structures import Sample, upsample_stride
+
+Target = tuple[torch.Tensor, torch.Tensor]
+Size = tuple[int, int]
+#: where mask logits and GT masks meet: ``'input'`` the padded batch size (DETR), ``'half'`` half
+#: of it (OpenPSG's PSGTR and PSGFormer)
+LOSS_RESOLUTIONS = ('input', 'half')
+
+
+def box_targets(samples: Sequence[Sample], num_classes: int) -> list[Target]:
+    """Per image ``(labels (N,), boxes (N, 4))`` with boxes as cxcywh normalised by ``img_shape``;
+    labels must be in ``0..num_classes - 1`` and boxes finite with ``x2 > x1``, ``y2 > y1``."""
+    targets = []
+    for s in samples:
+        meta = s.meta
+        labels, boxes = s.labels, s.boxes.float()
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise DatasetError(problem(meta.file_name, meta.image_id, 'labels',
+                                       f'values must be in 0..{num_classes - 1}, got '
+                                       f'{labels.min().item()}..{labels.max().item()}'))
+        if boxes.shape != (len(labels), 4) or not torch.isfinite(boxes).all() or \
+                (boxes[:, 2:] <= boxes[:, :2]).any():
+            raise DatasetError(problem(meta.file_name, meta.image_id, 'boxes',
+                                       f'need {len(labels)} finite xyxy boxes with x2 > x1 and '
+                                       f'y2 > y1, got shape {tuple(boxes.shape)}'))
+        h, w = meta.img_shape
+        scale = boxes.new_tensor([w, h, w, h])
+        targets.append((labels, box_convert(boxes / scale, 'xyxy', 'cxcywh')))
+    return targets
+
+
+def checked_rels(sample: Sample, num_predicates: int) -> torch.Tensor:
+    """``sample.rels`` as ``(M, 3)``; subject/object must index the segments and predicates be in
+    ``0..num_predicates - 1``."""
+    rels, n = sample.rels.reshape(-1, 3), len(sample.labels)
+    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n or rels[:, 2].min() < 0
+                      or rels[:, 2].max() >= num_predicates):
+        raise DatasetError(problem(sample.meta.file_name, sample.meta.image_id, 'rels',
+                                   f'subject/object must index the {n} segments and predicates '
+                                   f'be in 0..{num_predicates - 1}, got {rels.tolist()}'))
+    return rels
+
+
+def padded_masks(samples: Sequence[Sample], picks: Sequence[torch.Tensor], size: Size,
+                 owner: str) -> torch.Tensor:
+    """The GT masks ``picks[b]`` of each image ``b``, zero-padded to the batch size ``size = (H, W)``:
+    ``(K, H, W)`` float in batch order. ``owner`` (the model) is named when a sample has no mask per
+    object at its image size."""
+    out = []
+    for sample, pick in zip(samples, picks):
+        expected = (len(sample.labels), *sample.img.shape[1:])
+        if tuple(sample.masks.shape) != expected:
+            raise DatasetError(problem(
+                sample.meta.file_name, sample.meta.image_id, 'masks',
+                f'{owner} needs one mask per object at the image size {expected}, got '
+                f'{tuple(sample.masks.shape)} (load masks with LoadPanopticAnnotations)'))
+        masks = sample.masks[pick].float()
+        out.append(F.pad(masks, (0, size[1] - masks.shape[2], 0, size[0] - masks.shape[1])))
+    return torch.cat(out)
+
+
+def masks_at_loss_resolution(logits: torch.Tensor, samples: Sequence[Sample],
+                             picks: Sequence[torch.Tensor], size: Size, resolution: str,
+                             owner: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask logits and GT masks where the mask losses compare them, each flattened to ``(K, P)``.
+
+    ``logits (K, h, w)``: stride-4 logits of the matched queries of the padded batch of size
+    ``size = (H, W)``, in the order of the GT masks ``picks`` (see :func:`padded_masks`).
+    ``resolution='input'`` (DETR): logits upsampled x4 (bilinear, cropped to ``(H, W)``) against
+    the padded GT masks; ``'half'`` (OpenPSG): logits resized bilinearly to ``(H // 2, W // 2)``,
+    GT masks padded then nearest-downsampled to it.
+    """
+    if resolution not in LOSS_RESOLUTIONS:
+        raise ValueError(f'{owner}: mask loss resolution must be one of {LOSS_RESOLUTIONS}, '
+                         f'got {resolution!r}')
+    target = padded_masks(samples, picks, size, owner)
+    if resolution == 'input':
+        return upsample_stride(logits, 4, size).flatten(1), target.flatten(1)
+    half = (size[0] // 2, size[1] // 2)
+    pred = F.interpolate(logits[:, None], size=half, mode='bilinear', align_corners=False)
+    target = F.interpolate(target[:, None], size=half, mode='nearest')
+    return pred.flatten(1), target.flatten(1)
