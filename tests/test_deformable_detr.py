@@ -229,6 +229,21 @@ def test_reference_initialisation_layout_and_names():
                           transformer=dict(d_model=32, nhead=4, num_feature_levels=2)))
 
 
+@pytest.mark.parametrize('levels, in_channels, shapes', [
+    (1, [512], [(2, 2)]),                                      # C5 alone (single scale)
+    (5, [128, 256, 512, 512, 64], [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]),  # 2 extra levels
+])
+def test_feature_levels_other_than_four(levels, in_channels, shapes):
+    model = MODELS.build(dict(
+        type='DeformableDETR', backbone=dict(type='ResNet', depth=18), num_queries=3,
+        transformer=dict(d_model=64, nhead=8, num_encoder_layers=1, num_decoder_layers=1,
+                         dim_feedforward=64, dropout=0.0, num_feature_levels=levels)))
+    assert [p[0].in_channels for p in model.input_proj] == in_channels
+    _, out = model.run_transformer(torch.randn(2, 3, 64, 64),
+                                   torch.zeros(2, 64, 64, dtype=torch.bool))
+    assert out.spatial_shapes.tolist() == [list(s) for s in shapes]
+
+
 def test_one_step_gives_every_loss_and_gradients():
     model = tiny_model()
     losses = model(collate_samples([box_sample(), box_sample(labels=(), boxes=())]))
