@@ -1,4 +1,5 @@
-"""Official facebookresearch/detr checkpoints load into DETR / DETR4Seg without losing a tensor.
+"""Official facebookresearch/detr checkpoints load into DETR / DETR4Seg without losing a tensor,
+and the converter refuses one whose architecture the target config does not match.
 
 The key names and shapes below are written out from the public DETR-R50 architecture (torchvision
 ResNet-50 with frozen batch norm under ``backbone.0.body``, 6+6 post-norm transformer layers of
@@ -14,7 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from checkpoint_shapes import conv, linear, norm, random_state, resnet_shapes
 from openpsg.config import Config
+from openpsg.models.conversion import (ConversionError, SourceCheckpoint, build_target_model,
+                                       check_architecture, read_checkpoint)
 from openpsg.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,80 +28,48 @@ convert = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(convert)
 
 
-def _bn(prefix: str, n: int) -> dict:
-    return {f'{prefix}.{k}': (n,) for k in ('weight', 'bias', 'running_mean', 'running_var')}
-
-
-def _linear(prefix: str, out: int, inp: int) -> dict:
-    return {f'{prefix}.weight': (out, inp), f'{prefix}.bias': (out,)}
-
-
-def _conv(prefix: str, out: int, inp: int, k: int, bias: bool = True) -> dict:
-    shapes = {f'{prefix}.weight': (out, inp, k, k)}
-    if bias:
-        shapes[f'{prefix}.bias'] = (out,)
-    return shapes
-
-
-def _attention(prefix: str, d: int) -> dict:
+def attention(prefix: str, d: int) -> dict:
+    """``nn.MultiheadAttention`` parameters."""
     return {f'{prefix}.in_proj_weight': (3 * d, d), f'{prefix}.in_proj_bias': (3 * d,),
-            **_linear(f'{prefix}.out_proj', d, d)}
+            **linear(f'{prefix}.out_proj', d, d)}
 
 
-def detr_r50_shapes(num_logits: int) -> dict:
-    """Key -> shape of a DETR-R50 detector (class head with ``num_logits`` rows)."""
-    shapes = {**_conv('backbone.0.body.conv1', 64, 3, 7, bias=False), **_bn('backbone.0.body.bn1', 64)}
-    inplanes = 64
-    for layer, (blocks, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
-        for b in range(blocks):
-            p = f'backbone.0.body.layer{layer}.{b}'
-            shapes.update({**_conv(f'{p}.conv1', planes, inplanes, 1, bias=False),
-                           **_bn(f'{p}.bn1', planes),
-                           **_conv(f'{p}.conv2', planes, planes, 3, bias=False),
-                           **_bn(f'{p}.bn2', planes),
-                           **_conv(f'{p}.conv3', planes * 4, planes, 1, bias=False),
-                           **_bn(f'{p}.bn3', planes * 4)})
-            if b == 0:
-                shapes.update({**_conv(f'{p}.downsample.0', planes * 4, inplanes, 1, bias=False),
-                               **_bn(f'{p}.downsample.1', planes * 4)})
-            inplanes = planes * 4
+def detr_shapes(num_logits: int, blocks: tuple[int, ...] = (3, 4, 6, 3),
+                num_queries: int = 100) -> dict:
+    """Key -> shape of a DETR detector (ResNet-50 by default; class head with ``num_logits``
+    rows)."""
+    shapes = resnet_shapes('backbone.0.body', blocks)
     d, ffn = 256, 2048
     for i in range(6):
         p = f'transformer.encoder.layers.{i}'
-        shapes.update({**_attention(f'{p}.self_attn', d), **_linear(f'{p}.linear1', ffn, d),
-                       **_linear(f'{p}.linear2', d, ffn), f'{p}.norm1.weight': (d,),
-                       f'{p}.norm1.bias': (d,), f'{p}.norm2.weight': (d,), f'{p}.norm2.bias': (d,)})
+        shapes.update({**attention(f'{p}.self_attn', d), **linear(f'{p}.linear1', ffn, d),
+                       **linear(f'{p}.linear2', d, ffn), **norm(f'{p}.norm1', d),
+                       **norm(f'{p}.norm2', d)})
     for i in range(6):
         p = f'transformer.decoder.layers.{i}'
-        shapes.update({**_attention(f'{p}.self_attn', d), **_attention(f'{p}.multihead_attn', d),
-                       **_linear(f'{p}.linear1', ffn, d), **_linear(f'{p}.linear2', d, ffn)})
+        shapes.update({**attention(f'{p}.self_attn', d), **attention(f'{p}.multihead_attn', d),
+                       **linear(f'{p}.linear1', ffn, d), **linear(f'{p}.linear2', d, ffn)})
         for n in (1, 2, 3):
-            shapes.update({f'{p}.norm{n}.weight': (d,), f'{p}.norm{n}.bias': (d,)})
-    shapes.update({'transformer.decoder.norm.weight': (d,), 'transformer.decoder.norm.bias': (d,),
-                   **_conv('input_proj', d, 2048, 1), 'query_embed.weight': (100, d),
-                   **_linear('class_embed', num_logits, d), **_linear('bbox_embed.layers.0', d, d),
-                   **_linear('bbox_embed.layers.1', d, d), **_linear('bbox_embed.layers.2', 4, d)})
+            shapes.update(norm(f'{p}.norm{n}', d))
+    shapes.update({**norm('transformer.decoder.norm', d), **conv('input_proj', d, 2048, 1),
+                   'query_embed.weight': (num_queries, d), **linear('class_embed', num_logits, d),
+                   **linear('bbox_embed.layers.0', d, d), **linear('bbox_embed.layers.1', d, d),
+                   **linear('bbox_embed.layers.2', 4, d)})
     return shapes
 
 
 def detr_r50_panoptic_shapes() -> dict:
     """Key -> shape of DETR-R50 panoptic (250 COCO panoptic ids + no object)."""
-    shapes = {f'detr.{k}': v for k, v in detr_r50_shapes(251).items()}
-    shapes.update({**_linear('bbox_attention.q_linear', 256, 256),
-                   **_linear('bbox_attention.k_linear', 256, 256)})
+    shapes = {f'detr.{k}': v for k, v in detr_shapes(251).items()}
+    shapes.update({**linear('bbox_attention.q_linear', 256, 256),
+                   **linear('bbox_attention.k_linear', 256, 256)})
     widths = [264, 128, 64, 32, 16]
     for i, (out, inp) in enumerate(zip(widths, [264] + widths[:-1]), start=1):
-        shapes.update({**_conv(f'mask_head.lay{i}', out, inp, 3), f'mask_head.gn{i}.weight': (out,),
-                       f'mask_head.gn{i}.bias': (out,)})
-    shapes.update({**_conv('mask_head.out_lay', 1, 16, 3), **_conv('mask_head.adapter1', 128, 1024, 1),
-                   **_conv('mask_head.adapter2', 64, 512, 1),
-                   **_conv('mask_head.adapter3', 32, 256, 1)})
+        shapes.update({**conv(f'mask_head.lay{i}', out, inp, 3), **norm(f'mask_head.gn{i}', out)})
+    shapes.update({**conv('mask_head.out_lay', 1, 16, 3), **conv('mask_head.adapter1', 128, 1024, 1),
+                   **conv('mask_head.adapter2', 64, 512, 1),
+                   **conv('mask_head.adapter3', 32, 256, 1)})
     return shapes
-
-
-def random_state(shapes: dict) -> dict:
-    gen = torch.Generator().manual_seed(0)
-    return {k: torch.randn(shape, generator=gen) for k, shape in shapes.items()}
 
 
 def build_r50(model_type: str):
@@ -121,7 +93,7 @@ def panoptic_source():
 
 @pytest.fixture(scope='module')
 def detection_source():
-    return random_state(detr_r50_shapes(92))  # 91 COCO ids + no object
+    return random_state(detr_shapes(92))  # 91 COCO ids + no object
 
 
 # PSG index -> COCO panoptic id, checked on a few classes by name: person 1, toothbrush 90,
@@ -168,20 +140,28 @@ def test_detection_checkpoint_loads_strictly_into_detr(detr4seg_r50, detection_s
                                        for k in result.missing_keys)
 
 
+TINY_CONFIG = ROOT / 'configs' / 'detr4seg' / 'detr4seg_tiny_synth.py'
+
+
 def test_cli_converts_a_checkpoint_file(tmp_path):
-    """The command line on a small file shaped like DETR's (panoptic prefix, training args)."""
-    source = random_state({'detr.class_embed.weight': (251, 8), 'detr.class_embed.bias': (251,),
-                           'detr.input_proj.weight': (8, 16, 1, 1), 'detr.query_embed.weight': (5, 8),
-                           'detr.transformer.encoder.layers.0.self_attn.in_proj_weight': (24, 8),
-                           'mask_head.lay1.weight': (16, 16, 3, 3)})
-    torch.save({'model': source, 'args': argparse.Namespace(lr=1e-4, masks=True)}, tmp_path / 'pan.pth')
-    dst = tmp_path / 'out' / 'detr_pan_r50.pth'
-    run = subprocess.run([sys.executable, str(TOOL), str(tmp_path / 'pan.pth'), str(dst)],
-                         capture_output=True, text=True, cwd=ROOT)
+    """The command line on a small checkpoint laid out as DETR's panoptic ones (``detr.`` prefix,
+    250 COCO ids + no object, training args), for the tiny DETR4Seg config it fits."""
+    own = build_target_model(TINY_CONFIG)[0].state_dict()
+    source = {(k if k.startswith(('bbox_attention.', 'mask_head.')) else f'detr.{k}'):
+              torch.randn(v.shape) for k, v in own.items()}
+    source['detr.class_embed.weight'] = torch.randn(251, 64)
+    source['detr.class_embed.bias'] = torch.randn(251)
+    torch.save({'model': source, 'args': argparse.Namespace(lr=1e-4, masks=True, dilation=False)},
+               tmp_path / 'pan.pth')
+    dst = tmp_path / 'out' / 'detr_pan.pth'
+    run = subprocess.run([sys.executable, str(TOOL), str(tmp_path / 'pan.pth'), str(dst),
+                          '--config', str(TINY_CONFIG)], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+    assert f'fits {TINY_CONFIG}' in run.stdout
     ckpt = torch.load(dst, map_location='cpu', weights_only=True)
     assert ckpt['meta']['source'] == 'pan.pth' and ckpt['meta']['classes'] == 'coco'
-    assert set(ckpt['state_dict']) == {k.removeprefix('detr.') for k in source}
+    assert ckpt['meta']['config'] == str(TINY_CONFIG)
+    assert set(ckpt['state_dict']) == set(own)
     assert torch.equal(ckpt['state_dict']['mask_head.lay1.weight'], source['mask_head.lay1.weight'])
     assert torch.equal(ckpt['state_dict']['query_embed.weight'], source['detr.query_embed.weight'])
     assert torch.equal(ckpt['state_dict']['class_embed.weight'][132],
@@ -189,22 +169,63 @@ def test_cli_converts_a_checkpoint_file(tmp_path):
     assert list(dst.parent.iterdir()) == [dst]  # no temporary file left behind
 
 
+@pytest.mark.parametrize('config', ['detr4seg/detr4seg_r50_psg.py', 'psgtr/psgtr_r50_psg.py',
+                                    'psgformer/psgformer_r50_psg.py'])
+def test_the_r50_panoptic_checkpoint_fits_the_r50_configs(panoptic_source, config):
+    state, _ = convert.convert_state_dict(dict(panoptic_source))
+    model, cfg = build_target_model(ROOT / 'configs' / config)
+    source = SourceCheckpoint('detr-r50-panoptic-00ce5173.pth', state)
+    check_architecture(state, source, model, cfg, config)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_naming_both(panoptic_source,
+                                                                    detection_source):
+    config = ROOT / 'configs' / 'detr4seg' / 'detr4seg_r50_psg.py'
+    model, cfg = build_target_model(config)
+    state, _ = convert.convert_state_dict(dict(panoptic_source))
+    # DC5, from the file name (official DC5 files say so) or from the stored training arguments
+    for source in (SourceCheckpoint('detr-r50-dc5-panoptic-da08f1b1.pth', state),
+                   SourceCheckpoint('renamed.pth', state, {'dilation': True})):
+        with pytest.raises(ConversionError, match=r'has a DC5 backbone \(C5 dilated, stride 16\) '
+                                                  r'\(.*\), but detr4seg_r50_psg.py builds a '
+                                                  r'backbone without dilation .*dilation=False'):
+            check_architecture(state, source, model, cfg, 'detr4seg_r50_psg.py')
+    # ... and the DC5 checkpoint fits a DC5 config
+    dc5_model, dc5_cfg = build_target_model(config, {'model.backbone.dilation': True})
+    check_architecture(state, SourceCheckpoint('detr-r50-dc5-panoptic-da08f1b1.pth', state),
+                       dc5_model, dc5_cfg, 'detr4seg_r50_psg.py')
+    with pytest.raises(ConversionError, match='has a backbone without dilation .*lacks "dc5"'):
+        check_architecture(state, SourceCheckpoint('detr-r50-panoptic-00ce5173.pth', state),
+                           dc5_model, dc5_cfg, 'dc5 config')
+    # ResNet-101 into ResNet-50; 300 queries into 100
+    r101, _ = convert.convert_state_dict(random_state(detr_shapes(92, blocks=(3, 4, 23, 3))))
+    with pytest.raises(ConversionError, match=r'r101.pth does not fit the model of r50.py: not in '
+                                              r'the model: backbone.0.body.layer3.10.bn1.bias'):
+        check_architecture(r101, SourceCheckpoint('r101.pth', r101), model, cfg, 'r50.py')
+    queries, _ = convert.convert_state_dict(random_state(detr_shapes(92, num_queries=300)))
+    with pytest.raises(ConversionError, match=r'shapes differ .checkpoint vs model.: '
+                                              r'query_embed.weight \(300, 256\) vs \(100, 256\)'):
+        check_architecture(queries, SourceCheckpoint('q300.pth', queries), model, cfg, 'r50.py')
+
+
 def test_drop_classes_and_bad_inputs(tmp_path, capsys, detection_source):
     state, summary = convert.convert_state_dict(dict(detection_source), classes='drop')
     assert 'class_embed.weight' not in state and 'class_embed.bias' not in state
     assert summary == 'class_embed dropped'
-    with pytest.raises(convert.ConversionError, match='not a DETR checkpoint, missing class_embed'):
+    with pytest.raises(ConversionError, match='not a DETR checkpoint, missing class_embed'):
         convert.convert_state_dict({'conv.weight': torch.zeros(1)}, source='x.pth')
 
     bad = tmp_path / 'resnet.pth'
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, bad)
     dst = tmp_path / 'never.pth'
-    assert convert.main([str(bad), str(dst)]) == 1
+    assert convert.main([str(bad), str(dst), '--config', str(TINY_CONFIG)]) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and 'missing class_embed.weight' in err
     assert not dst.exists()
-    with pytest.raises(convert.ConversionError, match='no such file'):
-        convert.load_detr_state_dict(tmp_path / 'missing.pth')
+    with pytest.raises(ConversionError, match='no such file'):
+        read_checkpoint(tmp_path / 'missing.pth')
     (tmp_path / 'garbage.pth').write_bytes(b'not a checkpoint')
-    with pytest.raises(convert.ConversionError, match='garbage.pth: cannot be read'):
-        convert.load_detr_state_dict(tmp_path / 'garbage.pth')
+    with pytest.raises(ConversionError, match='garbage.pth: cannot be read'):
+        read_checkpoint(tmp_path / 'garbage.pth')
+    with pytest.raises(SystemExit):
+        convert.parse_args([str(bad), str(dst)])  # --config is required

@@ -44,3 +44,38 @@ def test_a_prefix_that_matches_nothing_names_the_file_and_the_keys(checkpoint):
 def test_missing_weights_file_is_named():
     with pytest.raises(FileNotFoundError, match='nowhere.pth: backbone weights not found'):
         ResNet(depth=18, pretrained='/nowhere.pth')
+
+
+def test_dilation_puts_c5_at_stride_16_with_the_same_weights():
+    """DC5: the same state dict (names and shapes) loads strictly into the dilated trunk, C2..C4
+    are unchanged and C5 keeps stride 16, as torchvision's dilated ResNet-50 computes it."""
+    torch.manual_seed(0)
+    plain, dc5 = ResNet(50, frozen_stages=-1), ResNet(50, frozen_stages=-1, dilation=True)
+    state = plain.state_dict()
+    assert {k: v.shape for k, v in dc5.state_dict().items()} == \
+        {k: v.shape for k, v in state.items()}
+    dc5.load_state_dict(state, strict=True)
+    assert plain.strides == [4, 8, 16, 32] and dc5.strides == [4, 8, 16, 16]
+    conv = dc5.body.layer4[0].conv2
+    assert conv.stride == (1, 1) and conv.dilation == (1, 1)  # the first block keeps dilation 1
+    assert dc5.body.layer4[1].conv2.dilation == (2, 2)
+    assert dc5.body.layer4[0].downsample[0].stride == (1, 1)
+    imgs = torch.randn(1, 3, 64, 96)
+    pad = torch.zeros(1, 64, 96, dtype=torch.bool)
+    with torch.no_grad():
+        (c2, c3, c4, c5), masks = dc5(imgs, pad)
+        plain_features, _ = plain(imgs, pad)
+    assert c5.shape == (1, 2048, 4, 6) and masks[3].shape == (1, 4, 6)
+    assert plain_features[3].shape == (1, 2048, 2, 3)
+    torch.testing.assert_close(c4, plain_features[2])
+    reference = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d,
+                                            replace_stride_with_dilation=[False, False, True])
+    missing, unexpected = reference.load_state_dict(
+        {k.removeprefix('body.'): v for k, v in state.items()}, strict=False)
+    assert not unexpected and set(missing) == {'fc.weight', 'fc.bias'}
+    with torch.no_grad():
+        x = reference.maxpool(reference.relu(reference.bn1(reference.conv1(imgs))))
+        expected = reference.layer4(reference.layer3(reference.layer2(reference.layer1(x))))
+    torch.testing.assert_close(c5, expected)
+    with pytest.raises(ValueError, match='dilation .DC5. needs bottleneck blocks'):
+        ResNet(18, dilation=True)

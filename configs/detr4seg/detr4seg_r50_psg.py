@@ -1,7 +1,7 @@
 # DETR-R50 panoptic segmentation fine-tuned on PSG from COCO-panoptic DETR, evaluated with PQ.
 # Make the init checkpoint first:
 #   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth \
-#       work_dirs/checkpoints/detr_pan_r50.pth
+#       work_dirs/checkpoints/detr_pan_r50.pth --config configs/detr4seg/detr4seg_r50_psg.py
 _base_ = [
     '../_base_/models/detr4seg_r50.py',
     '../_base_/datasets/psg_onestage.py',

@@ -1,7 +1,8 @@
 # PSGFormer R50 on PSG: OpenPSG's recipe (AdamW 1e-3 with x0.1 on every DETR-pretrained part,
 # wd 1e-4, clip 0.1, 60 epochs, lr x0.1 after epoch 40, batch 1 per GPU), initialised from
 # COCO-panoptic DETR (its names fit the object branch, no renaming needed):
-#   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth work_dirs/checkpoints/detr_pan_r50.pth
+#   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth work_dirs/checkpoints/detr_pan_r50.pth \
+#       --config configs/psgformer/psgformer_r50_psg.py
 #   torchrun --nproc_per_node=8 tools/train.py configs/psgformer/psgformer_r50_psg.py --launcher pytorch
 # OpenPSG's published numbers: test with --cfg-options model.output=legacy (README, 'PSGTR and
 # PSGFormer').

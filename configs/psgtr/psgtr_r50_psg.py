@@ -1,6 +1,7 @@
 # PSGTR R50 on PSG: OpenPSG's recipe (AdamW 1e-4, backbone x0.1, clip 0.1, 60 epochs, lr x0.1
 # after epoch 40, batch 1 per GPU; OpenPSG trained on 4-8 GPUs), initialised from COCO-panoptic DETR:
-#   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth work_dirs/checkpoints/detr_pan_r50.pth
+#   python tools/convert_detr_checkpoint.py detr-r50-panoptic-00ce5173.pth work_dirs/checkpoints/detr_pan_r50.pth \
+#       --config configs/psgtr/psgtr_r50_psg.py
 #   torchrun --nproc_per_node=8 tools/train.py configs/psgtr/psgtr_r50_psg.py --launcher pytorch
 # OpenPSG's published numbers: test with --cfg-options model.output=legacy (README, 'PSGTR and
 # PSGFormer').

@@ -1,4 +1,5 @@
-"""ResNet trunk (torchvision) with frozen batch norm, returning C2-C5 and their padding masks."""
+"""ResNet trunk (torchvision) with frozen batch norm, returning C2-C5 and their padding masks;
+optionally C5 dilated (DC5)."""
 from __future__ import annotations
 
 import os
@@ -81,26 +82,36 @@ class ResNet(nn.Module):
     (random init), ``True`` (torchvision ImageNet weights from the torch hub cache) or a path to a
     torchvision ResNet state dict or to a checkpoint (``state_dict`` inside) of a model that holds
     the ResNet under the key prefix ``pretrained_prefix``, e.g. ``'backbone.body.'`` for a trained
-    Panoptic FPN (the prefix is unused without ``pretrained``).
+    Panoptic FPN (the prefix is unused without ``pretrained``). ``dilation=True`` (DC5, ResNet-50
+    and -101) replaces the stride of ``layer4`` by dilation (torchvision's
+    ``replace_stride_with_dilation=[False, False, True]``): C5 at stride 16 with the same weights.
 
     ``forward(imgs (B, 3, H, W), pad_mask (B, H, W) bool, True on padding)`` returns two lists over
-    C2..C5: feature maps ``(B, C_i, H / s_i, W / s_i)`` with strides 4, 8, 16, 32 and the padding
-    mask nearest-downsampled to each map. ``num_channels`` lists ``C_i``.
+    C2..C5: feature maps ``(B, C_i, H / s_i, W / s_i)`` with strides ``strides`` (4, 8, 16, 32;
+    4, 8, 16, 16 with dilation) and the padding mask nearest-downsampled to each map.
+    ``num_channels`` lists ``C_i``.
     """
 
     def __init__(self, depth: int = 50, frozen_stages: int = 1,
-                 pretrained: bool | str | None = None, pretrained_prefix: str = '') -> None:
+                 pretrained: bool | str | None = None, pretrained_prefix: str = '',
+                 dilation: bool = False) -> None:
         super().__init__()
         if depth not in RESNET_CHANNELS:
             raise ValueError(f'ResNet depth must be one of {sorted(RESNET_CHANNELS)}, got {depth}')
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
-        net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
+        if dilation and depth < 50:
+            raise ValueError(f'ResNet dilation (DC5) needs bottleneck blocks (depth 50 or 101), got '
+                             f'depth {depth}')
+        net = getattr(torchvision.models, f'resnet{depth}')(
+            weights=None, norm_layer=FrozenBatchNorm2d,
+            replace_stride_with_dilation=[False, False, bool(dilation)])
         if pretrained:
             load_pretrained_trunk(net, depth, pretrained, pretrained_prefix)
         self.body = IntermediateLayerGetter(
             net, return_layers={stage: str(i) for i, stage in enumerate(_STAGES)})
         self.num_channels = list(RESNET_CHANNELS[depth])
+        self.strides = [4, 8, 16, 16 if dilation else 32]
         frozen = [] if frozen_stages < 0 else ['conv1', 'bn1', *_STAGES[:frozen_stages]]
         for name, param in self.body.named_parameters():
             if name.split('.')[0] in frozen:
