@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
+
+# the temporary files of atomic_write and link_checkpoint: .<target name>.<random or pid>.tmp
+TEMP_NAME = re.compile(r'\.(?P<target>.+)\.[a-z0-9_]+\.tmp')
 
 
 def new_file_mode() -> int:
@@ -31,9 +35,11 @@ def atomic_write(path: str | os.PathLike, mode: str = 'wb', fsync: bool = False)
                 os.fsync(f.fileno())
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # e.g. a full disk: name the file being written
         raise
     if fsync:
         fsync_dir(path.parent)
@@ -51,3 +57,11 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def stale_temp_files(folder: str | os.PathLike, target: Callable[[str], bool]) -> list[Path]:
+    """Temporary files left in ``folder`` by an interrupted :func:`atomic_write` (names matching
+    :data:`TEMP_NAME`, regular files only) whose target file name satisfies ``target``."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if (m := TEMP_NAME.fullmatch(p.name)) and target(m['target'])
+                  and p.is_file() and not p.is_symlink())

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from openpsg import cli
+from openpsg.errors import InputError
 from openpsg.fileio import atomic_write
 
 # COCO panoptic category id of each PSG class, in PSG order (80 things, then 53 stuff classes).
@@ -51,7 +53,7 @@ REQUIRED_KEYS = ('class_embed.weight', 'class_embed.bias', 'input_proj.weight', 
                  'transformer.encoder.layers.0.self_attn.in_proj_weight')
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError, ValueError):
     """The source file is not a DETR checkpoint this tool can convert."""
 
 
@@ -124,16 +126,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('dst', help='output, e.g. work_dirs/checkpoints/detr_pan_r50.pth')
     parser.add_argument('--classes', choices=('coco', 'drop'), default='coco',
                         help='map the class head to PSG classes by COCO category id, or drop it')
+    cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
+@cli.tool('convert_detr_checkpoint.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        state, summary = convert_state_dict(load_detr_state_dict(args.src), args.classes, args.src)
-    except ConversionError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    state, summary = convert_state_dict(load_detr_state_dict(args.src), args.classes, args.src)
     meta = {'source': Path(args.src).name, 'classes': args.classes,
             'converter': 'convert_detr_checkpoint'}
     save_atomic({'state_dict': state, 'meta': meta}, args.dst)

@@ -9,7 +9,8 @@ submission has one entry per test image. A malformed submission: every problem i
 index, image_id, field), the exit status is 1 and no score file is written (stale ``scores.txt`` /
 ``scores.json`` in ``--out`` are removed). Otherwise ``--out`` receives ``scores.txt`` (OpenPSG's
 three lines: ``Recall R 20`` and ``MeanRecall R 20`` as fractions, ``PQ`` in percent) and
-``scores.json`` (every metric in percent). Exit status 2: unusable annotation file or data.
+``scores.json`` (every metric in percent). Exit status 2: unusable annotation file or data (or
+command line); other errors as in :mod:`openpsg.cli`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 
+from openpsg import cli
 from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.submission import (SCORE_FILES, SubmissionError, grade_submission,
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--dedup', choices=('first', 'max', 'ng', 'fail', 'none'), default='first',
                         help='fair protocol: rows repeating a (subject, object) pair')
     parser.add_argument('--workers', type=int, default=0, help='evaluation processes (0: none)')
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.max_rels < 0:
         parser.error(f'--max-rels must be 0 (all) or positive, got {args.max_rels}')
@@ -54,6 +57,7 @@ def _remove_stale_scores(out_dir: str) -> None:
             print(f'removed stale {path}', file=sys.stderr)
 
 
+@cli.tool('grade.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..fileio import atomic_write
 from ..structures import Prediction
 from .dist import gather_objects, is_main_process
@@ -25,7 +26,7 @@ FORMAT = 'openpsg-predictions'
 FORMAT_VERSION = 1
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(InputError, ValueError):
     """A prediction file that cannot be read or does not hold predictions."""
 
 
