@@ -88,7 +88,8 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any] | None) -> torch.op
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         known = [n for n, c in vars(torch.optim).items()
                  if isinstance(c, type) and issubclass(c, torch.optim.Optimizer)]
-        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        close = [k for k in known if k.lower() == str(name).lower()] or difflib.get_close_matches(
+            str(name), known, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ' (e.g. SGD, Adam, AdamW)'
         raise ConfigError(f'optimizer.type: {name!r} is not an optimizer in torch.optim{hint}')
     if 'lr' not in cfg:

@@ -38,7 +38,7 @@ from .checkpoint import (LATEST, RUN_CHECKPOINT, CheckpointError, best_checkpoin
                          prune_checkpoints, save_checkpoint)
 from .dist import (all_reduce_mean, broadcast_object, gather_objects, get_device, get_local_rank,
                    get_rank, get_world_size)
-from ..checks import integer, list_of, mapping
+from ..checks import integer, list_of, mapping, one_of
 from .env import get_rng_state, library_versions, set_rng_state
 from .hooks import Hook, LoggerHook
 from .inference import collect_predictions, inference
@@ -94,8 +94,7 @@ def parse_losses(losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict
 
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The AMP mode that will run: ``amp`` on CUDA; ``'none'`` (with a warning) on the CPU."""
-    if amp not in AMP_MODES:
-        raise ConfigError(f'amp: must be one of {", ".join(AMP_MODES)}, got {amp!r}')
+    one_of(*AMP_MODES)(amp, 'amp')
     if amp != 'none' and device.type != 'cuda':
         logger.warning('mixed precision (--amp %s) needs CUDA; training in float32 on %s',
                        amp, device)
