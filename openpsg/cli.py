@@ -117,6 +117,8 @@ def tool(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
                 status, message = describe(err)
                 if debug_requested(argv):
                     traceback.print_exc()
+                # free the failed frames' objects now: open progress bars close and clear their line
+                traceback.clear_frames(err.__traceback__)
                 label = 'error: ' if status != EXIT_BUG else ''
                 print(f'{prog}: {label}{message}', file=sys.stderr)
                 return status
