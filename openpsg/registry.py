@@ -169,7 +169,8 @@ class Registry:
             try:
                 target = self.get(obj)
             except RegistryError as err:
-                raise RegistryError(f'{join_path(path, "type")}: {err}') from None
+                raise RegistryError(f'{join_path(path, "type")}: {err}' if path else str(err)
+                                    ) from None
         else:
             raise ConfigError(f'{join_path(path, "type")}: must be a registered name (a string), '
                               f'got {obj!r}')

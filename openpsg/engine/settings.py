@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..checks import boolean, integer, list_of, mapping, names, number, one_of, optional, text
+from ..checks import (Check, boolean, integer, list_of, mapping, names, number, one_of, optional,
+                      text)
 from ..config import ConfigError, join_path
 from ..evaluation.runner import evaluate
 from ..registry import check_options
@@ -35,6 +36,8 @@ from .checkpoint import CheckpointError
 logger = logging.getLogger('openpsg')
 
 AMP_MODES = ('none', 'bf16', 'fp16')
+
+
 @dataclass(frozen=True)
 class Section:
     """One top-level config dict: ``keys`` maps each key to ``(check, default)``; ``strict``:
@@ -136,8 +139,10 @@ def check_evaluation(kwargs: Mapping[str, Any], dataset: Any, save_best: str | N
     before any image is predicted. ``save_best`` must be one of the result keys. Returns the keys
     the evaluation will report."""
     check_options(evaluate, kwargs, where, 'evaluate', passed=('predictions', 'dataset'))
-    try:
-        keys = sorted(evaluate([], _NoImages(dataset), **kwargs))
+    if 'workers' in kwargs:
+        integer(0)(kwargs['workers'], join_path(where, 'workers'))
+    try:  # (no process pool for no image)
+        keys = sorted(evaluate([], _NoImages(dataset), **{**kwargs, 'workers': 0}))
     except (TypeError, ValueError) as err:
         raise ConfigError(f'{where}: {err}') from err
     if save_best is not None and save_best not in keys:

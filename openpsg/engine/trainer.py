@@ -26,9 +26,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..checks import integer, list_of, mapping, one_of
 from ..config import Config, ConfigError, read_dumped_config
-from ..errors import InputError
 from ..datasets.loader import build_test_loader, build_train_loader
+from ..errors import InputError
 from ..evaluation.runner import evaluate
 from ..fileio import stale_temp_files
 from ..registry import DATASETS, HOOKS, MODELS
@@ -38,7 +39,6 @@ from .checkpoint import (LATEST, RUN_CHECKPOINT, CheckpointError, best_checkpoin
                          prune_checkpoints, save_checkpoint)
 from .dist import (all_reduce_mean, broadcast_object, gather_objects, get_device, get_local_rank,
                    get_rank, get_world_size)
-from ..checks import integer, list_of, mapping, one_of
 from .env import get_rng_state, library_versions, set_rng_state
 from .hooks import Hook, LoggerHook
 from .inference import collect_predictions, inference
@@ -197,8 +197,8 @@ class Trainer:
         self.log_interval = log_cfg['interval']
         self.logger_hooks: list[LoggerHook] = []
         if self.rank == 0:
-            self.logger_hooks = [HOOKS.build(h) for h in cfg.get('log_config', {}).get('hooks', ())]
-        self.custom_hooks: list[Hook] = [HOOKS.build(h) for h in cfg.get('custom_hooks') or ()]
+            self.logger_hooks = [HOOKS.build(h) for h in log_cfg['hooks']]
+        self.custom_hooks: list[Hook] = [HOOKS.build(h) for h in top['custom_hooks']]
 
         self.epoch = 0  # finished epochs
         self.inner_iter = 0  # batches trained in the current epoch
@@ -367,8 +367,8 @@ class Trainer:
         loss, log_vars = parse_losses(losses)
         if not torch.isfinite(loss) and self.amp != 'fp16':
             raise DivergenceError(f'loss is {log_vars["loss"]} at epoch {self.epoch + 1}, '
-                                     f'iteration {self.inner_iter + 1} ({log_vars}); lower the lr '
-                                     'or clip gradients')
+                                  f'iteration {self.inner_iter + 1} ({log_vars}); lower the lr '
+                                  'or clip gradients')
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip:
