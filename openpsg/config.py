@@ -444,6 +444,12 @@ class Config(ConfigDict):
         for key in overrides:
             if key.split('.')[0] not in SETTINGS and key not in replaced:
                 raise _helper_override_error(key, cfg, str(path))
+        for key in cfg:
+            close = difflib.get_close_matches(key, SETTINGS, n=1, cutoff=0.85)
+            if key not in SETTINGS and close:
+                raise ConfigError(f"{path}: top-level {key!r} is not a setting; did you mean "
+                                  f"'{close[0]}'? (no tool reads {key!r}; rename it if it is a "
+                                  'helper variable)')
         cfg.merge_from_dict({k: v for k, v in overrides.items() if k.split('.')[0] in SETTINGS})
         return cfg
 

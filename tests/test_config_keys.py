@@ -56,6 +56,13 @@ def test_overrides_that_would_change_nothing_are_errors(option, message):
         Config.fromfile(CONFIG, parse_cfg_options([option]))
 
 
+def test_a_misspelled_setting_in_a_file_is_an_error(tmp_path):
+    config = write(tmp_path / 'c.py', f"_base_ = ['{CONFIG}']\nevalution = dict(interval=2)\n")
+    with pytest.raises(ConfigError, match=r"c\.py: top-level 'evalution' is not a setting; did "
+                                          r"you mean 'evaluation'\?"):
+        Config.fromfile(config)
+
+
 def test_a_helper_bound_other_than_by_assignment_cannot_be_overridden(tmp_path):
     config = write(tmp_path / 'c.py', "root = 'a/'\nroot += 'b/'\ndata = dict(root=root)\n")
     with pytest.raises(ConfigError, match=r"c\.py, line 2: cannot override 'root': this line binds "
