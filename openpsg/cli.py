@@ -37,13 +37,12 @@ import torch
 
 from .errors import InputError
 
-EXIT_OK = 0
 EXIT_INPUT = 1
-EXIT_USAGE = 2
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = 'OPENPSG_DEBUG'
 _CUDA_OOM = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)
+
 
 class ArgumentError(InputError):
     """A command-line value that cannot be used (beyond what argparse checks)."""
@@ -89,10 +88,10 @@ def describe(err: BaseException) -> tuple[int, str]:
     if isinstance(err, InputError):
         return EXIT_INPUT, message
     if isinstance(err, OSError):
-        where = f' ({err.filename})' if err.filename and str(err.filename) not in message else ''
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return EXIT_INPUT, f'no space left on the device writing {err.filename or "a file"}' \
-                               f' ({err.strerror or err})'
+            target = err.filename or 'a file'
+            return EXIT_INPUT, f'no space left on the device writing {target} ({err.strerror})'
+        where = f' ({err.filename})' if err.filename and str(err.filename) not in message else ''
         return EXIT_INPUT, f'{message}{where}'
     if isinstance(err, (MemoryError, _CUDA_OOM)):
         return EXIT_INPUT, (f'out of memory ({type(err).__name__}: {message}); use smaller '

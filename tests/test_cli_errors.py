@@ -152,7 +152,8 @@ def test_every_tool_turns_user_errors_into_one_message(synth, tmp_path, capsys):
     data = f'data_root={synth}'
     # tool, arguments, exit status, text of the last stderr line
     subprocess_cases = [
-        ('train.py', [CONFIG, '--work-dir', str(out / 'w'), '--cfg-options', data, 'model.type=Nope'],
+        ('train.py', [CONFIG, '--work-dir', str(out / 'w'), '--cfg-options', data,
+                      'model.type=Nope'],
          1, "train.py: error: model.type: 'Nope' is not in the model registry"),
         ('test.py', [CONFIG, str(out / 'none.pth'), '--eval', 'predcls', '--cfg-options', data,
                      'model.neg_per_imag=3'],

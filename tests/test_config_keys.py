@@ -30,7 +30,8 @@ def test_a_helper_variable_override_reaches_every_value_computed_from_it(tmp_pat
     plain = Config.fromfile(config)
     assert plain.data.train.path == 'data/a/x.json'
     cfg = Config.fromfile(config, parse_cfg_options(['root=/mnt/b/', 'data.val.n=3']))
-    assert cfg.data == {'train': {'path': '/mnt/b/x.json'}, 'val': {'path': '/mnt/b/x.json', 'n': 3}}
+    assert cfg.data == {'train': {'path': '/mnt/b/x.json'},
+                        'val': {'path': '/mnt/b/x.json', 'n': 3}}
     assert cfg.root == '/mnt/b/' and cfg.files == '/mnt/b/x.json'
     assert Config.fromfile(config) == plain  # nothing cached
 
@@ -75,8 +76,8 @@ def test_training_reads_the_overridden_data_root_and_warns_about_bookkeeping_typ
         synth, tmp_path, capsys):
     work_dir = tmp_path / 'run'
     rc = train_tool.main([CONFIG, '--work-dir', str(work_dir), '--no-validate', '--cfg-options',
-                          f'data_root={synth}', 'runner.max_epochs=1', 'checkpoint_config.intervall=2',
-                          'log_config.intervall=5'])
+                          f'data_root={synth}', 'runner.max_epochs=1',
+                          'checkpoint_config.intervall=2', 'log_config.intervall=5'])
     assert rc == 0
     dumped = Config.fromfile(work_dir / 'freq_predcls_synth.py')
     assert dumped.data.train.ann_file == f'{synth}/psg.json' and dumped.data_root == synth
@@ -129,8 +130,8 @@ START_UP_ERRORS = [
                                            r"'scal'; did you mean 'scale'\?"),
     ('data.train.pipeline.3.type=RandomFlp', r"data\.train\.pipeline\.3\.type: 'RandomFlp' is not "
                                              r'in the transform registry'),
-    ("log_config.hooks=[{'type': 'TextLogerHook'}]", r"log_config\.hooks\.0\.type: "
-                                                     r"'TextLogerHook' is not in the hook registry"),
+    ("log_config.hooks=[{'type': 'TextLogerHook'}]",
+     r"log_config\.hooks\.0\.type: 'TextLogerHook' is not in the hook registry"),
     ("custom_hooks=[{'type': 'TextLoggerHook', 'every': 2}]",
      r"custom_hooks\.0\.every: TextLoggerHook has no option 'every'"),
     ("freeze_modules=['backbone']", r"freeze_modules: 'backbone' names no submodule of "
