@@ -175,21 +175,18 @@ def _bound_names(stmt: ast.stmt) -> set[str]:
         return {stmt.name}
     if isinstance(stmt, (ast.Import, ast.ImportFrom)):
         return {(a.asname or a.name).split('.')[0] for a in stmt.names}
-    headers = {ast.For: ('target', 'iter'), ast.AsyncFor: ('target', 'iter'), ast.While: ('test',),
-               ast.If: ('test',), ast.With: ('items',), ast.AsyncWith: ('items',), ast.Try: ()}
-    parts = [getattr(stmt, f) for f in headers.get(type(stmt), ())] if type(stmt) in headers \
-        else [stmt]
-    names = {h.name for h in getattr(stmt, 'handlers', []) if h.name}
-    stack = list(parts)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, ast.AST) and not isinstance(node, (ast.Lambda, ast.comprehension)):
-            stack.extend(ast.iter_child_nodes(node))
-    return names
+    if isinstance(stmt, ast.Try):
+        return {h.name for h in stmt.handlers if h.name}
+    if isinstance(stmt, (ast.If, ast.While)):
+        return set()
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        parts = [stmt.target]
+    elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+        parts = [item.optional_vars for item in stmt.items if item.optional_vars is not None]
+    else:
+        parts = [stmt]
+    return {node.id for part in parts for node in ast.walk(part)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))}
 
 
 def _replace_assignments(source: str, path: Path, names: Collection[str],
@@ -208,7 +205,7 @@ def _replace_assignments(source: str, path: Path, names: Collection[str],
             if not plain:
                 raise ConfigError(
                     f'{path}, line {stmt.lineno}: cannot override {name!r}: this line binds it '
-                    f'with a {type(stmt).__name__} statement, not a plain "{name} = ..."; '
+                    f'other than by a plain "{name} = ..." ({type(stmt).__name__} statement); '
                     f'override the settings computed from it instead')
             stmt.value = ast.copy_location(ast.Subscript(
                 value=ast.Name(id=_OVERRIDES, ctx=ast.Load()), slice=ast.Constant(value=name),

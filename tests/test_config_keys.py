@@ -67,7 +67,7 @@ def test_a_misspelled_setting_in_a_file_is_an_error(tmp_path):
 def test_a_helper_bound_other_than_by_assignment_cannot_be_overridden(tmp_path):
     config = write(tmp_path / 'c.py', "root = 'a/'\nroot += 'b/'\ndata = dict(root=root)\n")
     with pytest.raises(ConfigError, match=r"c\.py, line 2: cannot override 'root': this line binds "
-                                          r'it with a AugAssign statement'):
+                                          r'it other than by a plain "root = \.\.\." \(AugAssign'):
         Config.fromfile(config, {'root': 'x/'})
 
 
