@@ -53,6 +53,10 @@ class ConfigError(InputError, ValueError):
     """A config file, a config value or a ``--cfg-options`` item that cannot be used."""
 
 
+class MissingKeyError(ConfigError, AttributeError):
+    """A config key that is read but not set (``cfg.data.test`` of a config without it)."""
+
+
 def join_path(path: str, key: Any) -> str:
     """``'model.head'`` + ``'depth'`` -> ``'model.head.depth'`` (``''`` is the root)."""
     return f'{path}.{key}' if path else str(key)
@@ -93,8 +97,8 @@ class ConfigDict(dict):
             return self[name]
         except KeyError:
             keys = ', '.join(map(str, self)) or '(none)'
-            raise AttributeError(f"config has no key '{join_path(self._path, name)}' "
-                                 f"(keys at '{self._path or '<root>'}': {keys})") from None
+            raise MissingKeyError(f"config has no key '{join_path(self._path, name)}' "
+                                  f"(keys at '{self._path or '<root>'}': {keys})") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value

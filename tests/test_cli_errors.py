@@ -11,6 +11,7 @@ from test_engine_support import CONFIG, load_tool, make_synth_psg, run_python
 from torch.utils.data import DataLoader, Dataset
 
 from openpsg import cli
+from openpsg.config import Config
 from openpsg.datasets import PSGDataset
 from openpsg.datasets.errors import DatasetError
 
@@ -30,6 +31,10 @@ def snapshot(folder):
 def test_exit_status_and_message_of_each_kind_of_error():
     assert cli.describe(DatasetError('a.json: image_id=3: height: must be > 0')) == (
         1, 'a.json: image_id=3: height: must be > 0')
+    with pytest.raises(AttributeError) as info:  # a config key that a tool reads but is not set
+        Config({'data': {'train': {}}}).data.test
+    assert cli.describe(info.value) == (
+        1, "config has no key 'data.test' (keys at 'data': train)")
     assert cli.describe(OSError(errno.ENOSPC, 'No space left on device', 'w/epoch_1.pth')) == (
         1, 'no space left on the device writing w/epoch_1.pth (No space left on device)')
     assert cli.describe(FileNotFoundError(errno.ENOENT, 'No such file or directory', 'x.py')) == (
