@@ -111,7 +111,7 @@ def test_resume_refuses_a_best_file_outside_the_work_dir(trained, tmp_path, caps
     args = [str(work_dir / 'freq_predcls_synth.py'), '--work-dir', str(work_dir), '--resume',
             '--cfg-options', 'runner.max_epochs=3']
     if victim_path == 'relative':  # the real command line once
-        proc = run_python(['tools/train.py', *args])
+        proc = run_python(['tools/train.py', *args], timeout=600)
         rc, out = proc.returncode, proc.stderr + proc.stdout
     else:
         rc = train_tool.main(args)

@@ -172,8 +172,8 @@ def test_every_tool_turns_user_errors_into_one_message(synth, tmp_path, capsys):
         ('check_dataset.py', [str(out / 'none.json'), '--data-root', synth],
          1, f'{out}/none.json: ann_file: file not found'),
     ]
-    with ThreadPoolExecutor(4) as pool:
-        procs = list(pool.map(lambda case: run_python([f'tools/{case[0]}', *case[1]]),
+    with ThreadPoolExecutor(2) as pool:  # (two processes at a time: CI has two cores)
+        procs = list(pool.map(lambda case: run_python([f'tools/{case[0]}', *case[1]], timeout=600),
                               subprocess_cases))
     for (tool, _, status, text), proc in zip(subprocess_cases, procs):
         output = proc.stdout + proc.stderr

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         set_random_seed(seed, args.deterministic)
 
         trainer = Trainer(cfg, cfg.work_dir, timestamp, seed, validate=not args.no_validate,
-                          amp=args.amp or cfg.get('amp', 'none'))
+                          amp=args.amp or cfg.get('amp') or 'none')
         resume = args.resume if args.resume is not None else cfg.get('resume')
         load_from = args.load_from or cfg.get('load_from')
         if resume:
