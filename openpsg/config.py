@@ -8,38 +8,64 @@ A config is a ``.py`` file whose public top-level variables are the settings::
 
     cfg = Config.fromfile('configs/psgtr/psgtr_r50_psg.py')
     cfg.model.bbox_head.num_queries                       # 50
-    cfg.merge_from_dict(parse_cfg_options(['runner.max_epochs=1', 'data.train.pipeline.1.p=0.3']))
+    cfg = Config.fromfile(path, overrides=parse_cfg_options(['runner.max_epochs=1',
+                                                             'data_root=/data/psg_synth/']))
     cfg.dump('work_dirs/psgtr/config.py')                 # loads back to an equal config
 
 Merge rules: dicts merge key by key, recursively; ``_delete_=True`` in a dict makes it replace the
 inherited dict; every other value (lists and tuples included) replaces the inherited one.
+
+Top-level keys are either *settings* (:data:`SETTINGS`, the keys the tools read: ``model``,
+``data``, ``optimizer``, ...) or *helper variables* that the files use to compute settings
+(``data_root``, ``img_norm_cfg``, ``train_pipeline``, ...). An override of a setting is merged
+into the loaded config. An override of a whole helper variable (``data_root=/x``) replaces its
+assignment in every file before the files run, so every setting computed from it follows; a
+dotted override inside a helper, or an override of a helper no file assigns, is an error.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import copy
+import difflib
 import keyword
 import math
 import os
 import traceback
 import types
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
+from .errors import InputError
 from .fileio import atomic_write
 
 BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
+SETTINGS = frozenset({
+    'model', 'data', 'optimizer', 'optimizer_config', 'lr_config', 'runner', 'evaluation',
+    'checkpoint_config', 'log_config', 'custom_hooks', 'custom_imports', 'dist_params',
+    'find_unused_parameters', 'freeze_modules', 'amp', 'load_from', 'resume', 'work_dir', 'seed'})
+_OVERRIDES = '__openpsg_overrides__'
 _LINE_WIDTH = 100
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config file, a config value or a ``--cfg-options`` item that cannot be used."""
 
 
-def _join(path: str, key: Any) -> str:
+class MissingKeyError(ConfigError, AttributeError):
+    """A config key that is read but not set (``cfg.data.test`` of a config without it)."""
+
+
+def join_path(path: str, key: Any) -> str:
+    """``'model.head'`` + ``'depth'`` -> ``'model.head.depth'`` (``''`` is the root)."""
     return f'{path}.{key}' if path else str(key)
+
+
+def config_path(value: Any, default: str = '') -> str:
+    """The dotted path of ``value`` in its config if it is a :class:`ConfigDict` that knows it,
+    else ``default``."""
+    return getattr(value, '_path', '') or default if isinstance(value, ConfigDict) else default
 
 
 def _convert(value: Any, path: str) -> Any:
@@ -47,7 +73,7 @@ def _convert(value: Any, path: str) -> Any:
     if isinstance(value, Mapping):
         return ConfigDict(value, path)
     if type(value) in (list, tuple):
-        return type(value)(_convert(v, _join(path, i)) for i, v in enumerate(value))
+        return type(value)(_convert(v, join_path(path, i)) for i, v in enumerate(value))
     return value
 
 
@@ -62,7 +88,7 @@ class ConfigDict(dict):
             self[key] = value
 
     def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, _convert(value, _join(self._path, key)))
+        super().__setitem__(key, _convert(value, join_path(self._path, key)))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith('__') or name == '_path':
@@ -71,15 +97,15 @@ class ConfigDict(dict):
             return self[name]
         except KeyError:
             keys = ', '.join(map(str, self)) or '(none)'
-            raise AttributeError(f"config has no key '{_join(self._path, name)}' "
-                                 f"(keys at '{self._path or '<root>'}': {keys})") from None
+            raise MissingKeyError(f"config has no key '{join_path(self._path, name)}' "
+                                  f"(keys at '{self._path or '<root>'}': {keys})") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
 
     def __delattr__(self, name: str) -> None:
         if name not in self:
-            raise AttributeError(f"config has no key '{_join(self._path, name)}'")
+            raise AttributeError(f"config has no key '{join_path(self._path, name)}'")
         del self[name]
 
     def __reduce__(self) -> tuple:
@@ -135,14 +161,78 @@ def _error_line(err: BaseException, file: str) -> str:
     return f', line {lines[-1]}' if lines else ''
 
 
-def _execute(path: Path) -> dict[str, Any]:
-    """Run one config file; return its public variables plus ``_base_`` (if set)."""
-    namespace: dict[str, Any] = {'__file__': str(path), '__name__': '__openpsg_config__'}
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements that run at module level: ``body`` and the blocks of its ``if``, ``for``,
+    ``while``, ``with`` and ``try`` statements (not function or class bodies)."""
+    for stmt in body:
+        yield stmt
+        for field in ('body', 'orelse', 'finalbody'):
+            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                yield from _statements(getattr(stmt, field, []))
+        for handler in getattr(stmt, 'handlers', []):
+            yield from _statements(handler.body)
+
+
+def _bound_names(stmt: ast.stmt) -> set[str]:
+    """Module-level names that ``stmt`` itself binds or deletes (not its nested blocks)."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split('.')[0] for a in stmt.names}
+    if isinstance(stmt, ast.Try):
+        return {h.name for h in stmt.handlers if h.name}
+    if isinstance(stmt, (ast.If, ast.While)):
+        return set()
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        parts = [stmt.target]
+    elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+        parts = [item.optional_vars for item in stmt.items if item.optional_vars is not None]
+    else:
+        parts = [stmt]
+    return {node.id for part in parts for node in ast.walk(part)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))}
+
+
+def _replace_assignments(source: str, path: Path, names: Collection[str],
+                         replaced: set[str]) -> types.CodeType:
+    """Compile ``source`` with the value of every plain ``NAME = value`` assignment of a name in
+    ``names`` read from the ``__openpsg_overrides__`` dict instead; adds those names to
+    ``replaced``. A name bound any other way (``+=``, unpacking, ``for``, ``import``, ...) is a
+    :class:`ConfigError`."""
+    tree = ast.parse(source, str(path))
+    for stmt in _statements(tree.body):
+        for name in sorted(_bound_names(stmt) & set(names)):
+            plain = (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                     and isinstance(stmt.targets[0], ast.Name)) or (
+                isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+                and isinstance(stmt.target, ast.Name))
+            if not plain:
+                raise ConfigError(
+                    f'{path}, line {stmt.lineno}: cannot override {name!r}: this line binds it '
+                    f'other than by a plain "{name} = ..." ({type(stmt).__name__} statement); '
+                    f'override the settings computed from it instead')
+            stmt.value = ast.copy_location(ast.Subscript(
+                value=ast.Name(id=_OVERRIDES, ctx=ast.Load()), slice=ast.Constant(value=name),
+                ctx=ast.Load()), stmt.value)
+            replaced.add(name)
+    return compile(ast.fix_missing_locations(tree), str(path), 'exec')
+
+
+def _execute(path: Path, replace: Mapping[str, Any], replaced: set[str]) -> dict[str, Any]:
+    """Run one config file, with the assignments of the names in ``replace`` replaced by its
+    values (names found are added to ``replaced``); return its public variables plus ``_base_``
+    (if set)."""
+    namespace: dict[str, Any] = {'__file__': str(path), '__name__': '__openpsg_config__',
+                                 _OVERRIDES: copy.deepcopy(dict(replace))}
     try:
         source = path.read_text(encoding='utf-8')
-        exec(compile(source, str(path), 'exec'), namespace)
+        code = (_replace_assignments(source, path, replace, replaced) if replace
+                else compile(source, str(path), 'exec'))
+        exec(code, namespace)
     except SyntaxError as err:
         raise ConfigError(f'{path}, line {err.lineno}: syntax error: {err.msg}') from err
+    except ConfigError:
+        raise
     except Exception as err:
         raise ConfigError(f'{path}{_error_line(err, str(path))}: '
                           f'{type(err).__name__} while executing the config: {err}') from err
@@ -151,9 +241,13 @@ def _execute(path: Path) -> dict[str, Any]:
             if (k == BASE_KEY or not k.startswith('_')) and not isinstance(v, skip)}
 
 
-def _load(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load ``path`` with its ``_base_`` files merged underneath; ``chain``: files including it."""
+def _load(path: Path, chain: tuple[Path, ...] = (), replace: Mapping[str, Any] | None = None,
+          replaced: set[str] | None = None) -> dict[str, Any]:
+    """Load ``path`` with its ``_base_`` files merged underneath; ``chain``: files including it;
+    ``replace``/``replaced``: see :func:`_execute`."""
     path = path.resolve()
+    replace = replace or {}
+    replaced = set() if replaced is None else replaced
     if path in chain:
         cycle = ' -> '.join(str(p) for p in (*chain[chain.index(path):], path))
         raise ConfigError(f'{path}: _base_ files form a cycle: {cycle}')
@@ -162,7 +256,7 @@ def _load(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f'{path}: config file not found{where}')
     if path.suffix != '.py':
         raise ConfigError(f'{path}: config files must be Python (.py) files{where}')
-    own = _execute(path)
+    own = _execute(path, replace, replaced)
     bases = own.pop(BASE_KEY, [])
     if isinstance(bases, str):
         bases = [bases]
@@ -170,8 +264,36 @@ def _load(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f'{path}: _base_ must be a path or a list of paths, got {bases!r}')
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = merge(merged, _load(path.parent / base, (*chain, path)))
+        merged = merge(merged, _load(path.parent / base, (*chain, path), replace, replaced))
     return merge(merged, own)
+
+
+def _paths_holding(node: Any, value: Any, path: str) -> list[str]:
+    """Dotted paths under ``node`` (at ``path``) whose value equals ``value``."""
+    if type(node) is type(value) and node == value:
+        return [path]
+    items = node.items() if isinstance(node, Mapping) else (
+        enumerate(node) if type(node) in (list, tuple) else ())
+    return [p for k, v in items for p in _paths_holding(v, value, join_path(path, k))]
+
+
+def _helper_override_error(key: str, cfg: Mapping[str, Any], source: str) -> ConfigError:
+    """The error for an override ``key`` that is not a setting: a dotted key inside a helper
+    variable (naming the settings that hold the helper's value), or a key no file assigns."""
+    name, *rest = key.split('.')
+    if name in cfg:
+        users = [join_path(p, '.'.join(rest)) for k in cfg if k in SETTINGS
+                 for p in _paths_holding(cfg[k], cfg[name], k)]
+        instead = f'; set {", ".join(users)} instead' if users else (
+            '; override the settings computed from it instead')
+        return ConfigError(
+            f"config override {key!r}: '{name}' is a helper variable of {source}, not a setting; "
+            f'the files compute settings from it when they run, so it can only be replaced whole '
+            f'({name}=...){instead}')
+    close = difflib.get_close_matches(name, [*SETTINGS, *cfg], n=1, cutoff=0.75)
+    hint = f"; did you mean '{'.'.join([close[0], *rest])}'?" if close else ''
+    return ConfigError(f"config override {key!r}: no file of {source} assigns a top-level "
+                       f"{name!r} and no tool reads it{hint}")
 
 
 def _set_path(node: Any, keys: list[str], value: Any, done: str) -> Any:
@@ -182,7 +304,7 @@ def _set_path(node: Any, keys: list[str], value: Any, done: str) -> Any:
     if not keys:
         return merge(node, value)
     key, rest = keys[0], keys[1:]
-    path = _join(done, key)
+    path = join_path(done, key)
     if type(node) in (list, tuple):
         try:
             index = int(key)
@@ -212,15 +334,15 @@ def _format(value: Any, path: str, indent: int, lead: int) -> str:
     inner = 4 * (indent + 1)
     if isinstance(value, Mapping):
         if all(_is_name(k) for k in value):
-            items = [f'{k}={_format(v, _join(path, k), indent + 1, inner + len(k) + 1)}'
+            items = [f'{k}={_format(v, join_path(path, k), indent + 1, inner + len(k) + 1)}'
                      for k, v in value.items()]
             return _wrap('dict(', items, ')', indent, lead)
         keys = [_format(k, path, indent + 1, inner) for k in value]
-        items = [f'{k}: {_format(v, _join(path, key), indent + 1, inner + len(k) + 2)}'
+        items = [f'{k}: {_format(v, join_path(path, key), indent + 1, inner + len(k) + 2)}'
                  for k, (key, v) in zip(keys, value.items())]
         return _wrap('{', items, '}', indent, lead)
     if type(value) in (list, tuple):
-        items = [_format(v, _join(path, i), indent + 1, inner) for i, v in enumerate(value)]
+        items = [_format(v, join_path(path, i), indent + 1, inner) for i, v in enumerate(value)]
         if type(value) is list:
             return _wrap('[', items, ']', indent, lead)
         return _wrap('(', items, ',)' if len(items) == 1 else ')', indent, lead)
@@ -230,6 +352,52 @@ def _format(value: Any, path: str, indent: int, lead: int) -> str:
         return repr(value)
     raise ConfigError(f"cannot write config key '{path}': a {type(value).__name__} value has no "
                       f'Python literal form (use str, int, float, bool, None, list, tuple or dict)')
+
+
+def _literal(node: ast.AST, source: str) -> Any:
+    """The value of an expression that :func:`_format` writes: literals, lists, tuples, dicts,
+    ``dict(key=value, ...)`` and ``float('nan' | 'inf' | '-inf')``."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e, source) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k, source): _literal(v, source) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(
+            node.operand, ast.Constant) and type(node.operand.value) in (int, float):
+        return -node.operand.value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id == 'dict' and not node.args and all(k.arg for k in node.keywords):
+            return {k.arg: _literal(k.value, source) for k in node.keywords}
+        if (node.func.id == 'float' and not node.keywords and len(node.args) == 1
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in ('nan', 'inf', '-inf')):
+            return float(node.args[0].value)
+    raise ConfigError(f'{source}, line {getattr(node, "lineno", "?")}: not a value a dumped '
+                      f'config holds ({type(node).__name__}); it is not evaluated')
+
+
+def read_dumped_config(text: str, source: str) -> dict[str, Any]:
+    """The config that :meth:`Config.dump` wrote as ``text``, read **without running it** (for
+    text from an untrusted place, e.g. a checkpoint's ``meta.config``): only ``name = value``
+    statements with the values :meth:`Config.pretty_text` writes are accepted; anything else is a
+    :class:`ConfigError` naming ``source``."""
+    try:
+        tree = ast.parse(text, source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as err:
+        raise ConfigError(f'{source}: not a dumped config ({type(err).__name__}: {err})') from None
+    out: dict[str, Any] = {}
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)):
+            raise ConfigError(f'{source}, line {stmt.lineno}: only "name = value" statements '
+                              'are read from a dumped config')
+        try:
+            out[stmt.targets[0].id] = _literal(stmt.value, source)
+        except RecursionError:
+            raise ConfigError(f'{source}, line {stmt.lineno}: value nested too deeply') from None
+    return out
 
 
 def _wrap(open_: str, items: list[str], close: str, indent: int, lead: int) -> str:
@@ -259,9 +427,32 @@ class Config(ConfigDict):
         return f'Config(filename={self.filename!r}, {dict.__repr__(self)})'
 
     @staticmethod
-    def fromfile(path: str | os.PathLike) -> 'Config':
-        """Load a ``.py`` config with its ``_base_`` files; errors name the offending file."""
-        return Config(_load(Path(path)), filename=str(path))
+    def fromfile(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> 'Config':
+        """Load a ``.py`` config with its ``_base_`` files; errors name the offending file.
+
+        ``overrides`` (``{'dotted.key': value}``, e.g. from :func:`parse_cfg_options`): a whole
+        helper variable (a top-level key that is not in :data:`SETTINGS`) replaces its
+        assignments in the files before they run; settings are then merged in as by
+        :meth:`merge_from_dict` (see the module docstring).
+        """
+        overrides = dict(overrides or {})
+        for key in overrides:
+            if not all(key.split('.')):
+                raise ConfigError(f'config override key {key!r} has an empty component')
+        helpers = {k: v for k, v in overrides.items() if k not in SETTINGS and '.' not in k}
+        replaced: set[str] = set()
+        cfg = Config(_load(Path(path), replace=helpers, replaced=replaced), filename=str(path))
+        for key in overrides:
+            if key.split('.')[0] not in SETTINGS and key not in replaced:
+                raise _helper_override_error(key, cfg, str(path))
+        for key in cfg:
+            close = difflib.get_close_matches(key, SETTINGS, n=1, cutoff=0.85)
+            if key not in SETTINGS and close:
+                raise ConfigError(f"{path}: top-level {key!r} is not a setting; did you mean "
+                                  f"'{close[0]}'? (no tool reads {key!r}; rename it if it is a "
+                                  'helper variable)')
+        cfg.merge_from_dict({k: v for k, v in overrides.items() if k.split('.')[0] in SETTINGS})
+        return cfg
 
     def merge_from_dict(self, options: Mapping[str, Any]) -> None:
         """Apply ``{'dotted.key': value}`` overrides in place, e.g. from :func:`parse_cfg_options`.

@@ -11,9 +11,13 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Mapping
+from typing import IO, Callable, Iterator, Mapping
+
+# the temporary files of atomic_write and link_checkpoint: .<target name>.<random or pid>.tmp
+TEMP_NAME = re.compile(r'\.(?P<target>.+)\.[a-z0-9_]+\.tmp')
 
 
 def _umask() -> int:
@@ -104,6 +108,14 @@ def write_files_atomically(contents: Mapping[str | os.PathLike, str | bytes]) ->
         for path in placed:
             _discard(str(path))
         raise
+
+
+def stale_temp_files(folder: str | os.PathLike, target: Callable[[str], bool]) -> list[Path]:
+    """Temporary files left in ``folder`` by an interrupted :func:`atomic_write` (names matching
+    :data:`TEMP_NAME`, regular files only) whose target file name satisfies ``target``."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if (m := TEMP_NAME.fullmatch(p.name)) and target(m['target'])
+                  and p.is_file() and not p.is_symlink())
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:

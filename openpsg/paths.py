@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import stat
 
+from .errors import InputError
 from .safe_json import describe, printable
 
 
-class OutsideRootError(ValueError):
+class OutsideRootError(InputError, ValueError):
     """A name read from a file that does not lead to a regular file inside its root folder;
     ``str(err)`` says why (the caller adds the file, image_id and field)."""
 

@@ -20,8 +20,10 @@ import reprlib
 import stat
 from typing import Any
 
+from .errors import InputError
 
-class JSONFileError(ValueError):
+
+class JSONFileError(InputError, ValueError):
     """A JSON file that cannot be read. ``path`` is the file, ``reason`` says why;
     ``str(err)`` is ``'PATH: REASON'``."""
 

@@ -12,9 +12,7 @@ DATA="${DATA:-data/psg_synth}"
 OUT="${OUT:-work_dirs/demo}"
 SEGMENTER=configs/panoptic_fpn/panoptic_fpn_tiny_synth.py
 RELATIONS=configs/motifs/motifs_tiny_sgdet_synth.py
-data_opts=(data.train.ann_file="$DATA/psg.json" data.train.data_root="$DATA/"
-           data.val.ann_file="$DATA/psg.json" data.val.data_root="$DATA/"
-           data.test.ann_file="$DATA/psg.json" data.test.data_root="$DATA/")
+data_opts=(data_root="$DATA/")  # the synthetic configs derive every split's files from it
 SEG_EPOCHS="${SEG_EPOCHS:-10}"
 REL_EPOCHS="${REL_EPOCHS:-3}"
 last_but_one() { echo $(( $1 > 1 ? $1 - 1 : 1 )); }  # lr step: x0.1 for the last epoch

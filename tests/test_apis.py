@@ -73,7 +73,7 @@ def hand_made(with_pan: bool = False) -> SceneGraphResult:
         boxes=masks_to_boxes(masks), masks=masks, pairs=pairs, predicate_scores=pred_scores,
         triplet_scores=np.array([0.5, 0.9, 0.7, 0.8, 0.2, 0.0], np.float32),
         no_relation_scores=np.linspace(0, 0.5, 6).astype(np.float32),
-        pan_id_map=pan, pan_labels=np.array([125]) if with_pan else None, extra={'note': 'x'})
+        pan_id_map=pan, pan_labels=np.array([125]) if with_pan else None)
     return SceneGraphResult(prediction, CLASSES, PREDICATES, (6, 8))
 
 

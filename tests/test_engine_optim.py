@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from openpsg.config import ConfigError
 from openpsg.engine.optim import (LrScheduler, build_lr_scheduler, build_optimizer,
                                   build_param_groups)
 from openpsg.engine.trainer import freeze_modules, set_train_mode
@@ -98,8 +99,15 @@ def test_frozen_modules_leave_the_optimizer_and_keep_bn_in_eval():
 
 
 def test_bad_optimizer_configs_are_named():
-    with pytest.raises(ValueError, match='not an optimizer'):
+    with pytest.raises(ConfigError, match=r"^optimizer\.type: 'Adamm' is not an optimizer in "
+                                          r"torch\.optim; did you mean 'Adam'\?"):
         build_optimizer(Net(), dict(type='Adamm', lr=1.0))
+    with pytest.raises(ConfigError, match=r"^optimizer\.momentom: SGD has no option 'momentom'; "
+                                          r"did you mean 'momentum'\?"):
+        build_optimizer(Net(), dict(type='SGD', lr=1.0, momentom=0.9))
+    with pytest.raises(ConfigError, match=r"^optimizer\.lr: must be a finite number > 0, got "
+                                          r"'0\.1'"):
+        build_optimizer(Net(), dict(type='SGD', lr='0.1'))
     with pytest.raises(ValueError, match=r"custom_keys\['head'\]: unknown key"):
         build_optimizer(Net(), dict(type='SGD', lr=1.0, paramwise_cfg=dict(
             custom_keys={'head': dict(lr_multiplier=2)})))
@@ -175,5 +183,10 @@ def test_scheduler_state_round_trip_and_bad_configs():
         build_lr_scheduler(opt, dict(policy='poly'), 1, 1)
     with pytest.raises(ValueError, match="needs lr_config.step"):
         build_lr_scheduler(opt, dict(policy='step'), 1, 1)
-    with pytest.raises(ValueError, match='lr_config: .*warmup_itrs'):
+    with pytest.raises(ConfigError, match=r"^lr_config\.warmup_itrs: .*did you mean "
+                                          r"'warmup_iters'"):
         build_lr_scheduler(opt, dict(policy='step', step=[1], warmup_itrs=3), 1, 1)
+    with pytest.raises(ConfigError, match=r'^lr_config\.step: must be an integer >= 1, got 1\.5'):
+        build_lr_scheduler(opt, dict(policy='step', step=[1.5]), 1, 1)
+    with pytest.raises(ConfigError, match=r'^lr_config\.warmup_iters: must be an integer >= 0'):
+        build_lr_scheduler(opt, dict(warmup_iters=-1), 1, 1)

@@ -51,7 +51,7 @@ def test_amp_falls_back_to_float32_on_the_cpu(caplog):
         assert resolve_amp('bf16', torch.device('cpu')) == 'none'
     assert 'mixed precision (--amp bf16) needs CUDA' in caplog.text
     assert resolve_amp('fp16', torch.device('cuda', 0)) == 'fp16'
-    with pytest.raises(ValueError, match='amp must be one of'):
+    with pytest.raises(ValueError, match='amp: must be one of'):
         resolve_amp('fp8', torch.device('cpu'))
 
 
@@ -67,5 +67,3 @@ def test_best_checkpoint_follows_the_rule(synth, tmp_path):
     assert trainer.best == {'key': key, 'value': 4.0, 'epoch': 3, 'file': best[0]}
     saved = torch.load(tmp_path / best[0], weights_only=True)['meta']['best']
     assert saved['value'] == 4.0
-    with pytest.raises(ValueError, match=r"save_best 'sgdet/openpsg/R@20' is not among .*\['PQ'\]"):
-        trainer._update_best({'PQ': 1.0})

@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from openpsg.registry import Registry
+from openpsg.config import Config, ConfigError
+from openpsg.registry import Registry, RegistryError
 
 
 def make_toy() -> Registry:
@@ -83,13 +84,75 @@ def test_unknown_type_without_close_match_lists_all_names():
 
 @pytest.mark.parametrize('cfg', [['PSGTr'], 'PSGTr', None, {'num_queries': 3}])
 def test_build_needs_a_dict_with_type(cfg):
-    with pytest.raises(TypeError, match='toy config must be a dict with a "type" key'):
+    with pytest.raises(ConfigError, match='toy config must be a dict with a "type" key'):
         make_toy().build(cfg)
 
 
-def test_bad_arguments_name_the_registry_and_entry():
-    with pytest.raises(TypeError, match=r"building toy PSGTr: .*'num_querys'"):
-        make_toy().build({'type': 'PSGTr', 'num_querys': 5})
+def test_unknown_type_is_a_config_error_naming_the_key_path():
+    cfg = Config({'model': {'head': {'type': 'PSGTR'}}})
+    with pytest.raises(RegistryError, match=r"^model\.head\.type: 'PSGTR' is not in the toy "
+                                            r"registry; closest registered names: PSGTr$"):
+        make_toy().build(cfg.model.head)
+
+
+def test_unknown_keyword_names_its_config_path_and_the_accepted_keys():
+    cfg = Config({'model': {'type': 'PSGTr', 'num_querys': 5}})
+    with pytest.raises(ConfigError) as info:
+        make_toy().build(cfg.model)
+    assert str(info.value) == ("model.num_querys: PSGTr has no option 'num_querys'; did you mean "
+                               "'num_queries'? (its options: num_queries, num_classes)")
+    with pytest.raises(ConfigError, match=r"^colour: imp_head has no option 'colour' \(its "
+                                          r"options: depth\)$"):
+        make_toy().build({'type': 'imp_head', 'colour': 2, 'depth': 3})  # a plain dict: no path
+
+
+def test_missing_required_keyword_is_named():
+    with pytest.raises(ConfigError, match=r"^imp_head: imp_head needs 'depth'"):
+        make_toy().build({'type': 'imp_head'})
+
+
+def test_errors_of_nested_builds_name_the_inner_path():
+    toy = Registry('toy')
+
+    @toy.register()
+    class Inner:
+        def __init__(self, size: int = 1) -> None:
+            if size < 1:
+                raise ValueError(f'size must be >= 1, got {size}')
+
+    @toy.register()
+    class Outer:
+        def __init__(self, inner: dict, plain: dict | None = None) -> None:
+            self.inner = toy.build(inner)
+            if plain is not None:
+                self.plain = toy.build({'type': 'Inner', **plain})
+
+    cfg = Config({'model': {'type': 'Outer', 'inner': {'type': 'Inner', 'size': 0}}})
+    with pytest.raises(ConfigError, match=r'^model\.inner \(Inner\): size must be >= 1, got 0$'):
+        toy.build(cfg.model)
+    cfg = Config({'model': {'type': 'Outer', 'inner': {'type': 'Inner'}, 'plain': {'sise': 2}}})
+    with pytest.raises(ConfigError, match=r"^model\.sise: Inner has no option 'sise'; did you "
+                                          r"mean 'size'\?"):
+        toy.build(cfg.model)  # a plain dict built inside Outer: the path of the enclosing dict
+
+
+def test_unknown_keyword_of_a_sub_dict_passed_on_by_a_constructor_is_named():
+    toy = Registry('toy')
+
+    class Part:
+        def __init__(self, width: int = 1, depth: int = 1) -> None:
+            pass
+
+    @toy.register()
+    class Whole:
+        def __init__(self, part: dict) -> None:
+            self.part = Part(**part)
+
+    cfg = Config({'model': {'type': 'Whole', 'part': {'widht': 3}}})
+    with pytest.raises(ConfigError) as info:
+        toy.build(cfg.model)
+    assert str(info.value) == ("model.part.widht: Part has no option 'widht'; did you mean "
+                               "'width'? (its options: width, depth)")
 
 
 def test_modules_are_imported_on_first_query(tmp_path, monkeypatch):

@@ -210,12 +210,12 @@ def make_prediction(**overrides) -> Prediction:
                   scores=np.array([0.9, 0.8, 0.125], np.float32), boxes=masks_to_boxes(masks),
                   masks=masks, pairs=np.array([[0, 1], [1, 2]]), predicate_scores=predicate_scores,
                   triplet_scores=np.array([0.5, 0.25], np.float32),
-                  no_relation_scores=np.array([0.1, 0.3], np.float32), extra={'note': 'x'})
+                  no_relation_scores=np.array([0.1, 0.3], np.float32))
     return Prediction(**{**fields, **overrides})
 
 
 def assert_same_prediction(a: Prediction, b: Prediction) -> None:
-    assert a.image_id == b.image_id and a.extra == b.extra
+    assert a.image_id == b.image_id
     for key in ('labels', 'scores', 'boxes', 'pairs', 'predicate_scores', 'triplet_scores',
                 'no_relation_scores', 'pan_labels', 'pan_id_map'):
         x, y = getattr(a, key), getattr(b, key)

@@ -266,7 +266,7 @@ def test_cli_refuses_to_overwrite_and_leaves_no_temp_dir(tmp_path, capsys):
     assert tool.main(args) == 0
     first = (out / 'psg.json').read_bytes()
     assert 'wrote 5 images (3 train, 2 test)' in capsys.readouterr().out
-    assert tool.main(args + ['--seed', '1']) == 2
+    assert tool.main(args + ['--seed', '1']) == 1
     assert 'exists and is not empty' in capsys.readouterr().err
     assert (out / 'psg.json').read_bytes() == first
     assert tool.main(args + ['--seed', '1', '--overwrite']) == 0

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from openpsg import cli
 from openpsg.config import Config, ConfigError, DictAction
-from openpsg.datasets.errors import DatasetError
-from openpsg.datasets.transforms import Compose, Normalize, PipelineError
+from openpsg.datasets.transforms import Compose, Normalize
 from openpsg.registry import DATASETS
 from openpsg.structures import Sample
 from openpsg.visualization import compose_sample_figure
@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='draw --num random images (seeded) instead of the first ones')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. data.train.ann_file=x.json')
+    cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -62,17 +63,13 @@ def sample_arrays(sample: Sample, mean: np.ndarray, std: np.ndarray
     return image, (masks[:, :h, :w] if masks.shape[1:] != (0, 0) else None)
 
 
+@cli.tool('browse_dataset.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = Config.fromfile(args.config)
-        cfg.merge_from_dict(args.cfg_options)
-        if args.split not in cfg.get('data', {}):
-            raise ConfigError(f'{args.config}: config has no data.{args.split}')
-        dataset = DATASETS.build(cfg.data[args.split])
-    except (ConfigError, DatasetError, KeyError, TypeError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    cfg = Config.fromfile(args.config, overrides=args.cfg_options)
+    if args.split not in cfg.get('data', {}):
+        raise ConfigError(f'{args.config}: config has no data.{args.split}')
+    dataset = DATASETS.build(cfg.data[args.split])
     pipeline: Compose = dataset.pipeline
     mean, std = norm_stats(pipeline.transforms)
     num = min(args.num, len(dataset))
@@ -83,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for idx in tqdm(indices.tolist(), desc='browse', unit='img'):
         results = dataset.get_data_info(idx)
         results['rng'] = np.random.default_rng([args.seed, idx])
-        try:
-            sample = pipeline(results)
-        except (DatasetError, PipelineError) as err:
-            print(f'error: {err}', file=sys.stderr)
-            return 1
+        sample = pipeline(results)
         if sample is None:
             tqdm.write(f'image_id={results["image_id"]}: rejected by the pipeline, skipped')
             continue

@@ -4,9 +4,10 @@
     python tools/check_dataset.py data/psg/psg.json --data-root data/coco --split test --workers 8
     python tools/check_dataset.py data/vg/data_openpsg.json --data-root data/vg/VG_100K --no-masks
 
-Lists every problem found (file, image_id, field) and exits with status 1 if there is any, 0 if not.
-A file name that is absolute or leads out of ``--data-root`` (``..``, a symlink pointing out) is a
-problem and is not opened, unless ``--allow-outside-data-root``.
+Lists every problem found (file, image_id, field) and exits with status 1 if there is any, 0 if not
+(other errors as in :mod:`openpsg.cli`). A file name that is absolute or leads out of
+``--data-root`` (``..``, a symlink pointing out) is a problem and is not opened, unless
+``--allow-outside-data-root``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import sys
 from typing import Any
 
+from openpsg import cli
 from openpsg.datasets import check_dataset
 
 
@@ -31,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--no-masks', action='store_true',
                         help='box-only file (Visual Genome): no segments_info / panoptic PNGs')
     parser.add_argument('--workers', type=int, default=0, help='processes reading images (0: none)')
+    cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -57,6 +60,7 @@ def format_stats(stats: dict[str, dict[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
+@cli.tool('check_dataset.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = check_dataset(args.ann_file, args.data_root, split=args.split,

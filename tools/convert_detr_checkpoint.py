@@ -42,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-from openpsg.config import ConfigError, DictAction
+from openpsg import cli
+from openpsg.config import DictAction
 from openpsg.models.conversion import (COCO_PANOPTIC_IDS, ConversionError, build_target_model,
                                        check_architecture, coco_rows, read_checkpoint, save_atomic)
 
@@ -90,19 +91,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='override config settings, as for tools/train.py')
     parser.add_argument('--classes', choices=('coco', 'drop'), default='coco',
                         help='map the class head to PSG classes by COCO category id, or drop it')
+    cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
+@cli.tool('convert_detr_checkpoint.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        source = read_checkpoint(args.src)
-        state, summary = convert_state_dict(source.state, args.classes, args.src)
-        model, cfg = build_target_model(args.config, args.cfg_options)
-        check_architecture(state, source, model, cfg, args.config)
-    except (ConversionError, ConfigError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    source = read_checkpoint(args.src)
+    state, summary = convert_state_dict(source.state, args.classes, args.src)
+    model, cfg = build_target_model(args.config, args.cfg_options)
+    check_architecture(state, source, model, cfg, args.config)
     meta = {'source': Path(args.src).name, 'classes': args.classes, 'config': str(args.config),
             'converter': 'convert_detr_checkpoint'}
     save_atomic({'state_dict': state, 'meta': meta}, args.dst)

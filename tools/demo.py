@@ -15,7 +15,8 @@ The three files of an image appear together or not at all. An image that cannot 
 damaged file, one above the image size limit of :mod:`openpsg.datasets.io`, or a folder entry
 named like an image that is a folder, a dangling link or no regular file) is reported and
 skipped; the other images are still processed and the exit status is then 1. Bad configs,
-checkpoints or devices stop the run before any image (exit status 1). Drawings are bounded in size
+checkpoints or devices stop the run before any image (exit status 1; other errors as in
+:mod:`openpsg.cli`). Drawings are bounded in size
 whatever the image's shape (:data:`openpsg.visualization.draw.MAX_DRAWING_SIDE`).
 """
 from __future__ import annotations
@@ -32,10 +33,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from openpsg.apis import DeviceError, ImageInputError, inference_image, init_model, load_image
-from openpsg.config import ConfigError, DictAction
+from openpsg import cli
+from openpsg.apis import ImageInputError, inference_image, init_model, load_image
+from openpsg.config import DictAction
 from openpsg.datasets.io import ImageReadError, check_image_file
-from openpsg.engine.checkpoint import CheckpointError
 from openpsg.fileio import new_file_mode
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. model.threshold=0.5')
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.topk < 0:
         parser.error(f'--topk must be >= 0, got {args.topk}')
@@ -133,15 +135,12 @@ def process(model, image_path: Path, name: str, out: Path, topk: int, score_thr:
     return f'{image_path}: {result.num_segments} segments, {len(shown)} relations drawn{best}'
 
 
+@cli.tool('demo.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        images = find_images(args.image)
-        model = init_model(args.config, args.checkpoint, device=args.device,
-                           cfg_options=args.cfg_options)
-    except (ConfigError, CheckpointError, DeviceError, FileNotFoundError) as err:
-        print(f'demo.py: error: {err}', file=sys.stderr)
-        return 1
+    images = find_images(args.image)
+    model = init_model(args.config, args.checkpoint, device=args.device,
+                       cfg_options=args.cfg_options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     skipped = []

@@ -11,7 +11,8 @@ malformed submission: every problem is printed (entry index, image_id, field), t
 1 and no score file is written. Otherwise ``--out`` receives ``scores.txt`` (OpenPSG's three
 lines: ``Recall R 20`` and ``MeanRecall R 20`` as fractions, ``PQ`` in percent) and
 ``scores.json`` (every metric in percent), both or neither. Exit status 2: unusable annotation
-file or data, an ``--out`` that is not a folder, or score files that cannot be written.
+file or data, an ``--out`` that is not a folder, score files that cannot be written, or a wrong
+command line; other errors as in :mod:`openpsg.cli`.
 
 Only files inside the submission folder are read (symlinks resolved), and only files inside
 ``--data-root`` unless ``--allow-outside-data-root``.
@@ -23,6 +24,7 @@ import logging
 import os
 import sys
 
+from openpsg import cli
 from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.submission import (SCORE_FILES, SubmissionError, grade_submission,
@@ -48,12 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--dedup', choices=('first', 'max', 'ng', 'fail', 'none'), default='first',
                         help='fair protocol: rows repeating a (subject, object) pair')
     parser.add_argument('--workers', type=int, default=0, help='evaluation processes (0: none)')
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.max_rels < 0:
         parser.error(f'--max-rels must be 0 (all) or positive, got {args.max_rels}')
     return args
 
 
+@cli.tool('grade.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')

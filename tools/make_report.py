@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from openpsg import cli
 from openpsg.fileio import atomic_write
 from openpsg.safe_json import JSONFileError, load_json
 
@@ -64,11 +65,13 @@ def report_text(scores: dict[str, Any], pictures: list[str], report_dir: str) ->
     return '\n'.join(lines)
 
 
+@cli.tool('make_report.py')
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--eval', required=True, help='eval_*.json written by tools/test.py')
     parser.add_argument('--pictures', help='folder of PNG drawings to show')
     parser.add_argument('--out', required=True, help='the Markdown file to write')
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     try:
         scores = load_json(args.eval)

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from openpsg import cli
 from openpsg.datasets.synthetic import generate_synthetic_psg
 
 
@@ -25,21 +26,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                         help='rendering processes (default: min(2, number of CPUs))')
     parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists and is not empty')
+    cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
+@cli.tool('make_synth_psg.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         stats = generate_synthetic_psg(args.out, args.num_train, args.num_test, seed=args.seed,
                                        size=args.size, workers=args.workers, overwrite=args.overwrite,
                                        progress=True)
-    except (FileExistsError, ValueError) as err:
-        print(f'make_synth_psg: error: {err}', file=sys.stderr)
-        return 2
+    except ValueError as err:  # settings out of range
+        raise cli.ArgumentError(str(err)) from None
     except KeyboardInterrupt:
         print(f'make_synth_psg: interrupted; {args.out} was not written', file=sys.stderr)
-        return 130
+        return cli.EXIT_INTERRUPTED
     print(f"wrote {stats['num_images']} images ({stats['num_train']} train, {stats['num_test']} test) "
           f"to {stats['out_dir']} in {stats['seconds']:.1f} s")
     print(f"{stats['num_segments']} segments, {stats['num_relations']} relations; "

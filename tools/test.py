@@ -20,22 +20,23 @@ import time
 
 import numpy as np
 
-from openpsg.config import Config, ConfigError, DictAction
-from openpsg.datasets.errors import DatasetError
+from openpsg import cli
+from openpsg.checks import integer
+from openpsg.config import Config, DictAction
 from openpsg.datasets.io import read_image
 from openpsg.datasets.loader import build_test_loader
-from openpsg.engine.checkpoint import CheckpointError, load_weights
+from openpsg.engine.checkpoint import load_weights
 from openpsg.engine.dist import (LAUNCHERS, destroy_dist, get_device, get_rank, get_world_size,
                                  init_dist)
 from openpsg.engine.env import import_custom_modules
 from openpsg.engine.inference import collect_predictions, inference, save_predictions
 from openpsg.engine.logger import get_logger
-from openpsg.engine.trainer import evaluation_kwargs, training_triplets
+from openpsg.engine.settings import check_evaluation, evaluation_kwargs
+from openpsg.engine.trainer import training_triplets
 from openpsg.evaluation.fair_protocol import DEDUP_MODES
-from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.runner import evaluate, format_results
 from openpsg.evaluation.submission import write_submission
-from openpsg.evaluation.submission_folder import SubmissionDirError, check_submission_dir
+from openpsg.evaluation.submission_folder import check_submission_dir
 from openpsg.fileio import atomic_write
 from openpsg.registry import DATASETS, MODELS
 from openpsg.structures import Prediction
@@ -71,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='pytorch: started by torchrun / torch.distributed.launch')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not (args.out or args.eval or args.submit or args.show_dir):
         parser.error('nothing to do: give at least one of --out, --eval, --submit, --show-dir')
@@ -88,7 +90,9 @@ def cli_evaluation_kwargs(args: argparse.Namespace, cfg: Config) -> dict:
         kwargs['dedup'] = args.dedup
     kwargs.update(args.eval_options or {})
     if 'zero_shot_triplets' not in kwargs and cfg.get('data', {}).get('train'):
-        train_set = DATASETS.build({**cfg.data.train.to_dict(), 'pipeline': []})
+        train_cfg = cfg.data.train.copy()
+        train_cfg['pipeline'] = []
+        train_set = DATASETS.build(train_cfg)
         kwargs['zero_shot_triplets'] = training_triplets(train_set)
     return kwargs
 
@@ -109,25 +113,28 @@ def draw_predictions(predictions: list[Prediction], dataset, show_dir: str, topk
                               out_file=os.path.join(show_dir, f'{pred.image_id}.png'))
 
 
+@cli.tool('test.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     try:
         if args.submit:
             check_submission_dir(args.submit)  # before hours of inference, not after
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
+        cfg = Config.fromfile(args.config, overrides=args.cfg_options)
         import_custom_modules(cfg.get('custom_imports'))
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
         logger = get_logger(rank=get_rank())
-        test_cfg = dict(cfg.data.test)
-        samples_per_gpu = int(test_cfg.pop('samples_per_gpu', 1))
+        test_cfg = cfg.data.test.copy()
+        samples_per_gpu = integer(1)(test_cfg.pop('samples_per_gpu', 1),
+                                     'data.test.samples_per_gpu')
         dataset = DATASETS.build(test_cfg)
+        eval_kwargs = cli_evaluation_kwargs(args, cfg) if args.eval else None
+        if eval_kwargs is not None:
+            check_evaluation(eval_kwargs, dataset, where='evaluation (with --eval, --eval-options)')
         model = MODELS.build(cfg.model)
         load_weights(model, args.checkpoint, strict=True)
         model.to(get_device())
-        workers = int(cfg.data.get('workers_per_gpu', 0))
+        workers = integer(0)(cfg.data.get('workers_per_gpu', 0), 'data.workers_per_gpu')
         loader = build_test_loader(dataset, samples_per_gpu, workers, get_world_size(), get_rank())
         predictions = collect_predictions(inference(model, loader), dataset.image_ids)
         if predictions is None:
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             draw_predictions(predictions, dataset, args.show_dir, args.show_topk)
             logger.info(f'drawings written to {args.show_dir}')
         if args.eval:
-            results = evaluate(predictions, dataset, **cli_evaluation_kwargs(args, cfg))
+            results = evaluate(predictions, dataset, **eval_kwargs)
             print(format_results(results))
             if args.work_dir:
                 path = os.path.join(args.work_dir, f'eval_{time.strftime("%Y%m%d_%H%M%S")}.json')
@@ -151,10 +158,6 @@ def main(argv: list[str] | None = None) -> int:
                     json.dump({'config': args.config, 'checkpoint': args.checkpoint,
                                'metric': results}, f, indent=2)
                 logger.info(f'scores written to {path}')
-    except (ConfigError, CheckpointError, DatasetError, EvaluationError, FileNotFoundError,
-            SubmissionDirError) as err:
-        print(f'test.py: error: {err}', file=sys.stderr)
-        return 1
     finally:
         destroy_dist()
     return 0

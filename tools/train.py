@@ -7,6 +7,7 @@
 The work dir is ``--work-dir``, else the config's ``work_dir``, else ``work_dirs/<config name>``;
 it receives the resolved config, ``<timestamp>.log``, ``<timestamp>.log.json``, TensorBoard logs
 and the checkpoints (``epoch_N.pth``, ``iter_N.pth``, ``best_*.pth``, ``latest.pth``).
+The config is checked before anything is built; errors and exit status as in :mod:`openpsg.cli`.
 """
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ import random
 import sys
 import time
 
-from openpsg.config import Config, ConfigError, DictAction
-from openpsg.datasets.errors import DatasetError
-from openpsg.engine.checkpoint import CheckpointError, find_latest
+from openpsg import cli
+from openpsg.checks import integer
+from openpsg.config import Config, DictAction
+from openpsg.engine.checkpoint import find_latest
 from openpsg.engine.dist import (LAUNCHERS, barrier, broadcast_object, destroy_dist, get_rank,
                                  get_world_size, init_dist)
 from openpsg.engine.env import collect_env, import_custom_modules, set_random_seed
-from openpsg.engine.logger import get_logger
-from openpsg.engine.trainer import AMP_MODES, Trainer
-from openpsg.evaluation.matching import EvaluationError
+from openpsg.engine.logger import add_log_file, get_logger, start_log_buffer
+from openpsg.engine.settings import AMP_MODES
+from openpsg.engine.trainer import Trainer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision on CUDA (default: the '
                         'config\'s amp, else none)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -60,25 +63,22 @@ def resolve_work_dir(args: argparse.Namespace, cfg: Config) -> str:
     return args.work_dir or cfg.get('work_dir') or os.path.join('work_dirs', stem)
 
 
+@cli.tool('train.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     try:
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
+        cfg = Config.fromfile(args.config, overrides=args.cfg_options)
         import_custom_modules(cfg.get('custom_imports'))
         cfg.work_dir = resolve_work_dir(args, cfg)
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
         seed = args.seed if args.seed is not None else cfg.get('seed')
-        seed = broadcast_object(random.randrange(2**31) if seed is None else int(seed))
+        seed = broadcast_object(random.randrange(2**31) if seed is None
+                                else integer(0, 2**63 - 1)(seed, 'seed'))
         cfg.seed = seed
         timestamp = broadcast_object(time.strftime('%Y%m%d_%H%M%S'))
-        if get_rank() == 0:
-            os.makedirs(cfg.work_dir, exist_ok=True)
-            cfg.dump(os.path.join(cfg.work_dir, os.path.basename(args.config)))
-        barrier()
-        logger = get_logger(os.path.join(cfg.work_dir, f'{timestamp}.log'), get_rank())
+        logger = get_logger(rank=get_rank())
+        early = start_log_buffer(logger)  # nothing is written before the run is known to start
         logger.info('environment:\n' + '\n'.join(
             f'  {k}: {v}' for k, v in collect_env(get_world_size()).items()))
         logger.info(f'config {args.config}:\n{cfg.pretty_text}')
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         set_random_seed(seed, args.deterministic)
 
         trainer = Trainer(cfg, cfg.work_dir, timestamp, seed, validate=not args.no_validate,
-                          amp=args.amp or cfg.get('amp', 'none'))
+                          amp=args.amp or cfg.get('amp') or 'none')
         resume = args.resume if args.resume is not None else cfg.get('resume')
         load_from = args.load_from or cfg.get('load_from')
         if resume:
@@ -97,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 trainer.resume(path)
         elif load_from:
             trainer.load_weights(load_from)
+        if get_rank() == 0:
+            os.makedirs(cfg.work_dir, exist_ok=True)
+            cfg.dump(os.path.join(cfg.work_dir, os.path.basename(args.config)))
+            add_log_file(logger, os.path.join(cfg.work_dir, f'{timestamp}.log'), early)
+        barrier()
         trainer.train()
-    except (ConfigError, CheckpointError, DatasetError, EvaluationError, FileNotFoundError) as err:
-        print(f'train.py: error: {err}', file=sys.stderr)
-        return 1
     finally:
         destroy_dist()
     return 0

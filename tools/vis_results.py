@@ -20,17 +20,18 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from openpsg import cli
 from openpsg.apis import SceneGraphResult
 from openpsg.config import Config, ConfigError, DictAction
-from openpsg.datasets.errors import DatasetError
 from openpsg.datasets.io import read_image
-from openpsg.engine.inference import PredictionFileError, load_predictions
+from openpsg.engine.inference import load_predictions
+from openpsg.errors import InputError
 from openpsg.registry import DATASETS
-from openpsg.structures import Prediction, PredictionMatchError, index_predictions
+from openpsg.structures import Prediction, index_predictions
 from openpsg.visualization import compose_sample_figure, save_png, side_by_side
 
 
-class VisResultsError(ValueError):
+class VisResultsError(InputError, ValueError):
     """Predictions and dataset that do not go together, or a bad choice of images."""
 
 
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='draw only predicted relations scoring at least this (default 0)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. data.test.data_root=...')
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.num < 1 or args.topk < 0:
         parser.error('--num must be >= 1 and --topk >= 0')
@@ -62,7 +64,10 @@ def choose_images(by_id: dict[str, Prediction], dataset, image_ids: Sequence[str
     dataset order."""
     if image_ids:
         for image_id in image_ids:
-            dataset.index_of(str(image_id))
+            try:
+                dataset.index_of(str(image_id))
+            except KeyError as err:
+                raise VisResultsError(err.args[0] if err.args else str(err)) from None
             if str(image_id) not in by_id:
                 raise VisResultsError(f'{pred_file}: no prediction for image_id {image_id}')
         return [str(i) for i in image_ids]
@@ -97,35 +102,24 @@ def draw_image(dataset, prediction: Prediction, topk: int, score_thr: float) -> 
     return side_by_side([gt_figure, pred_figure, graph], gap=8)
 
 
+@cli.tool('vis_results.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
-        if 'test' not in cfg.get('data', {}):
-            raise ConfigError(f'{args.config}: config has no data.test dataset')
-        test_cfg = dict(cfg.data.test)
-        test_cfg.pop('samples_per_gpu', None)
-        dataset = DATASETS.build(test_cfg)
-        by_id = index_predictions(load_predictions(args.pred_file), dataset.image_ids,
-                                  args.pred_file, f'images in the test dataset of {args.config} '
-                                  f'({dataset.ann_file})')
-        image_ids = choose_images(by_id, dataset, args.image_ids, args.num, args.seed,
-                                  args.pred_file)
-    except KeyError as err:
-        print(f'vis_results.py: error: {err.args[0]}', file=sys.stderr)
-        return 1
-    except (ConfigError, DatasetError, PredictionFileError, PredictionMatchError,
-            VisResultsError) as err:
-        print(f'vis_results.py: error: {err}', file=sys.stderr)
-        return 1
+    cfg = Config.fromfile(args.config, overrides=args.cfg_options)
+    if 'test' not in cfg.get('data', {}):
+        raise ConfigError(f'{args.config}: config has no data.test dataset')
+    test_cfg = cfg.data.test.copy()
+    test_cfg.pop('samples_per_gpu', None)
+    dataset = DATASETS.build(test_cfg)
+    by_id = index_predictions(load_predictions(args.pred_file), dataset.image_ids,
+                              args.pred_file, f'images in the test dataset of {args.config} '
+                              f'({dataset.ann_file})')
+    image_ids = choose_images(by_id, dataset, args.image_ids, args.num, args.seed, args.pred_file)
     for image_id in tqdm(image_ids, desc='vis', unit='img'):
         try:
             figure = draw_image(dataset, by_id[image_id], args.topk, args.score_thr)
-        except (DatasetError, ValueError) as err:
-            print(f'vis_results.py: error: image_id {image_id}: {err}', file=sys.stderr)
-            return 1
+        except (InputError, ValueError) as err:
+            raise VisResultsError(f'image_id {image_id}: {err}') from err
         save_png(figure, os.path.join(args.out, f'{image_id}.png'))
     print(f'wrote {len(image_ids)} figure(s) to {args.out}')
     return 0

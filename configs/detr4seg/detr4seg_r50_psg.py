@@ -16,7 +16,7 @@ optimizer = dict(
     }))
 optimizer_config = dict(grad_clip=dict(max_norm=0.1, norm_type=2))
 lr_config = dict(policy='step', step=[8])
-runner = dict(type='EpochBasedRunner', max_epochs=10)
+runner = dict(max_epochs=10)
 evaluation = dict(interval=1, metric=['PQ'])
 load_from = 'work_dirs/checkpoints/detr_pan_r50.pth'
 work_dir = './work_dirs/detr4seg_r50_psg'

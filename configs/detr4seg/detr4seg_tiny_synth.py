@@ -20,7 +20,7 @@ optimizer = dict(type='AdamW', lr=3e-4, weight_decay=1e-4,
                  paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
 optimizer_config = dict(grad_clip=dict(max_norm=1.0, norm_type=2))
 lr_config = dict(policy='step', step=[10])
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)
 evaluation = dict(interval=4, metric=['PQ'])
 load_from = None
 work_dir = './work_dirs/detr4seg_tiny_synth'

@@ -15,7 +15,7 @@ data = dict(samples_per_gpu=8)
 optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001)
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
 lr_config = dict(policy='step', step=[8, 11], warmup='linear', warmup_iters=500, warmup_ratio=1 / 3)
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)
 evaluation = dict(interval=1, metric=['PQ'], save_best='PQ')
 # torchvision's COCO Mask R-CNN (backbone, RPN, thing branch), converted by the command above;
 # the semantic head starts from scratch.

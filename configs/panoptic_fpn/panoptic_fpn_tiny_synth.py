@@ -31,6 +31,6 @@ optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001)
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
 lr_config = dict(policy='step', step=[9, 11], warmup='linear', warmup_iters=100, warmup_ratio=1 / 3)
 # 12 epochs on 400 images: ~18 minutes on one CPU thread, PQ ~55 (benchmarks/BENCHMARKS.md).
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)
 evaluation = dict(interval=4, metric=['PQ'], save_best='PQ')
 log_config = dict(interval=20)

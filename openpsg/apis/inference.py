@@ -30,8 +30,10 @@ from tqdm import tqdm
 from ..config import Config, ConfigError, parse_cfg_options
 from ..datasets.io import ImageReadError, decode_rgb, pil_to_rgb
 from ..datasets.transforms import Compose, require
-from ..engine.checkpoint import CheckpointError, WeightsReport, load_checkpoint, load_weights
+from ..engine.checkpoint import (CheckpointError, WeightsReport, checkpoint_names,
+                                 load_checkpoint, load_weights)
 from ..engine.env import import_custom_modules
+from ..errors import InputError
 from ..registry import MODELS
 from ..structures import CLASSES, PREDICATES, collate_samples
 from .result import SceneGraphResult
@@ -51,11 +53,11 @@ GT_MODES = ('predcls', 'sgcls')
 _MAX_KEYS_SHOWN = 8
 
 
-class ImageInputError(ValueError):
+class ImageInputError(InputError, ValueError):
     """An image that cannot be used: missing or unreadable file, wrong array type or shape."""
 
 
-class DeviceError(RuntimeError):
+class DeviceError(InputError, RuntimeError):
     """A device that this machine does not have (e.g. ``'cuda'`` without a usable GPU)."""
 
 
@@ -139,19 +141,17 @@ def load_image(image: ImageInput) -> np.ndarray:
 # ---------------------------------------------------------------------------------- model
 def _load_config(config: str | os.PathLike | Config,
                  cfg_options: Mapping[str, Any] | Sequence[str] | None) -> Config:
+    options = (dict(cfg_options or {}) if isinstance(cfg_options, Mapping) or not cfg_options
+               else parse_cfg_options(cfg_options))
     if isinstance(config, Config):
         cfg = copy.deepcopy(config)
-    elif isinstance(config, (str, os.PathLike)):
-        if not os.path.isfile(config):
-            raise ConfigError(f'{os.fspath(config)}: config file not found')
-        cfg = Config.fromfile(config)
-    else:
-        raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
-    if cfg_options:
-        options = (dict(cfg_options) if isinstance(cfg_options, Mapping)
-                   else parse_cfg_options(cfg_options))
         cfg.merge_from_dict(options)
-    return cfg
+        return cfg
+    if not isinstance(config, (str, os.PathLike)):
+        raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
+    if not os.path.isfile(config):
+        raise ConfigError(f'{os.fspath(config)}: config file not found')
+    return Config.fromfile(config, overrides=options)
 
 
 def _config_name(cfg: Config) -> str:
@@ -178,10 +178,11 @@ def _mismatch_text(report: WeightsReport) -> str:
 
 
 def _load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, cfg: Config,
-                     strict: bool) -> dict[str, Any]:
-    """Load the weights into ``model``; returns the checkpoint's ``meta`` (``{}`` if none)."""
+                     strict: bool) -> Any:
+    """Load the weights into ``model``; returns the checkpoint's ``meta`` (``None`` if none; not
+    checked, see :func:`~openpsg.engine.checkpoint.checkpoint_names`)."""
     path = os.fspath(checkpoint)
-    meta = load_checkpoint(path).get('meta') or {}
+    meta = load_checkpoint(path).get('meta')
     report = load_weights(model, path)
     if not report.clean:
         message = (f'checkpoint {path} does not match config {_config_name(cfg)}: '
@@ -190,7 +191,7 @@ def _load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, cfg: Confi
             raise CheckpointError(message + ' (was it trained with another config? '
                                   'init_model(..., strict=False) loads what fits)')
         logger.warning(message)
-    return meta if isinstance(meta, dict) else {}
+    return meta
 
 
 def _skip_init_weights(node: Any) -> None:
@@ -271,11 +272,11 @@ def init_model(config: str | os.PathLike | Config, checkpoint: str | os.PathLike
                           'ground-truth segments of each image, and an image of your own has '
                           'none; use an SGDet config of the model (model.use_gt_box=False, '
                           'model.use_gt_label=False)')
-    meta = _load_checkpoint(model, checkpoint, cfg, strict) if checkpoint is not None else {}
+    meta = _load_checkpoint(model, checkpoint, cfg, strict) if checkpoint is not None else None
     model.to(dev).eval()
     model.cfg = cfg
-    model.class_names = tuple(meta.get('classes') or CLASSES)
-    model.predicate_names = tuple(meta.get('predicates') or PREDICATES)
+    model.class_names = checkpoint_names(meta, 'classes') or CLASSES
+    model.predicate_names = checkpoint_names(meta, 'predicates') or PREDICATES
     model.test_pipeline = build_inference_pipeline(cfg)
     return model
 

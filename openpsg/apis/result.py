@@ -45,19 +45,6 @@ class Triplet(NamedTuple):
                 f'{self.object_name}#{self.object} ({format_score(self.score)})')
 
 
-def _plain(value: Any) -> Any:
-    """Numpy scalars/arrays (also inside dicts and lists) as JSON-ready Python values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 @dataclass(eq=False)
 class SceneGraphResult:
     """A prediction with names. ``image_size`` is the original ``(height, width)`` the masks and
@@ -145,7 +132,7 @@ class SceneGraphResult:
         ``predicate_id``, ``score``); ``relations`` (the model's raw rows: ``pairs``,
         ``predicate_scores``, ``triplet_scores``, ``no_relation_scores``); ``panoptic`` (``None``,
         or the model's own panoptic map as ``shape``, ``rles``, ``labels``); ``class_names``,
-        ``predicate_names``, ``extra``. :meth:`from_json` reads everything back but
+        ``predicate_names``. :meth:`from_json` reads everything back but
         ``triplets``, which are derived.
         """
         d = self.prediction.to_dict()
@@ -169,7 +156,6 @@ class SceneGraphResult:
                           'num_predicates': d['num_predicates']},
             'panoptic': panoptic,
             'class_names': list(self.class_names), 'predicate_names': list(self.predicate_names),
-            'extra': _plain(d['extra']),
         }
 
     def _panoptic_is_segments(self) -> bool:
@@ -204,8 +190,7 @@ class SceneGraphResult:
             'num_predicates': rel['num_predicates'],
             'pan_id_map': None if panoptic is None else {'shape': panoptic['shape'],
                                                          'rles': panoptic['rles']},
-            'pan_labels': None if panoptic is None else panoptic['labels'],
-            'extra': data.get('extra') or {}})
+            'pan_labels': None if panoptic is None else panoptic['labels']})
         return cls(prediction, tuple(data['class_names']), tuple(data['predicate_names']),
                    (int(data['height']), int(data['width'])))
 

@@ -1,10 +1,11 @@
 """The one exception type for bad dataset input; messages always name file, image and field."""
 from __future__ import annotations
 
+from ..errors import InputError
 from ..safe_json import describe, printable
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """Bad annotation or image data. ``problems`` lists every problem found (one string each)."""
 
     def __init__(self, problems: list[str] | str) -> None:

@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import InputError
 from ..paths import OutsideRootError, resolve_inside
 from ..structures.masks import rgb2id, segment_ids_to_id_map
 from .errors import DatasetError, problem
@@ -62,7 +63,7 @@ def outside_problem(data_root: str, reason: str, ann_file: str, image_id: str, f
     """The problem line of a file name that does not lead into ``data_root``."""
     return problem(ann_file, image_id, field, f'{reason} (data_root {data_root})')
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError, ValueError):
     """An image file that cannot be used; the message is the reason, without the file name."""
 
 

@@ -9,7 +9,13 @@ A checkpoint is a dict of tensors and plain Python containers only, so
      'rng': [one :func:`openpsg.engine.env.get_rng_state` per rank]}
 
 ``meta.epoch`` counts finished epochs and ``meta.inner_iter`` the batches already trained in the
-next one, so a checkpoint written mid-epoch resumes at the following batch.
+next one, so a checkpoint written mid-epoch resumes at the following batch. ``meta.config`` is the
+run's config as :meth:`openpsg.config.Config.dump` writes it (read back without running it) and
+``meta.best`` is ``None`` or ``{'key', 'value', 'epoch', 'file'}`` of the best checkpoint so far.
+
+A checkpoint may come from someone else: :func:`check_meta` checks every ``meta`` key (type,
+range) before a resume uses it, and ``meta.best.file`` must be exactly the name
+:func:`best_checkpoint_name` gives its key and epoch, a plain file name in the work dir.
 """
 from __future__ import annotations
 
@@ -23,13 +29,76 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..checks import integer, list_of, mapping, optional, text
+from ..config import ConfigError
+from ..errors import InputError
 from ..fileio import atomic_write, fsync_dir
 
 LATEST = 'latest.pth'
+# the files a training run writes into its work dir
+RUN_CHECKPOINT = re.compile(r'(epoch_\d+|iter_\d+|best_[\w@.-]+_epoch_\d+|latest)\.pth', re.ASCII)
+_COUNT = integer(0, 2**40)
+_UNSAFE = re.compile(r'[^\w@.-]', re.ASCII)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint file that is missing, unreadable, or does not hold what is asked of it."""
+
+
+def best_checkpoint_name(key: str, epoch: int) -> str:
+    """``best_<key>_epoch_<epoch>.pth``, every character of the metric ``key`` other than a
+    letter, digit, ``_``, ``@``, ``.`` or ``-`` replaced by ``_`` (``sgdet/openpsg/R@20`` ->
+    ``best_sgdet_openpsg_R@20_epoch_3.pth``): always a plain file name."""
+    return f'best_{_UNSAFE.sub("_", key)}_epoch_{epoch}.pth'
+
+
+def _best(value: Any, path: str) -> dict[str, Any]:
+    best = dict(mapping(value, path))
+    if set(best) != {'key', 'value', 'epoch', 'file'}:
+        raise ConfigError(f'{path}: must have the keys key, value, epoch and file, '
+                          f'got {sorted(map(str, best))}')
+    key, epoch = text(best['key'], f'{path}.key'), integer(1, 2**40)(best['epoch'], f'{path}.epoch')
+    if type(best['value']) not in (int, float):
+        raise ConfigError(f"{path}.value: must be a number, got {best['value']!r}")
+    if best['file'] != best_checkpoint_name(key, epoch):
+        raise ConfigError(f'{path}.file: must be {best_checkpoint_name(key, epoch)!r} (the best '
+                          f'checkpoint of {key!r} at epoch {epoch}, a file in the work dir), '
+                          f'got {best["file"]!r}')
+    return best
+
+
+META_KEYS = {
+    'epoch': _COUNT, 'inner_iter': _COUNT, 'iter': _COUNT, 'seed': integer(0, 2**63 - 1),
+    'world_size': integer(1, 2**20), 'samples_per_gpu': integer(1, 2**20), 'config': text,
+    'classes': list_of(text), 'predicates': list_of(text), 'versions': mapping,
+    'time': text, 'best': optional(_best)}
+META_REQUIRED = ('epoch', 'inner_iter', 'iter', 'seed', 'world_size', 'samples_per_gpu', 'config')
+
+
+def check_meta(meta: Any, path: str) -> dict[str, Any]:
+    """The ``meta`` entry of the checkpoint ``path``, checked against :data:`META_KEYS` (types,
+    ranges, no unknown and no missing key); a :class:`CheckpointError` names the file and the
+    field."""
+    try:
+        meta = dict(mapping(meta, 'meta'))
+        missing = [k for k in META_REQUIRED if k not in meta]
+        unknown = sorted(str(k) for k in meta if k not in META_KEYS)
+        if missing or unknown:
+            raise ConfigError('meta: ' + '; '.join(
+                part for part in (f'missing {missing}' if missing else '',
+                                  f'unknown keys {unknown}' if unknown else '') if part))
+        return {k: check(meta[k], f'meta.{k}') for k, check in META_KEYS.items() if k in meta}
+    except ConfigError as err:
+        raise CheckpointError(f'{path}: {err}') from None
+
+
+def checkpoint_names(meta: Any, key: str) -> tuple[str, ...] | None:
+    """``meta[key]`` (``'classes'`` or ``'predicates'``) if ``meta`` is a dict holding a non-empty
+    list of strings there, else ``None``."""
+    names = meta.get(key) if isinstance(meta, Mapping) else None
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:

@@ -83,15 +83,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def all_gather_objects(obj: Any) -> list[Any]:
-    """``[obj of rank 0, obj of rank 1, ...]`` on every rank."""
-    if not is_distributed():
-        return [obj]
-    out: list[Any] = [None] * get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def gather_objects(obj: Any, dst: int = 0) -> list[Any] | None:
     """``[obj of rank 0, obj of rank 1, ...]`` on rank ``dst``; ``None`` on the other ranks."""
     if not is_distributed():

@@ -70,8 +70,12 @@ class TextLoggerHook(LoggerHook):
 
     def log(self, trainer: 'Trainer', record: dict[str, Any]) -> None:
         logger.info(self.format(record))
-        with open(self.json_path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
+        try:
+            with open(self.json_path, 'a', encoding='utf-8') as f:
+                f.write(json.dumps(record) + '\n')
+        except OSError as err:
+            err.filename = err.filename or self.json_path  # e.g. a full disk: name the file
+            raise
 
     @staticmethod
     def format(record: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets.validate import MAX_IMAGE_SIDE, is_int, type_name
+from ..errors import InputError
 from ..fileio import atomic_write
 from ..safe_json import JSONFileError, describe, load_json
 from ..structures import Prediction
@@ -30,7 +31,7 @@ FORMAT_VERSION = 1
 MAX_PREDICATES = 10000
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(InputError, ValueError):
     """A prediction file that cannot be read or does not hold predictions."""
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 
 from tqdm import tqdm
@@ -38,7 +39,27 @@ def get_logger(log_file: str | None = None, rank: int = 0,
     console.setFormatter(formatter)
     logger.addHandler(console)
     if log_file is not None and rank == 0:
-        file_handler = logging.FileHandler(log_file, mode='a', encoding='utf-8')
-        file_handler.setFormatter(formatter)
-        logger.addHandler(file_handler)
+        add_log_file(logger, log_file)
     return logger
+
+
+def start_log_buffer(logger: logging.Logger) -> logging.handlers.MemoryHandler:
+    """Keep the records ``logger`` emits from now on (besides printing them), for
+    :func:`add_log_file` to write once the log file may be created."""
+    buffer = logging.handlers.MemoryHandler(capacity=2**31, flushLevel=logging.CRITICAL + 1)
+    logger.addHandler(buffer)
+    return buffer
+
+
+def add_log_file(logger: logging.Logger, log_file: str,
+                 buffer: logging.handlers.MemoryHandler | None = None) -> None:
+    """Log to ``log_file`` (appending) too; the records kept by ``buffer`` (see
+    :func:`start_log_buffer`) are written first, and the buffer is removed."""
+    file_handler = logging.FileHandler(log_file, mode='a', encoding='utf-8')
+    file_handler.setFormatter(logging.Formatter(_FORMAT))
+    if buffer is not None:
+        buffer.setTarget(file_handler)
+        buffer.flush()
+        logger.removeHandler(buffer)
+        buffer.close()
+    logger.addHandler(file_handler)

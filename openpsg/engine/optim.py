@@ -10,6 +10,7 @@ Config keys, as in OpenPSG / mmdet 2.x::
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 import math
@@ -17,6 +18,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from ..checks import integer, number
+from ..config import ConfigError
+from ..registry import check_options
 
 logger = logging.getLogger('openpsg')
 
@@ -55,13 +60,16 @@ def build_param_groups(model: nn.Module, lr: float, weight_decay: float,
     paramwise_cfg = dict(paramwise_cfg or {})
     custom = dict(paramwise_cfg.pop('custom_keys', {}) or {})
     if paramwise_cfg:
-        raise ValueError(f'optimizer.paramwise_cfg: unknown key(s) {sorted(paramwise_cfg)}; '
-                         'supported: custom_keys')
+        raise ConfigError(f'optimizer.paramwise_cfg: unknown key(s) {sorted(paramwise_cfg)}; '
+                          'supported: custom_keys')
     for key, mults in custom.items():
         unknown = set(mults) - set(_MULT_KEYS)
         if unknown:
-            raise ValueError(f'optimizer.paramwise_cfg.custom_keys[{key!r}]: unknown key(s) '
-                             f'{sorted(unknown)}; supported: {", ".join(_MULT_KEYS)}')
+            raise ConfigError(f'optimizer.paramwise_cfg.custom_keys[{key!r}]: unknown key(s) '
+                              f'{sorted(unknown)}; supported: {", ".join(_MULT_KEYS)}')
+        for name in _MULT_KEYS:
+            if name in mults:
+                number()(mults[name], f'optimizer.paramwise_cfg.custom_keys.{key}.{name}')
     groups: dict[str, dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -80,27 +88,38 @@ def build_param_groups(model: nn.Module, lr: float, weight_decay: float,
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any] | None) -> torch.optim.Optimizer:
     """``torch.optim.<type>`` over :func:`build_param_groups`; the other keys go to its
-    constructor."""
+    constructor (checked against its signature: an unknown key is a
+    :class:`~openpsg.config.ConfigError` naming ``optimizer.<key>``)."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f'optimizer: the config must set an optimizer dict, got {cfg!r}')
     cfg = dict(cfg)
     name = cfg.pop('type', None)
     cls = getattr(torch.optim, str(name), None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ValueError(f'optimizer.type {name!r} is not an optimizer in torch.optim '
-                         '(e.g. SGD, Adam, AdamW)')
+        known = [n for n, c in vars(torch.optim).items()
+                 if isinstance(c, type) and issubclass(c, torch.optim.Optimizer)]
+        close = [k for k in known if k.lower() == str(name).lower()] or difflib.get_close_matches(
+            str(name), known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ' (e.g. SGD, Adam, AdamW)'
+        raise ConfigError(f'optimizer.type: {name!r} is not an optimizer in torch.optim{hint}')
     if 'lr' not in cfg:
-        raise ValueError('optimizer config needs an "lr"')
+        raise ConfigError('optimizer.lr: the optimizer config needs an "lr"')
+    number(positive=True)(cfg['lr'], 'optimizer.lr')
     paramwise_cfg = cfg.pop('paramwise_cfg', None)
+    check_options(cls, cfg, 'optimizer', name, passed=('params',))
     default_decay = inspect.signature(cls).parameters['weight_decay'].default
     weight_decay = cfg.pop('weight_decay', default_decay)
+    number()(weight_decay, 'optimizer.weight_decay')
     groups = build_param_groups(model, cfg['lr'], weight_decay, paramwise_cfg)
     if not groups:
-        raise ValueError('the model has no trainable parameter (all frozen?)')
+        raise ConfigError('optimizer: the model has no trainable parameter (are all its modules '
+                          'in freeze_modules?)')
     try:
         return cls(groups, weight_decay=weight_decay, **cfg)
-    except TypeError as err:
-        raise ValueError(f'optimizer {name}: {err}') from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f'optimizer ({name}): {err}') from err
 
 
 class LrScheduler:
@@ -129,17 +148,30 @@ class LrScheduler:
                  warmup: str | None = None, warmup_iters: int = 0,
                  warmup_ratio: float = 0.1) -> None:
         if policy not in POLICIES:
-            raise ValueError(f'lr_config.policy must be one of {POLICIES}, got {policy!r}')
+            raise ConfigError(f'lr_config.policy must be one of {POLICIES}, got {policy!r}')
         if policy == 'step' and step is None:
-            raise ValueError("lr_config.policy='step' needs lr_config.step (milestones)")
+            raise ConfigError("lr_config.policy='step' needs lr_config.step (milestones)")
+        if step is not None:
+            steps = step if isinstance(step, (list, tuple)) else [step]
+            if not steps:
+                raise ConfigError('lr_config.step: must be an integer or a non-empty list')
+            for milestone in steps:
+                integer(1)(milestone, 'lr_config.step')
+        number(positive=True)(gamma, 'lr_config.gamma')
         if min_lr is not None and min_lr_ratio is not None:
-            raise ValueError('lr_config: give one of min_lr and min_lr_ratio, not both')
+            raise ConfigError('lr_config: give one of min_lr and min_lr_ratio, not both')
         if min_lr is None and min_lr_ratio is None:
             min_lr_ratio = 0.0
+        for key, value in (('min_lr', min_lr), ('min_lr_ratio', min_lr_ratio)):
+            if value is not None and number()(value, f'lr_config.{key}') < 0:
+                raise ConfigError(f'lr_config.{key}: must be >= 0, got {value!r}')
+        if not isinstance(by_epoch, bool):
+            raise ConfigError(f'lr_config.by_epoch: must be True or False, got {by_epoch!r}')
         if warmup is not None and warmup not in WARMUPS:
-            raise ValueError(f'lr_config.warmup must be one of {WARMUPS} or None, got {warmup!r}')
+            raise ConfigError(f'lr_config.warmup must be one of {WARMUPS} or None, got {warmup!r}')
+        integer(0)(warmup_iters, 'lr_config.warmup_iters')
         if warmup is not None and not (warmup_iters > 0 and 0 < warmup_ratio <= 1):
-            raise ValueError('lr_config: warm-up needs warmup_iters > 0 and 0 < warmup_ratio <= 1')
+            raise ConfigError('lr_config: warm-up needs warmup_iters > 0 and 0 < warmup_ratio <= 1')
         self.optimizer = optimizer
         self.policy = policy
         self.by_epoch = by_epoch
@@ -197,8 +229,9 @@ class LrScheduler:
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, lr_config: Mapping[str, Any] | None,
                        max_epochs: int, iters_per_epoch: int) -> LrScheduler:
-    """:class:`LrScheduler` from the config's ``lr_config`` (``None``: constant lr)."""
-    try:
-        return LrScheduler(optimizer, max_epochs, iters_per_epoch, **dict(lr_config or {}))
-    except TypeError as err:
-        raise ValueError(f'lr_config: {err}') from err
+    """:class:`LrScheduler` from the config's ``lr_config`` (``None``: constant lr); an unknown
+    key is a :class:`~openpsg.config.ConfigError` naming ``lr_config.<key>``."""
+    options = dict(lr_config or {})
+    check_options(LrScheduler, options, 'lr_config', 'the lr schedule',
+                  passed=('optimizer', 'max_epochs', 'iters_per_epoch'))
+    return LrScheduler(optimizer, max_epochs, iters_per_epoch, **options)

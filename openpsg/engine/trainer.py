@@ -8,9 +8,10 @@ Config keys read (OpenPSG / mmdet 2.x names): ``model``, ``data.{samples_per_gpu
 workers_per_gpu, train, val}`` (optionally ``data.group_by_aspect_ratio``,
 ``data.persistent_workers``), ``optimizer``, ``optimizer_config.grad_clip``, ``lr_config``,
 ``runner.max_epochs``, ``checkpoint_config``, ``evaluation``, ``log_config``, ``custom_hooks``,
-``freeze_modules``, ``find_unused_parameters``. One iteration: set the lr, forward in ``'loss'``
-mode, sum the ``loss*`` entries, backward, clip, step. After each epoch: evaluate (if due), then
-checkpoint (if due).
+``freeze_modules``, ``find_unused_parameters``; :mod:`openpsg.engine.settings` checks them all
+before anything is built. One iteration: set the lr, forward in ``'loss'`` mode, sum the
+``loss*`` entries, backward, clip, step. After each epoch: evaluate (if due), then checkpoint (if
+due).
 """
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import Config
+from ..checks import integer, list_of, mapping, one_of
+from ..config import Config, ConfigError, read_dumped_config
 from ..datasets.loader import build_test_loader, build_train_loader
+from ..errors import InputError
 from ..evaluation.runner import evaluate
+from ..fileio import stale_temp_files
 from ..registry import DATASETS, HOOKS, MODELS
 from ..structures import Batch
-from .checkpoint import (LATEST, CheckpointError, link_checkpoint, load_checkpoint, load_weights,
+from .checkpoint import (LATEST, RUN_CHECKPOINT, CheckpointError, best_checkpoint_name,
+                         check_meta, link_checkpoint, load_checkpoint, load_weights,
                          prune_checkpoints, save_checkpoint)
 from .dist import (all_reduce_mean, broadcast_object, gather_objects, get_device, get_local_rank,
                    get_rank, get_world_size)
@@ -38,11 +43,15 @@ from .env import get_rng_state, library_versions, set_rng_state
 from .hooks import Hook, LoggerHook
 from .inference import collect_predictions, inference
 from .optim import build_lr_scheduler, build_optimizer
+from .settings import (AMP_MODES, CHECKPOINT_CONFIG, DATA, EVALUATION, LOG_CONFIG,
+                       OPTIMIZER_CONFIG, RUNNER, check_evaluation, evaluation_kwargs,
+                       read_top_level, resume_changes)
 
 logger = logging.getLogger('openpsg')
 
-AMP_MODES = ('none', 'bf16', 'fp16')
-EVAL_HOOK_KEYS = ('interval', 'save_best', 'rule')
+
+class DivergenceError(InputError, FloatingPointError):
+    """The training loss became NaN or infinite (the settings, e.g. the lr, do not suit)."""
 
 
 def freeze_modules(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Module]:
@@ -54,8 +63,8 @@ def freeze_modules(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Module]
         found = [m for name, m in model.named_modules()
                  if name == prefix or name.startswith(prefix + '.')]
         if not found:
-            raise ValueError(f'freeze_modules: {prefix!r} names no submodule of '
-                             f'{type(model).__name__}')
+            raise ConfigError(f'freeze_modules: {prefix!r} names no submodule of '
+                              f'{type(model).__name__}')
         for module in found:
             for param in module.parameters(recurse=False):
                 param.requires_grad_(False)
@@ -85,24 +94,12 @@ def parse_losses(losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict
 
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The AMP mode that will run: ``amp`` on CUDA; ``'none'`` (with a warning) on the CPU."""
-    if amp not in AMP_MODES:
-        raise ValueError(f'amp must be one of {AMP_MODES}, got {amp!r}')
+    one_of(*AMP_MODES)(amp, 'amp')
     if amp != 'none' and device.type != 'cuda':
         logger.warning('mixed precision (--amp %s) needs CUDA; training in float32 on %s',
                        amp, device)
         return 'none'
     return amp
-
-
-def evaluation_kwargs(evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The :func:`openpsg.evaluation.runner.evaluate` arguments of the config's ``evaluation``
-    dict: its hook keys (``interval``, ``save_best``, ``rule``) dropped, ``metric`` renamed
-    ``metrics`` (a list)."""
-    kwargs = {k: v for k, v in dict(evaluation or {}).items() if k not in EVAL_HOOK_KEYS}
-    if 'metric' in kwargs:
-        metric = kwargs.pop('metric')
-        kwargs['metrics'] = [metric] if isinstance(metric, str) else list(metric)
-    return kwargs
 
 
 def training_triplets(train_set: Any) -> frozenset | None:
@@ -151,59 +148,69 @@ class Trainer:
         self.rank = get_rank()
         self.world_size = get_world_size()
         self.device = get_device()
-        runner = cfg.get('runner', {})
-        if runner.get('type', 'EpochBasedRunner') != 'EpochBasedRunner':
-            raise ValueError(f"runner.type {runner.get('type')!r} is not supported; "
-                             'use EpochBasedRunner')
-        self.max_epochs = int(runner.get('max_epochs', 12))
+        self.max_epochs = RUNNER.read(cfg)['max_epochs']
+        data = DATA.read(cfg)
+        ckpt_cfg = CHECKPOINT_CONFIG.read(cfg)
+        log_cfg = LOG_CONFIG.read(cfg)
+        self.grad_clip = OPTIMIZER_CONFIG.read(cfg)['grad_clip']
+        top = read_top_level(cfg)
+        self.eval_cfg = EVALUATION.read(cfg) if validate and cfg.get('evaluation') else {}
+        for split in ('train', *(('val',) if self.eval_cfg else ())):
+            if data[split] is None:
+                raise ConfigError(f'data.{split}: the config has no {split} dataset')
+        if data['samples_per_gpu'] is None:
+            raise ConfigError('data.samples_per_gpu: the config does not set the batch size')
 
-        data = cfg.data
-        self.samples_per_gpu = int(data.samples_per_gpu)
-        workers = int(data.get('workers_per_gpu', 0))
-        self.train_set = DATASETS.build(data.train)
+        self.samples_per_gpu = data['samples_per_gpu']
+        workers = data['workers_per_gpu']
+        self.train_set = DATASETS.build(cfg.data.train)
         self.train_loader = build_train_loader(
             self.train_set, self.samples_per_gpu, workers, seed, self.world_size, self.rank,
-            group_by_aspect_ratio=bool(data.get('group_by_aspect_ratio', True)),
-            persistent_workers=bool(data.get('persistent_workers', False)))
+            group_by_aspect_ratio=data['group_by_aspect_ratio'],
+            persistent_workers=data['persistent_workers'])
         self.iters_per_epoch = self.train_loader.batch_sampler.num_batches
 
         self.model = MODELS.build(cfg.model).to(self.device)
-        self.frozen_norms = freeze_modules(self.model, cfg.get('freeze_modules') or ())
-        self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        self.frozen_norms = freeze_modules(self.model, top['freeze_modules'])
+        self.optimizer = build_optimizer(self.model, cfg.get('optimizer'))
         self.scheduler = build_lr_scheduler(self.optimizer, cfg.get('lr_config'), self.max_epochs,
                                             self.iters_per_epoch)
-        self.grad_clip = dict((cfg.get('optimizer_config') or {}).get('grad_clip') or {})
         self.amp = resolve_amp(amp, self.device)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp == 'fp16')
         self.ddp_model: nn.Module = self.model
         if self.world_size > 1:
             self.ddp_model = DistributedDataParallel(
                 self.model, device_ids=[get_local_rank()] if self.device.type == 'cuda' else None,
-                find_unused_parameters=bool(cfg.get('find_unused_parameters', False)))
+                find_unused_parameters=top['find_unused_parameters'])
 
-        self.eval_cfg = dict(cfg.get('evaluation') or {}) if validate else {}
         self.val_set = self.val_loader = None
         if self.eval_cfg:
-            val_cfg = dict(data.val)
-            val_batch = int(val_cfg.pop('samples_per_gpu', 1))
+            val_cfg = cfg.data.val.copy()
+            val_batch = val_cfg.pop('samples_per_gpu', 1)
             self.val_set = DATASETS.build(val_cfg)
+            check_evaluation(self.evaluation_kwargs(), self.val_set, self.eval_cfg['save_best'])
             self.val_loader = build_test_loader(self.val_set, val_batch, workers, self.world_size,
                                                 self.rank)
-        ckpt_cfg = dict(cfg.get('checkpoint_config') or {})
-        self.ckpt_interval = int(ckpt_cfg.get('interval', 1))
-        self.ckpt_iter_interval = int(ckpt_cfg.get('iter_interval', 0))
-        self.max_keep_ckpts = int(ckpt_cfg.get('max_keep_ckpts', -1))
-        log_cfg = dict(cfg.get('log_config') or {})
-        self.log_interval = int(log_cfg.get('interval', 50))
+        self.ckpt_interval = ckpt_cfg['interval']
+        self.ckpt_iter_interval = ckpt_cfg['iter_interval']
+        self.max_keep_ckpts = ckpt_cfg['max_keep_ckpts']
+        self.log_interval = log_cfg['interval']
         self.logger_hooks: list[LoggerHook] = []
         if self.rank == 0:
-            self.logger_hooks = [HOOKS.build(h) for h in log_cfg.get('hooks', ())]
-        self.custom_hooks: list[Hook] = [HOOKS.build(h) for h in cfg.get('custom_hooks') or ()]
+            self.logger_hooks = [HOOKS.build(h) for h in log_cfg['hooks']]
+        self.custom_hooks: list[Hook] = [HOOKS.build(h) for h in top['custom_hooks']]
 
         self.epoch = 0  # finished epochs
         self.inner_iter = 0  # batches trained in the current epoch
         self.iter = 0  # batches trained in the whole run
         self.best: dict[str, Any] | None = None
+
+    def evaluation_kwargs(self) -> dict[str, Any]:
+        """The :func:`~openpsg.evaluation.runner.evaluate` arguments of the config (zero-shot
+        recall against the training triplets unless the config sets them)."""
+        kwargs = evaluation_kwargs(self.eval_cfg)
+        kwargs.setdefault('zero_shot_triplets', training_triplets(self.train_set))
+        return kwargs
 
     @property
     def hooks(self) -> list[Hook]:
@@ -220,39 +227,65 @@ class Trainer:
 
     def resume(self, path: str) -> None:
         """Continue the run saved in ``path``: weights, optimizer, scheduler, scaler, counters, best
-        score, the data order's seed and every rank's random generators."""
+        score, the data order's seed and every rank's random generators. Everything read from the
+        file is checked first (:func:`~.checkpoint.check_meta`); a config that differs from the
+        checkpoint's is reported (:func:`~.settings.resume_changes`). Temporary files that a
+        killed run left in the work dir are removed."""
         ckpt = load_checkpoint(path)
         required = ('meta', 'state_dict', 'optimizer', 'scheduler', 'rng')
         missing = [k for k in required if k not in ckpt]
         if missing:
             raise CheckpointError(f'{path}: cannot resume from this file, it has no {missing} '
                                   '(use --load-from to initialise the weights only)')
+        meta = check_meta(ckpt['meta'], path)
+        try:
+            saved_cfg = read_dumped_config(meta['config'], 'meta.config')
+            saved_scheduler = mapping(ckpt['scheduler'], 'scheduler')
+            scheduler = {key: integer(0, 2**40)(saved_scheduler.get(key), f'scheduler.{key}')
+                         for key in ('epoch', 'iter')}
+            rng = list_of(mapping)(ckpt['rng'], 'rng')
+        except ConfigError as err:
+            raise CheckpointError(f'{path}: {err}') from None
+        if not rng:
+            raise CheckpointError(f'{path}: rng: holds no random generator state')
+        for line in resume_changes(saved_cfg, self.cfg, meta['world_size'], self.world_size,
+                                   path):
+            logger.warning(line)
         try:
             self.model.load_state_dict(ckpt['state_dict'])
             self.optimizer.load_state_dict(ckpt['optimizer'])
-        except (RuntimeError, ValueError, KeyError) as err:
+            if self.scaler.is_enabled() and ckpt.get('scaler'):
+                self.scaler.load_state_dict(ckpt['scaler'])
+            set_rng_state(rng[self.rank] if len(rng) == self.world_size else rng[0])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
             raise CheckpointError(f'{path}: the checkpoint does not fit this model/optimizer: '
                                   f'{err}') from err
-        if self.scaler.is_enabled() and ckpt.get('scaler'):
-            self.scaler.load_state_dict(ckpt['scaler'])
-        meta = ckpt['meta']
-        self.epoch, self.inner_iter = int(meta['epoch']), int(meta['inner_iter'])
-        self.iter = int(meta['iter'])
+        self.epoch, self.inner_iter, self.iter = meta['epoch'], meta['inner_iter'], meta['iter']
         self.best = meta.get('best')
-        self.seed = int(meta['seed'])
+        self.seed = meta['seed']
         self.train_loader.batch_sampler.seed = self.seed
-        old_batch = int(meta['world_size']) * int(meta['samples_per_gpu'])
+        old_batch = meta['world_size'] * meta['samples_per_gpu']
         new_batch = self.world_size * self.samples_per_gpu
         if self.inner_iter and old_batch != new_batch:
             logger.warning('%s was saved mid-epoch with a global batch of %d images, this run uses '
                            '%d: epoch %d restarts from its first batch', path, old_batch, new_batch,
                            self.epoch + 1)
             self.inner_iter = 0
-        rng = ckpt['rng']
-        set_rng_state(rng[self.rank] if len(rng) == self.world_size else rng[0])
-        self.scheduler.load_state_dict(ckpt['scheduler'])
+        self.scheduler.load_state_dict(scheduler)
+        if self.rank == 0 and os.path.isdir(self.work_dir):
+            self.remove_stale_temp_files()
         logger.info('resumed from %s: epoch %d, iteration %d, seed %d', path, self.epoch + 1,
                     self.iter, self.seed)
+
+    def remove_stale_temp_files(self) -> None:
+        """Delete the temporary files of checkpoints and config dumps that a killed run left in
+        the work dir (see :func:`openpsg.fileio.stale_temp_files`)."""
+        def ours(name: str) -> bool:
+            return bool(RUN_CHECKPOINT.fullmatch(name)) or name.endswith('.py')
+
+        for tmp in stale_temp_files(self.work_dir, ours):
+            tmp.unlink()
+            logger.info('removed %s, a temporary file of an interrupted run', tmp)
 
     def _meta(self) -> dict[str, Any]:
         return {'epoch': self.epoch, 'inner_iter': self.inner_iter, 'iter': self.iter,
@@ -292,7 +325,7 @@ class Trainer:
             self.inner_iter = 0
             for hook in self.hooks:
                 hook.after_train_epoch(self)
-            if self.eval_cfg and self.epoch % int(self.eval_cfg.get('interval', 1)) == 0:
+            if self.eval_cfg and self.epoch % self.eval_cfg['interval'] == 0:
                 self.evaluate()
             if self.epoch % self.ckpt_interval == 0 or self.epoch == self.max_epochs:
                 self.save_checkpoint(f'epoch_{self.epoch}.pth', prune_prefix='epoch_')
@@ -333,9 +366,9 @@ class Trainer:
             losses = self.ddp_model(batch, mode='loss')
         loss, log_vars = parse_losses(losses)
         if not torch.isfinite(loss) and self.amp != 'fp16':
-            raise FloatingPointError(f'loss is {log_vars["loss"]} at epoch {self.epoch + 1}, '
-                                     f'iteration {self.inner_iter + 1} ({log_vars}); lower the lr '
-                                     'or clip gradients')
+            raise DivergenceError(f'loss is {log_vars["loss"]} at epoch {self.epoch + 1}, '
+                                  f'iteration {self.inner_iter + 1} ({log_vars}); lower the lr '
+                                  'or clip gradients')
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip:
@@ -374,9 +407,7 @@ class Trainer:
         predictions = collect_predictions(local, self.val_set.image_ids)
         metrics = None
         if self.rank == 0:
-            kwargs = evaluation_kwargs(self.eval_cfg)
-            kwargs.setdefault('zero_shot_triplets', training_triplets(self.train_set))
-            metrics = evaluate(predictions, self.val_set, **kwargs)
+            metrics = evaluate(predictions, self.val_set, **self.evaluation_kwargs())
         metrics = broadcast_object(metrics)
         set_train_mode(self.model, self.frozen_norms)
         self._log({'mode': 'val', 'epoch': self.epoch, 'step': self.iter, **metrics})
@@ -387,22 +418,18 @@ class Trainer:
         key = self.eval_cfg.get('save_best')
         if not key:
             return
-        if key not in metrics:
-            raise ValueError(f'evaluation.save_best {key!r} is not among the evaluation results: '
-                             f'{sorted(metrics)}')
-        rule = self.eval_cfg.get('rule', 'greater')
-        if rule not in ('greater', 'less'):
-            raise ValueError(f"evaluation.rule must be 'greater' or 'less', got {rule!r}")
+        rule = self.eval_cfg['rule']
         value = metrics[key]
         if self.best is not None and (value <= self.best['value'] if rule == 'greater'
                                       else value >= self.best['value']):
             return
         previous = None if self.best is None else self.best['file']
-        name = f'best_{key.replace("/", "_")}_epoch_{self.epoch}.pth'
+        name = best_checkpoint_name(key, self.epoch)
         self.best = {'key': key, 'value': value, 'epoch': self.epoch, 'file': name}
         self.save_checkpoint(name)
         if self.rank == 0:
             logger.info('best %s = %.4f at epoch %d: saved %s', key, value, self.epoch, name)
-            old = os.path.join(self.work_dir, previous) if previous else None
-            if old and previous != name and os.path.exists(old):
-                os.unlink(old)
+            if previous and previous != name and RUN_CHECKPOINT.fullmatch(previous):
+                old = os.path.join(self.work_dir, os.path.basename(previous))
+                if os.path.isfile(old):
+                    os.unlink(old)

@@ -17,12 +17,14 @@ from typing import Callable, Sequence
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from ..errors import InputError
+
 
 UnionIoU = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(predicted pairs (A, 2), GT pairs (B, 2)) -> (A, B)`` IoU of the subject-object unions."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError, ValueError):
     """Bad input to the scene-graph evaluator; the message names the image and the field."""
 
 

@@ -21,6 +21,7 @@ import os
 import stat
 import tempfile
 
+from ..errors import InputError
 from ..fileio import exchange_paths, new_dir_mode
 
 RELATION_FILE = 'relation.json'
@@ -29,7 +30,7 @@ PANSEG_DIR = 'panseg'
 logger = logging.getLogger(__name__)
 
 
-class SubmissionDirError(ValueError):
+class SubmissionDirError(InputError, ValueError):
     """A folder that must not receive a submission (nothing was written)."""
 
 

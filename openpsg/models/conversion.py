@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..errors import InputError
 from ..fileio import atomic_write
 from ..registry import MODELS
 
@@ -46,7 +47,7 @@ assert len(COCO_PANOPTIC_IDS) == 133
 TRUNK_PREFIXES = ('backbone.', 'input_proj.', 'query_embed.', 'transformer.')
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError, ValueError):
     """The source file cannot be converted, or not for the target config."""
 
 
@@ -117,9 +118,7 @@ def build_target_model(config: str | os.PathLike, cfg_options: Mapping[str, Any]
                        ) -> tuple[nn.Module, Config]:
     """The model of ``config`` (with ``cfg_options`` merged), built without loading any
     pretrained backbone weights."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
+    cfg = Config.fromfile(config, overrides=dict(cfg_options or {}))
     model_cfg = copy.deepcopy(cfg.model.to_dict())
     if isinstance(model_cfg.get('backbone'), dict):
         model_cfg['backbone']['pretrained'] = None

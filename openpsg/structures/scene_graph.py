@@ -9,12 +9,13 @@ Label conventions are those of :mod:`openpsg.structures.labels` (0-based objects
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..safe_json import describe
 from .labels import NUM_PREDICATES
 from .masks import VOID, decode_rle, encode_rle, id_map_to_masks, masks_to_id_map
@@ -128,7 +129,6 @@ class Prediction:
     no_relation_scores: np.ndarray | None = None
     pan_id_map: np.ndarray | None = None
     pan_labels: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, image_id: str, shape: tuple[int, int],
@@ -201,7 +201,6 @@ class Prediction:
             pan = self.pan_id_map
             n = int(pan.max()) + 1 if pan.size else 0
             out['pan_id_map'] = {'shape': list(pan.shape), 'rles': encode_rle(id_map_to_masks(pan, n))}
-        out['extra'] = self.extra
         return out
 
     @classmethod
@@ -224,11 +223,10 @@ class Prediction:
                    predicate_scores=arr('predicate_scores', np.float32, num_pred),
                    triplet_scores=arr('triplet_scores', np.float32),
                    no_relation_scores=arr('no_relation_scores', np.float32),
-                   pan_id_map=pan, pan_labels=arr('pan_labels', np.int64),
-                   extra=dict(d.get('extra') or {}))
+                   pan_id_map=pan, pan_labels=arr('pan_labels', np.int64))
 
 
-class PredictionMatchError(ValueError):
+class PredictionMatchError(InputError, ValueError):
     """Predictions that do not go one-to-one with the images they are for."""
 
 

@@ -2,7 +2,7 @@
 # the pipeline of psg.py with the resize sized for the small images.
 dataset_type = 'PSGDataset'
 data_root = 'data/psg_synth/'
-ann_file = 'data/psg_synth/psg.json'
+ann_file = data_root.rstrip('/') + '/psg.json'  # follows --cfg-options data_root=DIR
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 
 train_pipeline = [

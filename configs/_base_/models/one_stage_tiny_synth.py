@@ -20,7 +20,7 @@ model = dict(
 optimizer = dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
 optimizer_config = dict(grad_clip=dict(max_norm=1.0, norm_type=2))
 lr_config = dict(policy='step', step=[10], warmup='linear', warmup_iters=100, warmup_ratio=0.1)
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)
 log_config = dict(interval=20)
 evaluation = dict(interval=4, metric=['sgdet', 'PQ'])
 load_from = None

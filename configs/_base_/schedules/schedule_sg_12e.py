@@ -3,4 +3,4 @@
 optimizer = dict(type='SGD', lr=0.03, momentum=0.9, weight_decay=0.0001)
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
 lr_config = dict(policy='step', step=[7, 10], warmup='linear', warmup_iters=500, warmup_ratio=1 / 3)
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)

@@ -11,12 +11,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ...errors import InputError
 from ...registry import TRANSFORMS
 
 Transform = Callable[[dict], Any]
 
 
-class PipelineError(RuntimeError):
+class PipelineError(InputError, RuntimeError):
     """A pipeline that cannot run on its input, e.g. a transform misses a field that an earlier
     transform should have added."""
 

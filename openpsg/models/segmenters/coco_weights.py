@@ -33,6 +33,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ... import cli
+from ...errors import InputError
 from ...fileio import atomic_write
 
 #: COCO category id of each PSG thing class ``0..79`` (PSG's thing order is COCO's id order).
@@ -59,7 +61,7 @@ _TORCHVISION_WEIGHTS = {'v1': ('MaskRCNN_ResNet50_FPN_Weights', 'maskrcnn_resnet
                         'v2': ('MaskRCNN_ResNet50_FPN_V2_Weights', 'maskrcnn_resnet50_fpn_v2')}
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError, ValueError):
     """A file or state dict that is not the torchvision Mask R-CNN it was said to be."""
 
 
@@ -73,10 +75,12 @@ def thing_rows(per_class: int = 1) -> torch.Tensor:
 def _read(state_dict_or_path: Mapping[str, torch.Tensor] | str | os.PathLike) -> tuple[dict, str]:
     if isinstance(state_dict_or_path, Mapping):
         return dict(state_dict_or_path), 'state dict'
+    from ...engine.checkpoint import load_checkpoint  # engine imports models: import on use
+
     path = str(state_dict_or_path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: no such torchvision Mask R-CNN weights file')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = load_checkpoint(path)
     if isinstance(state, Mapping) and 'state_dict' in state:
         state = state['state_dict']
     return dict(state), path
@@ -150,6 +154,7 @@ def _fetch_torchvision(variant: str) -> dict[str, torch.Tensor]:
     return getattr(detection, weights_enum).COCO_V1.get_state_dict(progress=True)
 
 
+@cli.tool('coco_weights')
 def main(argv: list[str] | None = None) -> int:
     """Write a ``load_from``-ready checkpoint of torchvision's COCO Mask R-CNN for PanopticFPN."""
     parser = argparse.ArgumentParser(
@@ -161,14 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--src', help='torchvision .pth file (default: fetch torchvision\'s COCO_V1 '
                                       'weights into the torch hub cache)')
     parser.add_argument('--out', required=True, help='output .pth file')
+    cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
-    try:
-        state, source = _read(args.src) if args.src else (_fetch_torchvision(args.variant),
-                                                          _TORCHVISION_WEIGHTS[args.variant][1])
-        weights = convert_torchvision_maskrcnn(state, args.variant, source)
-    except (FileNotFoundError, WeightsError) as err:
-        print(f'coco_weights: error: {err}', file=sys.stderr)
-        return 1
+    state, source = _read(args.src) if args.src else (_fetch_torchvision(args.variant),
+                                                      _TORCHVISION_WEIGHTS[args.variant][1])
+    weights = convert_torchvision_maskrcnn(state, args.variant, source)
     with atomic_write(args.out, 'wb') as f:
         torch.save({'state_dict': weights, 'meta': {'source': source, 'variant': args.variant}}, f)
     print(f'wrote {args.out} ({len(weights)} tensors, {args.variant}, from {source})')
