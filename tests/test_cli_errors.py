@@ -193,8 +193,12 @@ def test_every_tool_turns_user_errors_into_one_message(synth, tmp_path, capsys):
          f'make_report.py: error: {out}/none.json: file not found'),
         ('make_synth_psg', ['--out', str(out), '--num-train', '1', '--num-test', '1', '--size',
                             '8'], 'make_synth_psg.py: error: size must be at least 32 pixels'),
-        ('convert_detr_checkpoint', [str(garbage), str(out / 'x.pth')],
+        ('convert_detr_checkpoint', [str(garbage), str(out / 'x.pth'), '--config', CONFIG],
          f'convert_detr_checkpoint.py: error: {garbage}: cannot be read as a torch checkpoint'),
+        ('convert_deformable_detr_checkpoint', [str(garbage), str(out / 'x.pth'), '--config',
+                                                CONFIG],
+         f'convert_deformable_detr_checkpoint.py: error: {garbage}: cannot be read as a torch '
+         'checkpoint'),
     ]
     for tool, args, text in in_process_cases:
         assert load_tool(tool).main(args) == 1, tool
