@@ -427,20 +427,15 @@ def predicate_frequency_counts(ann_file: str, num_classes: int = NUM_CLASSES,
     column, "no relation", stays 0 unless ``with_no_relation``: then it counts the ordered pairs
     of distinct segments of the split's images that have no relation.
     """
-    from ...datasets.annotations import load_annotations, split_rows
+    from ...datasets.annotations import load_annotations, split_rows, triplet_counts
 
     ann = load_annotations(ann_file, with_masks=False)
     if len(ann.classes) != num_classes or len(ann.predicate_classes) != num_predicates:
         raise ValueError(f'{ann_file}: {len(ann.classes)} classes and {len(ann.predicate_classes)} '
                          f'predicates, the model expects {num_classes} and {num_predicates}')
     rows = split_rows(ann, 'train')
-    rel_image = ann.rel_image()
-    chosen = np.isin(rel_image, rows)
-    rels, image = ann.rels[chosen], rel_image[chosen]
-    base = ann.seg_offsets[image]
-    subject, obj = ann.labels[base + rels[:, 0]], ann.labels[base + rels[:, 1]]
     counts = np.zeros((num_classes, num_classes, num_predicates + 1), dtype=np.float64)
-    np.add.at(counts, (subject, obj, rels[:, 2]), 1)
+    counts[..., :num_predicates] = triplet_counts(ann, rows)
     if with_no_relation:
         for row in rows:
             labels = ann.labels[ann.segments(row)]
