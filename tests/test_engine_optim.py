@@ -43,6 +43,31 @@ def test_custom_keys_give_lr_and_decay_multipliers_by_dotted_prefix():
     assert params['default'] == {id(p) for p in net.backbone2.parameters()}
 
 
+def test_wildcard_keys_match_dotted_components_anywhere():
+    net = nn.Module()
+    net.encoder = nn.ModuleList([nn.Module() for _ in range(2)])
+    for layer in net.encoder:
+        layer.attn = nn.Module()
+        layer.attn.sampling_offsets = nn.Linear(2, 2)
+        layer.attn.sampling_offsets2 = nn.Linear(2, 2)  # not matched by '*.sampling_offsets'
+    net.reference_points = nn.Linear(2, 2)
+    custom = {'*.sampling_offsets': dict(lr_mult=0.1), '*.reference_points': dict(lr_mult=0.2),
+              '*.attn.sampling_offsets': dict(lr_mult=0.5), 'encoder.1': dict(lr_mult=3.0)}
+    groups = build_param_groups(net, lr=1.0, weight_decay=0.0,
+                                paramwise_cfg=dict(custom_keys=custom))
+    by_name = {g['name']: g for g in groups}
+    params = group_params(groups)
+    # the longest matching key wins: '*.attn.sampling_offsets' over '*.sampling_offsets' and
+    # 'encoder.1'; the shorter wildcard then matches nothing
+    assert params['*.attn.sampling_offsets'] == {
+        id(p) for layer in net.encoder for p in layer.attn.sampling_offsets.parameters()}
+    assert by_name['*.attn.sampling_offsets']['lr'] == pytest.approx(0.5)
+    assert params['*.reference_points'] == {id(p) for p in net.reference_points.parameters()}
+    assert params['encoder.1'] == {id(p) for p in net.encoder[1].attn.sampling_offsets2.parameters()}
+    assert params['default'] == {id(p) for p in net.encoder[0].attn.sampling_offsets2.parameters()}
+    assert '*.sampling_offsets' not in by_name
+
+
 def test_sgd_step_uses_the_group_lr():
     net = Net()
     opt = build_optimizer(net, dict(type='SGD', lr=0.5, paramwise_cfg=dict(

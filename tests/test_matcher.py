@@ -1,11 +1,13 @@
-"""Hungarian matching: optimality against brute force, DETR's cost terms, per-image batching."""
+"""Hungarian matching: optimality against brute force, DETR's and Deformable DETR's cost terms,
+per-image batching."""
 import itertools
 import math
 
 import pytest
 import torch
 
-from openpsg.models.one_stage.matcher import (HungarianMatcher, detr_cost, giou_cost,
+from openpsg.models.one_stage.matcher import (FocalHungarianMatcher, HungarianMatcher, detr_cost,
+                                              focal_class_cost, focal_detr_cost, giou_cost,
                                               linear_assignment)
 
 
@@ -80,3 +82,45 @@ def test_hungarian_matcher_per_image():
 def test_matcher_rejects_all_zero_weights():
     with pytest.raises(ValueError, match='all cost weights are 0'):
         HungarianMatcher(0, 0, 0)
+
+
+def test_focal_class_cost_hand_computed():
+    # p = 0.5: 0.25 * 0.5^2 * ln 2 - 0.75 * 0.5^2 * ln 2 = -0.125 ln 2
+    # p = 0.8: 0.25 * 0.2^2 * -ln 0.8 - 0.75 * 0.8^2 * -ln 0.2
+    probs = torch.tensor([[0.5, 0.8, 0.1], [0.8, 0.5, 0.1]])
+    cost = focal_class_cost(probs, torch.tensor([1, 0, 1]))
+    low = 0.25 * 0.04 * -math.log(0.8) - 0.75 * 0.64 * -math.log(0.2)
+    expected = torch.tensor([[low, -0.125 * math.log(2), low],
+                             [-0.125 * math.log(2), low, -0.125 * math.log(2)]])
+    torch.testing.assert_close(cost, expected, rtol=1e-6, atol=1e-7)
+    # a confident right class costs less than a doubtful one, a confident wrong one more
+    assert focal_class_cost(torch.tensor([[0.99]]), torch.tensor([0])) < low < \
+        focal_class_cost(torch.tensor([[0.01]]), torch.tensor([0]))
+
+
+def test_focal_detr_cost_hand_computed():
+    # logit ln 4 -> p = 0.8 for the target class; boxes as in test_detr_cost_hand_computed
+    logits = torch.tensor([[0.0, math.log(4)], [0.0, math.log(4)]])
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.5, 0.2, 0.2]])
+    target = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
+    cost = focal_detr_cost(logits, boxes, torch.tensor([1]), target)  # weights 2, 5, 2
+    focal = 0.25 * 0.04 * -math.log(0.8) - 0.75 * 0.64 * -math.log(0.2)
+    expected = torch.tensor([[2 * focal + 5 * 0.0 - 2 * 1.0], [2 * focal + 5 * 0.2 - 2 * 0.0]])
+    torch.testing.assert_close(cost, expected)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_focal_matcher_is_optimal_per_image(seed):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 5, 4, generator=gen) * 3
+    boxes = torch.rand(2, 5, 4, generator=gen) * 0.4 + 0.1
+    targets = [(torch.tensor([1, 3, 0]), torch.rand(3, 4, generator=gen) * 0.4 + 0.1),
+               (torch.tensor([2, 2, 1, 0]), torch.rand(4, 4, generator=gen) * 0.4 + 0.1)]
+    matcher = FocalHungarianMatcher(cost_class=2, cost_bbox=5, cost_giou=2)
+    for (rows, cols), lg, bx, (labels, tgt) in zip(matcher(logits, boxes, targets), logits, boxes,
+                                                  targets):
+        cost = focal_detr_cost(lg, bx, labels, tgt, 2, 5, 2)
+        assert len(set(rows.tolist())) == len(labels) and sorted(cols.tolist()) == \
+            list(range(len(labels)))
+        assert cost[rows, cols].sum().item() == pytest.approx(brute_force_min(cost), abs=1e-5)
+    assert 'alpha=0.25' in repr(matcher)

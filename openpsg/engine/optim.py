@@ -3,7 +3,8 @@
 Config keys, as in OpenPSG / mmdet 2.x::
 
     optimizer = dict(type='AdamW', lr=1e-4, weight_decay=1e-4, paramwise_cfg=dict(
-        custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
+        custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0),
+                     '*.sampling_offsets': dict(lr_mult=0.1)}))
     lr_config = dict(policy='step', step=[40], gamma=0.1,
                      warmup='linear', warmup_iters=500, warmup_ratio=1 / 3)
 """
@@ -24,10 +25,20 @@ POLICIES = ('fixed', 'step', 'cosine')
 WARMUPS = ('linear', 'constant', 'exp')
 
 
+def _key_matches(key: str, name: str) -> bool:
+    """``key`` is a dotted prefix of ``name``, or, written ``'*.part'``, ``part`` is a run of
+    whole dotted components anywhere in ``name``."""
+    if key.startswith('*.'):
+        return f'.{key[2:]}.' in f'.{name}.'
+    return name == key or name.startswith(key + '.')
+
+
 def _matching_key(name: str, keys: Sequence[str]) -> str | None:
-    """The longest key that is a dotted prefix of ``name`` (``backbone`` matches
-    ``backbone.layer1.0.conv1.weight`` and ``backbone``, not ``backbone2.weight``)."""
-    matches = [k for k in keys if name == k or name.startswith(k + '.')]
+    """The longest key that matches ``name`` (``backbone`` matches
+    ``backbone.layer1.0.conv1.weight`` and ``backbone``, not ``backbone2.weight``;
+    ``*.sampling_offsets`` matches ``transformer.encoder.layers.0.self_attn.sampling_offsets.bias``
+    and ``sampling_offsets.weight``, not ``sampling_offsets2.weight``)."""
+    matches = [k for k in keys if _key_matches(k, name)]
     return max(matches, key=len) if matches else None
 
 
@@ -35,10 +46,11 @@ def build_param_groups(model: nn.Module, lr: float, weight_decay: float,
                        paramwise_cfg: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Group the trainable parameters of ``model`` by the ``custom_keys`` entry that matches them.
 
-    A parameter gets ``lr * lr_mult`` and ``weight_decay * decay_mult`` of the longest key that is a
-    dotted prefix of its name (see :func:`_matching_key`); unmatched parameters form the group
-    ``'default'`` with multipliers 1. Frozen parameters (``requires_grad=False``) are left out.
-    Each group has the keys ``params``, ``lr``, ``weight_decay`` and ``name`` (the key).
+    A parameter gets ``lr * lr_mult`` and ``weight_decay * decay_mult`` of the longest key that
+    matches its name: a dotted prefix, or ``'*.'`` + dotted components found anywhere in it (see
+    :func:`_matching_key`); unmatched parameters form the group ``'default'`` with multipliers 1.
+    Frozen parameters (``requires_grad=False``) are left out. Each group has the keys ``params``,
+    ``lr``, ``weight_decay`` and ``name`` (the key).
     """
     paramwise_cfg = dict(paramwise_cfg or {})
     custom = dict(paramwise_cfg.pop('custom_keys', {}) or {})

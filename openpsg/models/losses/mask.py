@@ -9,7 +9,8 @@ import torchvision
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float,
                        alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
     """Focal loss (RetinaNet) per pixel, averaged over each mask's pixels, summed over masks and
-    divided by ``num_masks``. ``logits``, ``targets (N, P)``: N masks of P pixels, targets in {0, 1}."""
+    divided by ``num_masks``. ``logits``, ``targets (N, P)``: N masks of P pixels, targets in {0, 1}
+    (any trailing dimensions are summed: ``(B, Q, C)`` averages over ``Q``)."""
     loss = torchvision.ops.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma)
     return loss.mean(1).sum() / num_masks
 

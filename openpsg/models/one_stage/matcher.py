@@ -3,6 +3,9 @@
 :func:`linear_assignment` solves one cost matrix with ``scipy.optimize.linear_sum_assignment``;
 :func:`class_cost`, :func:`l1_cost` and :func:`giou_cost` are the usual cost terms, combined by
 :func:`detr_cost`; :class:`HungarianMatcher` matches a batch image by image (DETR's matcher).
+:func:`focal_class_cost` and :func:`focal_detr_cost` are the costs of models with sigmoid focal
+classification and no "no object" logit (Deformable DETR), matched by
+:class:`FocalHungarianMatcher`.
 """
 from __future__ import annotations
 
@@ -82,3 +85,58 @@ class HungarianMatcher:
     def __repr__(self) -> str:
         return (f'HungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, '
                 f'cost_giou={self.cost_giou})')
+
+
+def focal_class_cost(probs: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25,
+                     gamma: float = 2.0, eps: float = 1e-8) -> torch.Tensor:
+    """Focal-loss difference at the target class: ``probs (Q, C)`` sigmoid outputs, ``labels
+    (N,)`` -> ``(Q, N)`` with ``p = probs[:, label]``::
+
+        alpha (1 - p)^gamma (-log(p + eps)) - (1 - alpha) p^gamma (-log(1 - p + eps))
+
+    (the focal loss of calling the class positive minus that of calling it negative).
+    """
+    p = probs[:, labels]
+    positive = alpha * (1 - p) ** gamma * -(p + eps).log()
+    negative = (1 - alpha) * p ** gamma * -(1 - p + eps).log()
+    return positive - negative
+
+
+def focal_detr_cost(logits: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+                    target_boxes: torch.Tensor, cost_class: float = 2.0, cost_bbox: float = 5.0,
+                    cost_giou: float = 2.0, alpha: float = 0.25, gamma: float = 2.0
+                    ) -> torch.Tensor:
+    """Deformable DETR's matching cost ``(Q, N)``: ``logits (Q, C)`` sigmoid class logits (no "no
+    object" logit), ``boxes (Q, 4)`` and ``target_boxes (N, 4)`` normalised cxcywh, ``labels
+    (N,)``. Cost = ``cost_class * focal_class_cost + cost_bbox * L1(cxcywh) + cost_giou *
+    -GIoU(xyxy)``."""
+    cost = cost_class * focal_class_cost(logits.sigmoid(), labels, alpha, gamma)
+    cost = cost + cost_bbox * l1_cost(boxes, target_boxes)
+    return cost + cost_giou * giou_cost(box_convert(boxes, 'cxcywh', 'xyxy'),
+                                        box_convert(target_boxes, 'cxcywh', 'xyxy'))
+
+
+class FocalHungarianMatcher(HungarianMatcher):
+    """Match each image's queries to its targets with :func:`focal_detr_cost` (weights
+    ``cost_class``, ``cost_bbox``, ``cost_giou``; focal ``alpha``, ``gamma``).
+
+    ``matcher(logits (B, Q, C), boxes (B, Q, 4) cxcywh, targets)`` as :class:`HungarianMatcher`.
+    """
+
+    def __init__(self, cost_class: float = 2.0, cost_bbox: float = 5.0, cost_giou: float = 2.0,
+                 alpha: float = 0.25, gamma: float = 2.0) -> None:
+        super().__init__(cost_class, cost_bbox, cost_giou)
+        self.alpha = alpha
+        self.gamma = gamma
+
+    @torch.no_grad()
+    def __call__(self, logits: torch.Tensor, boxes: torch.Tensor,
+                 targets: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Match]:
+        return [linear_assignment(focal_detr_cost(lg.float(), bx.float(), labels, tgt_boxes.float(),
+                                                  self.cost_class, self.cost_bbox, self.cost_giou,
+                                                  self.alpha, self.gamma))
+                for lg, bx, (labels, tgt_boxes) in zip(logits, boxes, targets)]
+
+    def __repr__(self) -> str:
+        return (f'FocalHungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, '
+                f'cost_giou={self.cost_giou}, alpha={self.alpha}, gamma={self.gamma})')

@@ -1,0 +1,224 @@
+"""Deformable DETR (Zhu et al., ICLR'21): a set-prediction box detector on multi-scale deformable
+attention, which converges about ten times faster than DETR.
+
+:class:`DeformableDETRBase` owns the parts every model on this transformer shares: the backbone
+(a :class:`~.detr.Joiner` of a registered ResNet and the sine position encoding with Deformable
+DETR's normalisation), ``input_proj`` (one 1x1 conv + GroupNorm(32) per backbone level C3..C5 and a
+3x3/2 conv + GroupNorm(32) per extra level, the first on C5), ``query_embed`` ``(Q, 2d)`` and the
+:class:`~.deformable_transformer.DeformableTransformer`. :class:`DeformableDETR` adds the class and
+box heads, the matching and the losses. Parameter names follow fundamentalvision/Deformable-DETR
+(``backbone.0.body.layer2.0.conv1.weight``, ``input_proj.3.1.weight``, ``query_embed.weight``,
+``transformer.level_embed``, ``class_embed.0.weight``, ``bbox_embed.5.layers.2.bias`` ...), so its
+checkpoints load as they are (see ``tools/convert_deformable_detr_checkpoint.py``).
+
+Boxes inside the model are ``cxcywh`` normalised by the unpadded input size (``meta.img_shape``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import box_convert
+
+from ...registry import MODELS
+from ...structures import NUM_CLASSES, Batch, ImageMeta, Prediction
+from ..base import PSGModel
+from ..losses import giou_loss, l1_loss, sigmoid_focal_classification
+from .deformable_transformer import DeformableTransformer, DeformableTransformerOutputs
+from .detr import (MLP, Joiner, Target, box_targets, checked_options, empty_relations,
+                   flatten_matches, num_targets_for_norm)
+from .matcher import FocalHungarianMatcher, Match
+from .position_encoding import PositionEmbeddingSine
+
+#: prior probability of every class at initialisation (the class bias is -log((1 - p) / p))
+PRIOR_PROB = 0.01
+
+
+def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``log(x / (1 - x))`` with ``x`` clamped to ``[0, 1]`` and both terms to at least ``eps``."""
+    x = x.clamp(0, 1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def boxes_to_original(boxes: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
+    """Normalised cxcywh boxes ``(K, 4)`` of the input image -> xyxy pixels of the original image
+    (``meta.ori_shape``), mirrored back if the input was flipped."""
+    h, w = meta.ori_shape
+    xyxy = box_convert(boxes, 'cxcywh', 'xyxy') * boxes.new_tensor([w, h, w, h])
+    if meta.flip:
+        xyxy = torch.stack([w - xyxy[:, 2], xyxy[:, 1], w - xyxy[:, 0], xyxy[:, 3]], 1)
+    return xyxy
+
+
+class DeformableDETRBase(PSGModel):
+    """Backbone, per-level input projections, ``num_queries`` learned queries of width ``2d`` and a
+    :class:`~.deformable_transformer.DeformableTransformer` (``transformer`` holds its arguments,
+    ``num_feature_levels`` among them). Heads are added by subclasses, which call
+    :meth:`run_transformer`.
+
+    ``backbone`` is a MODELS config (e.g. ``dict(type='ResNet', depth=50)``) of a module returning
+    C2..C5 and exposing ``num_channels``. With ``num_feature_levels >= 3`` the transformer reads C3,
+    C4, C5 and ``num_feature_levels - 3`` extra maps, each a 3x3 stride-2 conv of the previous
+    (strides 8, 16, 32, 64 for 4 levels); with ``num_feature_levels == 1`` it reads C5 alone.
+    """
+
+    def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
+                 num_queries: int = 300) -> None:
+        super().__init__()
+        self.transformer = DeformableTransformer(**transformer)
+        d, levels = self.transformer.d_model, self.transformer.num_feature_levels
+        if d % 32:
+            raise ValueError(f'd_model must be a multiple of 32 (input_proj uses GroupNorm(32)), '
+                             f'got {d}')
+        if levels == 2:
+            raise ValueError('num_feature_levels must be 1 (C5) or at least 3 (C3..C5 and extra '
+                             'levels), got 2')
+        trunk = MODELS.build(backbone)
+        self.backbone = Joiner(trunk, PositionEmbeddingSine(d // 2, normalize=True, offset=-0.5))
+        self.backbone_levels = [3] if levels == 1 else [1, 2, 3]
+        channels = [trunk.num_channels[i] for i in self.backbone_levels]
+        projections = [nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d))
+                       for c in channels]
+        in_channels = channels[-1]
+        for _ in range(levels - len(channels)):
+            projections.append(nn.Sequential(
+                nn.Conv2d(in_channels, d, kernel_size=3, stride=2, padding=1), nn.GroupNorm(32, d)))
+            in_channels = d
+        self.input_proj = nn.ModuleList(projections)
+        for projection in self.input_proj:
+            nn.init.xavier_uniform_(projection[0].weight, gain=1)
+            nn.init.zeros_(projection[0].bias)
+        self.query_embed = nn.Embedding(num_queries, 2 * d)
+        self.num_queries = num_queries
+
+    def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor
+                        ) -> tuple[list[torch.Tensor], DeformableTransformerOutputs]:
+        """Backbone maps C2..C5 ``(B, C_i, H_i, W_i)`` and the transformer's outputs for
+        ``imgs (B, 3, H, W)`` with ``pad_mask (B, H, W)`` True on padding. Extra levels take
+        their padding mask from ``pad_mask`` (nearest), as the reference does."""
+        features, masks = self.backbone[0](imgs, pad_mask)
+        srcs = [proj(features[i]) for proj, i in zip(self.input_proj, self.backbone_levels)]
+        src_masks = [masks[i] for i in self.backbone_levels]
+        for proj in self.input_proj[len(srcs):]:
+            src = proj(features[-1] if len(srcs) == len(self.backbone_levels) else srcs[-1])
+            srcs.append(src)
+            src_masks.append(F.interpolate(pad_mask[None].float(), size=src.shape[-2:]).bool()[0])
+        pos = [self.backbone[1](m).to(src.dtype) for src, m in zip(srcs, src_masks)]
+        return features, self.transformer(srcs, src_masks, pos, self.query_embed.weight)
+
+
+@MODELS.register()
+class DeformableDETR(DeformableDETRBase):
+    """Deformable DETR box detector: ``num_classes`` sigmoid class logits (no "no object"
+    logit) and a 3-layer box MLP predicting offsets from each query's reference point, applied
+    to every decoder layer (one head shared by all layers, registered once per layer as
+    ``class_embed.{i}`` / ``bbox_embed.{i}``, the reference's layout without box refinement).
+
+    Training matches every decoder layer's predictions to the targets with
+    :class:`~.matcher.FocalHungarianMatcher` (``matcher``: ``cost_class`` 2, ``cost_bbox`` 5,
+    ``cost_giou`` 2, focal ``alpha`` 0.25, ``gamma`` 2) and sums the sigmoid focal classification
+    loss (``focal_alpha``, ``focal_gamma``; normalised as the reference: summed over queries and
+    classes, divided by the number of targets), L1 and GIoU, weighted by ``loss_weights`` (``ce``
+    2, ``bbox`` 5, ``giou`` 2). Keys: ``loss_ce``, ``loss_bbox``, ``loss_giou`` for the last layer,
+    ``loss_ce_d{i}`` ... for the others (``aux_loss=False`` keeps only the last).
+
+    ``predict`` keeps the ``test_cfg['max_per_img']`` (100) best (query, class) pairs by sigmoid
+    probability, as the reference's post-processing (one query may appear with several classes),
+    as xyxy boxes in original image pixels; no masks, no relations.
+    """
+
+    default_loss_weights = {'ce': 2.0, 'bbox': 5.0, 'giou': 2.0}
+    default_test_cfg = {'max_per_img': 100}
+
+    def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
+                 num_classes: int = NUM_CLASSES, num_queries: int = 300, aux_loss: bool = True,
+                 matcher: Mapping[str, float] | None = None,
+                 loss_weights: Mapping[str, float] | None = None, focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.0, test_cfg: Mapping[str, Any] | None = None) -> None:
+        super().__init__(backbone, transformer, num_queries)
+        d = self.transformer.d_model
+        class_embed = nn.Linear(d, num_classes)
+        nn.init.constant_(class_embed.bias, -math.log((1 - PRIOR_PROB) / PRIOR_PROB))
+        bbox_embed = MLP(d, d, 4, 3)
+        nn.init.zeros_(bbox_embed.layers[-1].weight)
+        nn.init.zeros_(bbox_embed.layers[-1].bias)
+        nn.init.constant_(bbox_embed.layers[-1].bias[2:], -2.0)  # initial w, h = sigmoid(-2)
+        num_layers = len(self.transformer.decoder.layers)
+        self.class_embed = nn.ModuleList([class_embed] * num_layers)
+        self.bbox_embed = nn.ModuleList([bbox_embed] * num_layers)
+        self.num_classes = num_classes
+        self.aux_loss = aux_loss
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.matcher = FocalHungarianMatcher(**(matcher or {}))
+        name = type(self).__name__
+        self.loss_weights = checked_options(self.default_loss_weights, loss_weights, name,
+                                            'loss_weights')
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, name, 'test_cfg')
+
+    def predict_boxes(self, out: DeformableTransformerOutputs
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits ``(L, B, Q, C)`` and normalised cxcywh boxes ``(L, B, Q, 4)`` of every
+        decoder layer: ``sigmoid(delta + inverse_sigmoid(reference))`` on the centre,
+        ``sigmoid(delta)`` on the size, where layer ``l`` uses the reference points it read."""
+        references = torch.cat([out.init_reference[None], out.inter_references[:-1]])
+        logits = torch.stack([head(h) for head, h in zip(self.class_embed, out.hs)])
+        deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)])
+        centres = deltas[..., :2] + inverse_sigmoid(references)
+        return logits, torch.cat([centres, deltas[..., 2:]], -1).sigmoid()
+
+    def detection_losses(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target]
+                         ) -> tuple[dict[str, torch.Tensor], list[Match], float]:
+        """Weighted class/box losses of every decoder layer (``logits``, ``boxes`` as returned by
+        :meth:`predict_boxes`). Returns the losses, the last layer's matches and the normaliser
+        (targets per process, at least 1)."""
+        num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), logits.device)
+        last = len(logits) - 1
+        losses: dict[str, torch.Tensor] = {}
+        for layer in (range(len(logits)) if self.aux_loss else [last]):
+            indices = self.matcher(logits[layer], boxes[layer], targets)
+            suffix = '' if layer == last else f'_d{layer}'
+            for name, value in self._layer_losses(logits[layer], boxes[layer], targets, indices,
+                                                  num_boxes).items():
+                losses[f'loss_{name}{suffix}'] = self.loss_weights[name] * value
+        return losses, indices, num_boxes
+
+    def _layer_losses(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target],
+                      indices: list[Match], num_boxes: float) -> dict[str, torch.Tensor]:
+        batch_idx, query_idx = flatten_matches(indices)
+        labels = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
+                            device=logits.device)
+        labels[batch_idx, query_idx] = torch.cat([t[0][j] for t, (_, j) in zip(targets, indices)])
+        matched = boxes[batch_idx, query_idx]
+        target_boxes = torch.cat([t[1][j] for t, (_, j) in zip(targets, indices)])
+        return {
+            'ce': sigmoid_focal_classification(logits, labels, num_boxes, self.focal_alpha,
+                                               self.focal_gamma),
+            'bbox': l1_loss(matched, target_boxes, num_boxes),
+            'giou': giou_loss(box_convert(matched, 'cxcywh', 'xyxy'),
+                              box_convert(target_boxes, 'cxcywh', 'xyxy'), num_boxes),
+        }
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        _, out = self.run_transformer(batch.imgs, batch.pad_mask)
+        logits, boxes = self.predict_boxes(out)
+        return self.detection_losses(logits, boxes, box_targets(batch.samples, self.num_classes))[0]
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Prediction]:
+        _, out = self.run_transformer(batch.imgs, batch.pad_mask)
+        logits, boxes = self.predict_boxes(out)
+        probs = logits[-1].sigmoid().flatten(1)  # (B, Q * C), query-major
+        scores, index = probs.topk(min(self.test_cfg['max_per_img'], probs.shape[1]), dim=1)
+        predictions = []
+        for b, meta in enumerate(batch.metas):
+            query, labels = index[b] // self.num_classes, index[b] % self.num_classes
+            predictions.append(Prediction(
+                image_id=meta.image_id, labels=labels.cpu().numpy(),
+                scores=scores[b].float().cpu().numpy(),
+                boxes=boxes_to_original(boxes[-1, b, query], meta).float().cpu().numpy(),
+                masks=None, **empty_relations()))
+        return predictions
