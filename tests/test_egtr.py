@@ -5,20 +5,26 @@ Expected values come from the formulas of the EGTR paper / naver-ai/egtr, evalua
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from one_stage_scenes import HORSE, PERSON, SKY, sky_grass_scene
+from openpsg.models.one_stage.deformable_detr import boxes_to_original
+from openpsg.models.one_stage.egtr import EGTR
 from openpsg.models.one_stage.egtr_head import RelationExtractionHead
 from openpsg.models.one_stage.frequency_prior import log_frequency_table, predicate_distribution
+from openpsg.models.one_stage.matcher import focal_detr_cost
 from openpsg.models.one_stage.pair_ranking import pair_prior, rank_pairs, softmax_object_scores
 from openpsg.models.one_stage.relation_sampling import (query_relation_targets,
                                                         sample_relation_entries)
 from openpsg.models.one_stage.relation_smoothing import (match_weights, perfect_match_cost,
                                                          query_weights, smoothed_targets)
-from openpsg.structures import ImageMeta
+from openpsg.structures import ImageMeta, Sample, collate_samples
+from test_one_stage_learns import SmallCNN
 
 EGTR_COST = {'class': 2.0, 'bbox': 5.0, 'giou': 2.0}
 
@@ -198,3 +204,161 @@ def test_relation_head_shapes_and_gated_sum():
     torch.testing.assert_close(rel, head.rel_predictor(expected_z))
     with pytest.raises(ValueError, match='built for 3 decoder layers'):
         head(qk[:2], hidden)
+
+
+# ------------------------------------------------------------------------------ the model
+def tiny_egtr(**kwargs):
+    kwargs.setdefault('use_freq_bias', False)
+    return EGTR(backbone=dict(type=SmallCNN, width=16), num_queries=kwargs.pop('num_queries', 6),
+                transformer=dict(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=2,
+                                 dim_feedforward=64, dropout=0.0, num_feature_levels=3),
+                num_classes=kwargs.pop('num_classes', 133), **kwargs)
+
+
+def scene_batch():
+    return collate_samples([sky_grass_scene('a', 64, 96, (30, 60, 20, 50), PERSON)[0],
+                            sky_grass_scene('b', 64, 64, (25, 60, 30, 60), HORSE, flip=True,
+                                            ori_shape=(128, 128))[0]])
+
+
+def test_matched_cost_and_smoothing_weight_by_hand():
+    model = tiny_egtr()
+    logits = torch.full((3, 133), -20.0)
+    logits[1, 7] = 0.0  # p = 0.5 for the target class 7
+    boxes = torch.tensor([[0.1, 0.1, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2], [0.9, 0.9, 0.1, 0.1]])
+    target = (torch.tensor([7]), torch.tensor([[0.5, 0.5, 0.2, 0.4]]))
+    cost = model.matched_costs(logits, boxes, target, (torch.tensor([1]), torch.tensor([0])))
+    # class: 2 * (0.25 * 0.5^2 * -ln(0.5 + 1e-8) - 0.75 * 0.5^2 * -ln(1 - 0.5 + 1e-8));
+    # L1: 5 * 0.2; GIoU: boxes (0.4, 0.4, 0.6, 0.6) and (0.4, 0.3, 0.6, 0.7), IoU = GIoU = 0.5
+    focal = 0.25 * 0.25 * -math.log(0.5 + 1e-8) - 0.75 * 0.25 * -math.log(0.5 + 1e-8)
+    expected = 2 * focal + 5 * 0.2 + 2 * -0.5
+    assert cost.item() == pytest.approx(expected, abs=1e-5)
+    assert model.perfect_cost == pytest.approx(2 * 0.75 * math.log(1e-8) - 2)
+    shifted = expected - model.perfect_cost + math.log(1e-14 / (1 - 1e-14))
+    weight = match_weights(cost, model.perfect_cost, model.smoothing)
+    assert weight.item() == pytest.approx(1 - 1 / (1 + math.exp(-shifted)), abs=1e-5)
+    assert weight.item() == pytest.approx(0.9415, abs=1e-4)
+
+
+def test_matches_are_optimal_against_brute_force():
+    torch.manual_seed(3)
+    model = tiny_egtr(num_queries=5)
+    logits, boxes = torch.randn(1, 5, 133), torch.rand(1, 5, 4) * 0.5 + 0.25
+    targets = [(torch.tensor([4, 9, 4]), torch.rand(3, 4) * 0.4 + 0.3)]
+    _, matches, _ = model.detection_losses(logits[None], boxes[None], targets)
+    query, index = matches[0]
+    full = focal_detr_cost(logits[0], boxes[0], targets[0][0], targets[0][1])
+    best = min(sum(full[q, t].item() for t, q in enumerate(perm))
+               for perm in itertools.permutations(range(5), 3))
+    costs = model.matched_costs(logits[0], boxes[0], targets[0], matches[0])
+    assert costs.sum().item() == pytest.approx(best, abs=1e-5)
+    torch.testing.assert_close(costs, full[query, index])
+
+
+def one_image(labels, rels, image_id='x'):
+    return Sample(img=torch.zeros(3, 8, 8), meta=ImageMeta(image_id, file_name=f'{image_id}.jpg'),
+                  labels=torch.tensor(labels), boxes=torch.zeros(len(labels), 4),
+                  masks=torch.zeros(len(labels), 0, 0, dtype=torch.bool),
+                  rels=torch.tensor(rels, dtype=torch.int64).reshape(-1, 3))
+
+
+def bce(x, y):
+    return math.log(1 + math.exp(x)) - x * y
+
+
+def test_relation_losses_by_hand():
+    model = tiny_egtr(num_queries=3, num_predicates=1, rel_sample_negatives=1,
+                      rel_sample_nonmatching=2).train()
+    # GT objects 0, 1 matched to queries 2, 0; query 1 unmatched; relation object 0 -> object 1
+    rel = torch.tensor([[0.5, 3.0, -1.0], [2.5, 0.2, 0.1], [1.5, -2.0, 0.3]])[..., None]
+    connectivity = torch.tensor([[0.0, 1.0, -1.0], [0.5, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    c_min = model.perfect_cost
+    costs = [torch.tensor([c_min, c_min + 30.0])]  # query 2 perfect, query 0 at weight 0.9034
+    matches = [(torch.tensor([2, 0]), torch.tensor([0, 1]))]
+    terms = model.relation_losses(rel[None], connectivity[None], [one_image([3, 4], [[0, 1, 0]])],
+                                  matches, costs)
+    w0 = match_weights(torch.tensor([c_min + 30.0], dtype=torch.float64), c_min, 1e-14).item()
+    # positive: (2, 0), target w(query 2) * w(query 0) = (1 - 1e-14) * w0; zero entries between
+    # matched queries {0, 2}: (0, 0) 0.5, (0, 2) -1.0, (2, 2) 0.3 -> the hardest is (0, 0);
+    # entries with the unmatched query 1: (0, 1) 3.0, (1, 0) 2.5, (1, 1) 0.2, (1, 2) 0.1,
+    # (2, 1) -2.0 -> the 2 hardest are (0, 1) and (1, 0)
+    expected = (bce(1.5, w0) + bce(0.5, 0) + bce(3.0, 0) + bce(2.5, 0)) / 4
+    assert terms['rel'].item() == pytest.approx(expected, rel=1e-5)
+    conn_expected = sum(bce(connectivity[i, j].item(), float((i, j) == (2, 0)))
+                        for i in range(3) for j in range(3)) / 9
+    assert terms['connectivity'].item() == pytest.approx(conn_expected, rel=1e-5)
+    assert terms['uncertainty'].item() == pytest.approx((1 - w0) * 1e-14, abs=1e-12)
+    # eval mode: every entry, smoothed targets
+    model.eval()
+    terms = model.relation_losses(rel[None], connectivity[None], [one_image([3, 4], [[0, 1, 0]])],
+                                  matches, costs)
+    everything = sum(bce(rel[i, j, 0].item(), w0 if (i, j) == (2, 0) else 0.0)
+                     for i in range(3) for j in range(3)) / 9
+    assert terms['rel'].item() == pytest.approx(everything, rel=1e-5)
+
+
+def test_every_loss_term_is_present_and_finite(tmp_path):
+    cache = tmp_path / 'counts.npy'
+    np.save(cache, np.random.default_rng(0).integers(0, 5, (133, 133, 56)))
+    torch.manual_seed(0)
+    model = tiny_egtr(use_freq_bias=True, freq_cache=str(cache)).train()
+    losses = model(scene_batch())
+    assert set(losses) == {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_rel', 'loss_connectivity',
+                           'uncertainty', 'rel_gate_0', 'rel_gate_1', 'rel_gate_2'}
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
+    assert losses['loss_rel'] > 0 and losses['loss_connectivity'] > 0
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert model.relation_head.proj_q[0].weight.grad.abs().sum() > 0
+    assert model.transformer.decoder.layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
+    # a batch without any relation: 0, not NaN (EGTR's mean over no entry)
+    empty = collate_samples([sky_grass_scene('c', 64, 64, (30, 60, 20, 50), PERSON, rels=())[0]])
+    losses = model(empty)
+    assert losses['loss_rel'].item() == 0 and torch.isfinite(losses['loss_connectivity'])
+
+
+def test_frequency_bias_is_added_by_argmax_class(tmp_path):
+    counts = np.zeros((133, 133, 56))
+    counts[PERSON, SKY, 3] = 4
+    counts[SKY, PERSON] = 1
+    cache = tmp_path / 'counts.npy'
+    np.save(cache, counts)
+    model = tiny_egtr(use_freq_bias=True, freq_cache=str(cache)).eval()
+    torch.testing.assert_close(model.triplet_dist, log_frequency_table(counts))
+    batch = scene_batch()
+    _, out = model.run_transformer(batch.imgs, batch.pad_mask)
+    logits = torch.full((2, 6, 133), -5.0)
+    logits[:, :, SKY] = 1.0
+    logits[:, 0, PERSON] = 2.0  # query 0 is a person, the others sky
+    rel, _, _ = model.relation_outputs(out, logits)
+    plain, _, _ = model.relation_head(out.self_attn_qk, out.hs[-1])
+    torch.testing.assert_close(rel[:, 0, 1], plain[:, 0, 1] + model.triplet_dist[PERSON, SKY])
+    torch.testing.assert_close(rel[:, 1, 0], plain[:, 1, 0] + model.triplet_dist[SKY, PERSON])
+    torch.testing.assert_close(rel[:, 2, 3], plain[:, 2, 3])  # sky-sky: never seen, 0
+    with pytest.raises(ValueError, match='freq_dataset'):
+        tiny_egtr(use_freq_bias=True)
+
+
+def test_predict_ranks_pairs_of_queries_at_the_original_size():
+    torch.manual_seed(0)
+    model = tiny_egtr(num_queries=12).eval()
+    batch = scene_batch()
+    predictions = model(batch, 'predict')
+    with torch.no_grad():
+        logits, boxes, rel, connectivity, _ = model.forward_all(batch)
+    for b, pred in enumerate(predictions):
+        assert pred.masks is None and pred.labels.shape == pred.scores.shape == (12,)
+        probs = logits[-1, b].softmax(-1)
+        np.testing.assert_allclose(pred.scores, probs.max(-1).values.numpy(), rtol=1e-6)
+        assert pred.pairs.shape == (100, 2) and pred.predicate_scores.shape == (100, 56)
+        assert (np.diff(pred.triplet_scores) <= 0).all()
+        np.testing.assert_allclose(pred.boxes, boxes_to_original(boxes[-1, b], batch.metas[b]),
+                                   rtol=1e-6)  # the second image: flipped, 2x its input size
+        rel_probs = rel[b].sigmoid() * connectivity[b].sigmoid()[..., None]
+        i, j = pred.pairs[0]
+        assert i != j
+        np.testing.assert_allclose(pred.predicate_scores[0], rel_probs[i, j].numpy(), rtol=1e-5)
+        assert pred.triplet_scores[0] == pytest.approx(
+            (rel_probs[i, j].max() * pred.scores[i] * pred.scores[j]).item(), rel=1e-5)
+    model.test_cfg['graph_constraint'] = False
+    pred = model(batch, 'predict')[0]
+    assert ((pred.predicate_scores > 0).sum(1) == 1).all()
