@@ -56,8 +56,8 @@ from .matcher import Match, focal_detr_cost
 from .pair_ranking import rank_pairs, softmax_object_scores
 from .psgtr import checked_rels
 from .relation_sampling import query_relation_targets, sample_relation_entries
-from .relation_smoothing import (match_weights, perfect_match_cost, query_weights,
-                                 smoothed_targets)
+from .relation_smoothing import (check_smoothing, match_weights, perfect_match_cost,
+                                 query_weights, smoothed_targets)
 
 
 def frequency_counts(cache: str | None, dataset: Mapping[str, Any] | None, num_classes: int,
@@ -132,11 +132,10 @@ class EGTR(DeformableDETR):
         self.relation_head = RelationExtractionHead(
             self.transformer.d_model, len(self.transformer.decoder.layers), num_predicates)
         self.num_predicates = num_predicates
-        self.smoothing = smoothing
+        self.smoothing = check_smoothing(smoothing)
         m = self.matcher
         self.perfect_cost = perfect_match_cost(
             {'class': m.cost_class, 'bbox': m.cost_bbox, 'giou': m.cost_giou}, m.alpha)
-        match_weights(torch.zeros(0), self.perfect_cost, smoothing)  # checks the range
         self.sampling = dict(negatives=rel_sample_negatives, nonmatching=rel_sample_nonmatching,
                              negatives_largest=rel_sample_negatives_largest,
                              nonmatching_largest=rel_sample_nonmatching_largest)

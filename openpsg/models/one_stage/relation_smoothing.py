@@ -53,13 +53,18 @@ def perfect_match_cost(weights: Mapping[str, float], alpha: float = 0.25,
     return sum(w * COST_TERM_MINIMA[t](alpha, eps) for t, w in weights.items())
 
 
+def check_smoothing(smoothing: float) -> float:
+    """``smoothing`` if it is in ``[0, 1)`` (0 turns smoothing off), else ``ValueError``."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f'smoothing must be in [0, 1), got {smoothing}')
+    return smoothing
+
+
 def match_weights(costs: torch.Tensor, perfect_cost: float, smoothing: float) -> torch.Tensor:
     """``w = 1 - sigmoid(c - c_min + logit(s))`` of the matched costs ``costs (K,)``.
 
     ``smoothing`` must be in ``[0, 1)``; 0 turns smoothing off (``w = 1``: hard targets)."""
-    if not 0 <= smoothing < 1:
-        raise ValueError(f'smoothing must be in [0, 1), got {smoothing}')
-    if smoothing == 0:
+    if check_smoothing(smoothing) == 0:
         return torch.ones_like(costs)
     shift = math.log(smoothing / (1 - smoothing)) - perfect_cost
     return 1 - torch.sigmoid(costs + shift)
