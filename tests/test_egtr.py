@@ -25,7 +25,7 @@ from openpsg.engine import load_predictions
 from openpsg.engine.optim import build_param_groups
 from openpsg.models.one_stage.deformable_detr import boxes_to_original
 from openpsg.models.one_stage.egtr import EGTR
-from openpsg.models.one_stage.egtr_head import RelationExtractionHead
+from openpsg.models.one_stage.egtr_head import gated_sum, pair_sources, relation_modules
 from openpsg.models.one_stage.frequency_prior import log_frequency_table, predicate_distribution
 from openpsg.models.one_stage.matcher import focal_detr_cost
 from openpsg.models.one_stage.pair_ranking import pair_prior, rank_pairs, softmax_object_scores
@@ -201,25 +201,25 @@ def naive_relation_source(head, qk, hidden):
 def test_relation_head_shapes_and_gated_sum():
     torch.manual_seed(0)
     b, q, d, layers, p = 2, 5, 16, 3, 7
-    head = RelationExtractionHead(d, layers, p)
+    head = torch.nn.ModuleDict(relation_modules(d, layers, p))
+    assert head.proj_q[0].weight.std().item() == pytest.approx(0.02, rel=0.2)
     for module in head.modules():  # larger weights than the N(0, 0.02) start
         if isinstance(module, torch.nn.Linear):
             torch.nn.init.normal_(module.weight, std=0.3)
             torch.nn.init.normal_(module.bias, std=0.3)
     qk = [(torch.randn(b, q, d), torch.randn(b, q, d)) for _ in range(layers)]
     hidden = torch.randn(b, q, d)
-    subjects, objects = head.pair_sources(qk, hidden)
+    subjects, objects = pair_sources(head.proj_q, head.proj_k, head.final_sub_proj,
+                                     head.final_obj_proj, qk, hidden)
     assert subjects.shape == objects.shape == (b, q, layers + 1, d)
-    z, gates = head.gated_sum(subjects, objects)
+    z, gates = gated_sum(head.rel_predictor_gate, subjects, objects)
     expected_z, expected_gates = naive_relation_source(head, qk, hidden)
     assert z.shape == (b, q, q, 2 * d) and gates.shape == (b, q, q, layers + 1)
     torch.testing.assert_close(gates, expected_gates)
     torch.testing.assert_close(z, expected_z)   # a sum over the L + 1 entries, not a mean
-    rel, connectivity, _ = head(qk, hidden)
-    assert rel.shape == (b, q, q, p) and connectivity.shape == (b, q, q)
-    torch.testing.assert_close(rel, head.rel_predictor(expected_z))
     with pytest.raises(ValueError, match='built for 3 decoder layers'):
-        head(qk[:2], hidden)
+        pair_sources(head.proj_q, head.proj_k, head.final_sub_proj, head.final_obj_proj,
+                     qk[:2], hidden)
 
 
 # ------------------------------------------------------------------------------ the model
@@ -324,7 +324,7 @@ def test_every_loss_term_is_present_and_finite(tmp_path):
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     assert losses['loss_rel'] > 0 and losses['loss_connectivity'] > 0
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
-    assert model.relation_head.proj_q[0].weight.grad.abs().sum() > 0
+    assert model.proj_q[0].weight.grad.abs().sum() > 0
     assert model.transformer.decoder.layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
     # a batch without any relation: 0, not NaN (EGTR's mean over no entry)
     empty = collate_samples([sky_grass_scene('c', 64, 64, (30, 60, 20, 50), PERSON, rels=())[0]])
@@ -339,7 +339,10 @@ def test_frequency_bias_is_added_by_argmax_class(tmp_path):
     cache = tmp_path / 'counts.npy'
     np.save(cache, counts)
     model = tiny_egtr(use_freq_bias=True, freq_cache=str(cache)).eval()
-    torch.testing.assert_close(model.triplet_dist, log_frequency_table(counts))
+    # EGTR's (C + 1, C + 1, P) table; the extra row and column (no class) are 0
+    assert model.triplet_dist.shape == (134, 134, 56)
+    torch.testing.assert_close(model.triplet_dist[:133, :133], log_frequency_table(counts))
+    assert not model.triplet_dist[133].any() and not model.triplet_dist[:, 133].any()
     batch = scene_batch()
     _, out = model.run_transformer(batch.imgs, batch.pad_mask)
     logits = torch.full((2, 6, 133), -5.0)
@@ -415,12 +418,21 @@ def r50_vg_model(tmp_path):
     return cfg, MODELS.build(cfg.model)
 
 
-def test_vg_config_learning_rates(tmp_path):
+def test_vg_config_learning_rates_and_egtr_parameter_names(tmp_path):
     cfg, model = r50_vg_model(tmp_path)
+    # the relation head and frequency table under EGTR's names and shapes (VG: 150 classes, 50
+    # predicates), so converted EGTR weights load as they are
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes['proj_q.5.weight'] == shapes['proj_k.0.weight'] == (256, 256)
+    assert shapes['final_sub_proj.weight'] == shapes['final_obj_proj.weight'] == (256, 256)
+    assert shapes['rel_predictor_gate.weight'] == (1, 512)
+    assert shapes['rel_predictor.layers.0.weight'] == (256, 512)
+    assert shapes['rel_predictor.layers.2.weight'] == (50, 256)
+    assert shapes['connectivity_layer.layers.2.weight'] == (1, 256)
+    assert shapes['triplet_dist'] == (151, 151, 50) and shapes['rel_dist'] == (50,)
     groups = build_param_groups(model, cfg.optimizer.lr, 1e-4, cfg.optimizer.paramwise_cfg)
     lr_of = {id(p): g['lr'] for g in groups for p in g['params']}
-    expected = {'relation_head.proj_q.0.weight': 2e-4,
-                'relation_head.rel_predictor.layers.2.bias': 2e-4,
+    expected = {'proj_q.0.weight': 2e-4, 'rel_predictor.layers.2.bias': 2e-4,
                 'transformer.decoder.layers.5.self_attn.in_proj_weight': 2e-6,
                 'transformer.level_embed': 2e-6, 'input_proj.0.0.weight': 2e-6,
                 'query_embed.weight': 2e-6, 'class_embed.0.weight': 2e-6,
@@ -442,7 +454,7 @@ def test_r50_vg_config_train_and_test_step_at_800x1333(tmp_path):
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_rel', 'loss_connectivity'} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
-    assert model.relation_head.proj_k[5].weight.grad.abs().sum() > 0
+    assert model.proj_k[5].weight.grad.abs().sum() > 0
     model.eval()
     pred = model(batch, 'predict')[0]
     assert pred.labels.shape == (200,) and pred.pairs.shape == (100, 2)

@@ -3,8 +3,10 @@ self-attention of a Deformable DETR object detector.
 
 The detector is :class:`~.deformable_detr.DeformableDETR` (its parameter names, heads, matcher and
 detection losses); its ``Q`` object queries are the graph's nodes. The relation extraction head
-(:class:`~.egtr_head.RelationExtractionHead`) scores every ordered pair of queries from the
-self-attention queries/keys of all ``L`` decoder layers and the last decoder output: predicate
+(:mod:`.egtr_head`; its modules sit at the model's top level under EGTR's names, and the
+frequency table is EGTR's ``triplet_dist``, so converted EGTR weights load as they are) scores
+every ordered pair of queries from the self-attention queries/keys of all ``L`` decoder layers
+and the last decoder output: predicate
 logits ``(B, Q, Q, P)`` - plus, by default, a fixed frequency bias indexed by the argmax classes
 of subject and object (:mod:`.frequency_prior`) - and a connectivity logit ``(B, Q, Q)``.
 
@@ -39,7 +41,7 @@ re-indexed after merging queries into segments; :meth:`EGTR.relation_outputs`,
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +52,7 @@ from ...structures import NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample
 from .deformable_detr import DeformableDETR, boxes_to_original
 from .deformable_transformer import DeformableTransformerOutputs
 from .detr import box_targets
-from .egtr_head import RelationExtractionHead
+from .egtr_head import QK, gated_sum, pair_sources, relation_modules
 from .frequency_prior import log_frequency_table, predicate_distribution
 from .matcher import Match, focal_detr_cost
 from .pair_ranking import rank_pairs, softmax_object_scores
@@ -129,8 +131,10 @@ class EGTR(DeformableDETR):
                  test_cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__(backbone, transformer, num_classes, num_queries, aux_loss, matcher,
                          loss_weights, focal_alpha, focal_gamma, test_cfg)
-        self.relation_head = RelationExtractionHead(
-            self.transformer.d_model, len(self.transformer.decoder.layers), num_predicates)
+        for name, module in relation_modules(self.transformer.d_model,
+                                             len(self.transformer.decoder.layers),
+                                             num_predicates).items():
+            self.add_module(name, module)
         self.num_predicates = num_predicates
         self.smoothing = check_smoothing(smoothing)
         m = self.matcher
@@ -142,15 +146,27 @@ class EGTR(DeformableDETR):
         self.use_freq_bias = use_freq_bias
         if use_freq_bias or self.test_cfg['logit_adjustment_tau'] is not None:
             counts = frequency_counts(freq_cache, freq_dataset, num_classes, num_predicates)
-            self.register_buffer('triplet_dist', log_frequency_table(counts, freq_log_count_quirk))
+            # (C + 1, C + 1, P) as EGTR's table, whose last row and column (no class) stay 0
+            padded = np.pad(counts, ((0, 1), (0, 1), (0, 0)))
+            self.register_buffer('triplet_dist', log_frequency_table(padded, freq_log_count_quirk))
             self.register_buffer('rel_dist', predicate_distribution(counts))
 
     # ------------------------------------------------------------------------------ forward
+    def relation_head(self, self_attn_qk: Sequence[QK], hidden: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The head of :mod:`.egtr_head`: ``(predicate logits (B, Q, Q, P), connectivity logits
+        (B, Q, Q), gates (B, Q, Q, L + 1))`` from every decoder layer's self-attention ``(q, k)``
+        ``(B, Q, d)`` and the last decoder output ``hidden (B, Q, d)``."""
+        subjects, objects = pair_sources(self.proj_q, self.proj_k, self.final_sub_proj,
+                                         self.final_obj_proj, self_attn_qk, hidden)
+        z, gates = gated_sum(self.rel_predictor_gate, subjects, objects)
+        return self.rel_predictor(z), self.connectivity_layer(z)[..., 0], gates
+
     def relation_outputs(self, out: DeformableTransformerOutputs, logits: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(predicate logits (B, Q, Q, P), connectivity logits (B, Q, Q), gates (B, Q, Q,
-        L + 1))`` from the transformer outputs and the last layer's class ``logits (B, Q, C)``;
-        the frequency bias of the argmax classes is added to the predicate logits."""
+        """:meth:`relation_head` of the transformer outputs, with the frequency bias of the
+        argmax classes of the last layer's class ``logits (B, Q, C)`` added to the predicate
+        logits."""
         rel, connectivity, gates = self.relation_head(out.self_attn_qk, out.hs[-1])
         if self.use_freq_bias:
             labels = logits.argmax(-1)
