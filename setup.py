@@ -25,6 +25,7 @@ setup(
         'tqdm>=4.60',
         'tensorboard>=2.12',
         'matplotlib>=3.6',
+        'h5py>=3.8',
     ],
     extras_require={
         'wandb': ['wandb>=0.16'],

@@ -22,7 +22,7 @@ optimizer = dict(
     }))
 optimizer_config = dict(grad_clip=dict(max_norm=0.1, norm_type=2))
 lr_config = dict(policy='step', step=[40])
-runner = dict(type='EpochBasedRunner', max_epochs=50)
+runner = dict(max_epochs=50)
 checkpoint_config = dict(interval=5, max_keep_ckpts=3)
 evaluation = None
 work_dir = './work_dirs/deformable_detr_r50_psg'

@@ -26,7 +26,7 @@ optimizer = dict(
     }))
 optimizer_config = dict(grad_clip=dict(max_norm=1.0, norm_type=2))
 lr_config = dict(policy='step', step=[10], warmup='linear', warmup_iters=100, warmup_ratio=0.1)
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)
 log_config = dict(interval=20)
 evaluation = None
 work_dir = './work_dirs/deformable_detr_tiny_synth'

@@ -89,6 +89,16 @@ class Annotations:
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
 
+    @classmethod
+    def from_columns(cls, *, num_segments: np.ndarray, num_rels: np.ndarray,
+                     **columns: Any) -> 'Annotations':
+        """Build the table from per-image counts instead of offsets: ``num_segments (I,)`` and
+        ``num_rels (I,)`` give the rows each image owns in the segment and relation columns;
+        ``rel_unique`` is computed. The other keyword arguments are the fields of the class."""
+        rel_offsets = _offsets(num_rels)
+        return cls(seg_offsets=_offsets(num_segments), rel_offsets=rel_offsets,
+                   rel_unique=_first_occurrences(columns['rels'], rel_offsets), **columns)
+
     @property
     def classes(self) -> tuple[str, ...]:
         return self.thing_classes + self.stuff_classes
@@ -442,9 +452,7 @@ class _TableBuilder:
 
     def build(self, file: str, things: tuple[str, ...], stuff: tuple[str, ...],
               predicates: tuple[str, ...], test_ids: frozenset[str]) -> Annotations:
-        rel_offsets = _offsets(self.num_rels)
-        rels = np.asarray(self.rels, dtype=np.int64).reshape(-1, 3)
-        return Annotations(
+        return Annotations.from_columns(
             file=file, thing_classes=things, stuff_classes=stuff, predicate_classes=predicates,
             test_image_ids=test_ids,
             image_ids=np.asarray(self.images['image_id'], dtype=str),
@@ -452,17 +460,17 @@ class _TableBuilder:
             pan_seg_file_names=np.asarray(self.images['pan_seg_file_name'], dtype=str),
             heights=np.asarray(self.images['height'], dtype=np.int64),
             widths=np.asarray(self.images['width'], dtype=np.int64),
-            seg_offsets=_offsets(self.num_segments),
+            num_segments=np.asarray(self.num_segments, dtype=np.int64),
             segment_ids=np.asarray(self.segment_ids, dtype=np.int64),
             labels=np.asarray(self.labels, dtype=np.int64),
             boxes=np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4),
             iscrowd=np.asarray(self.iscrowd, dtype=bool),
             is_thing=np.asarray(self.is_thing, dtype=bool),
-            rel_offsets=rel_offsets, rels=rels,
-            rel_unique=_first_occurrences(rels, rel_offsets))
+            num_rels=np.asarray(self.num_rels, dtype=np.int64),
+            rels=np.asarray(self.rels, dtype=np.int64).reshape(-1, 3))
 
 
-def _offsets(counts: list[int]) -> np.ndarray:
+def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
 
 
@@ -516,6 +524,17 @@ def predicate_counts(ann: Annotations, rows: np.ndarray) -> np.ndarray:
     """``(P,)`` int64 count of each predicate over the images ``rows`` (exact repeats counted once)."""
     rels, _ = selected_relations(ann, rows)
     return np.bincount(rels[:, 2], minlength=len(ann.predicate_classes))
+
+
+def triplet_counts(ann: Annotations, rows: np.ndarray) -> np.ndarray:
+    """``(C, C, P)`` int64 count of ``(subject label, object label, predicate)`` over every relation
+    row of the images ``rows`` (exact repeats counted each time), ``C`` = ``len(ann.classes)``."""
+    rel_image = ann.rel_image()
+    chosen = np.isin(rel_image, rows)
+    rels, base = ann.rels[chosen], ann.seg_offsets[rel_image[chosen]]
+    counts = np.zeros((len(ann.classes), len(ann.classes), len(ann.predicate_classes)), np.int64)
+    np.add.at(counts, (ann.labels[base + rels[:, 0]], ann.labels[base + rels[:, 1]], rels[:, 2]), 1)
+    return counts
 
 
 def triplet_set(ann: Annotations, rows: np.ndarray) -> set[tuple[int, int, int]]:

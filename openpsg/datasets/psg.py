@@ -10,7 +10,7 @@ from ..paths import check_relative_name
 from ..registry import DATASETS
 from ..structures import GroundTruth
 from .annotations import (Annotations, load_annotations, predicate_counts, split_rows, statistics,
-                          triplet_set)
+                          triplet_counts, triplet_set)
 from .errors import DatasetError, problem
 from .io import data_path, outside_problem, read_panoptic
 from .transforms import Compose
@@ -78,24 +78,36 @@ class PSGDataset(Dataset):
     """
 
     with_masks = True
+    splits: tuple[str, ...] = ('train', 'test')
     max_refetch = 50
 
     def __init__(self, ann_file: str, data_root: str, split: str = 'train',
                  pipeline: Sequence[Mapping[str, Any] | Transform] = (), drop_no_rels: bool = True,
                  max_images: int | None = None, seed: int | None = None,
                  rel_mode: str | None = None, allow_outside_root: bool = False) -> None:
-        if split not in ('train', 'test'):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        rel_mode = rel_mode or ('sample_one' if split == 'train' else 'dedup')
-        if rel_mode not in REL_MODES:
-            raise ValueError(f'rel_mode must be one of {REL_MODES}, got {rel_mode!r}')
+        self.check_split(split, rel_mode)
         self.ann_file = ann_file
         self.data_root = data_root
         self.allow_outside_root = allow_outside_root
+        ann = load_annotations(ann_file, with_masks=self.with_masks)
+        self.setup(ann, split_rows(ann, split, drop_no_rels), split, pipeline, max_images, seed,
+                   rel_mode)
+
+    def check_split(self, split: str, rel_mode: str | None) -> None:
+        """Raise ``ValueError`` for a ``split`` not in :attr:`splits` or an unknown ``rel_mode``."""
+        if split not in self.splits:
+            raise ValueError(f'split must be one of {self.splits}, got {split!r}')
+        if rel_mode is not None and rel_mode not in REL_MODES:
+            raise ValueError(f'rel_mode must be one of {REL_MODES}, got {rel_mode!r}')
+
+    def setup(self, ann: Annotations, rows: np.ndarray, split: str,
+              pipeline: Sequence[Mapping[str, Any] | Transform], max_images: int | None,
+              seed: int | None, rel_mode: str | None) -> None:
+        """Serve the images ``rows`` of ``ann`` as the split ``split`` (the end of ``__init__``,
+        shared by readers of other file formats)."""
         self.split = split
-        self.rel_mode = rel_mode
-        self.ann: Annotations = load_annotations(ann_file, with_masks=self.with_masks)
-        rows = split_rows(self.ann, split, drop_no_rels)
+        self.rel_mode = rel_mode or ('sample_one' if split == 'train' else 'dedup')
+        self.ann: Annotations = ann
         self.rows = rows if max_images is None else rows[:max_images]
         self._check_file_names()
         self._index = {str(self.ann.image_ids[r]): i for i, r in enumerate(self.rows)}
@@ -249,6 +261,11 @@ class PSGDataset(Dataset):
     def aspect_ratios(self) -> np.ndarray:
         """``(len,)`` float64 width / height of every image (for aspect-ratio grouping)."""
         return self.ann.widths[self.rows] / self.ann.heights[self.rows]
+
+    def triplet_counts(self) -> np.ndarray:
+        """``(C, C, P)`` int64 count of every ``(subject label, object label, predicate)``
+        relation row of the split (exact repeats counted each time), e.g. for a frequency bias."""
+        return triplet_counts(self.ann, self.rows)
 
     def triplets(self) -> set[tuple[int, int, int]]:
         """Distinct ``(subject label, object label, predicate)`` of the split (zero-shot recall)."""

@@ -30,7 +30,7 @@ PANOPTIC = 'PQ'
 def evaluate(predictions: Iterable[Prediction], dataset: Any,
              metrics: Sequence[str] = ('sgdet', PANOPTIC),
              protocols: Sequence[str] = ('openpsg', 'fair'), ks: Sequence[int] = (20, 50, 100),
-             dedup: str = 'first', iou_thr: float = 0.5,
+             dedup: str = 'first', iou_thr: float = 0.5, match: str | None = None,
              zero_shot_triplets: set[tuple[int, int, int]] | None = None, workers: int = 0,
              logger: logging.Logger | None = None) -> dict[str, float]:
     """Score ``predictions`` against the test images of ``dataset``.
@@ -44,8 +44,9 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
         dataset: provides ``image_ids``, ``classes``, ``predicates``, ``num_things`` and
             ``get_gt_by_id(image_id) -> GroundTruth`` (e.g. :class:`~openpsg.datasets.PSGDataset`).
         metrics: any of ``predcls``, ``sgcls``, ``sgdet`` (scene-graph modes) and ``PQ``.
-        protocols, ks, dedup, iou_thr, zero_shot_triplets: scene-graph settings, see
-            :class:`~openpsg.evaluation.sgg.SGGConfig`.
+        protocols, ks, dedup, iou_thr, match, zero_shot_triplets: scene-graph settings, see
+            :class:`~openpsg.evaluation.sgg.SGGConfig`; ``match=None`` compares boxes for a
+            dataset whose ``with_masks`` is False (box-only, e.g. Visual Genome), else masks.
         workers: processes scoring images in parallel (0 = in this process).
         logger: if given, receives the :func:`format_results` table.
 
@@ -58,8 +59,10 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
     if unknown or not metrics:
         raise ValueError(f'evaluate: unknown metric(s) {unknown}; choose from '
                          f'{list(SGG_MODES) + [PANOPTIC]}')
+    if match is None:
+        match = 'mask' if getattr(dataset, 'with_masks', True) else 'box'
     configs = {mode: SGGConfig(mode=mode, protocols=tuple(protocols), ks=tuple(ks), iou_thr=iou_thr,
-                               dedup=dedup, num_predicates=len(dataset.predicates),
+                               match=match, dedup=dedup, num_predicates=len(dataset.predicates),
                                zero_shot_triplets=zero_shot_triplets)
                for mode in SGG_MODES if mode in metrics}
     is_thing = np.arange(len(dataset.classes)) < dataset.num_things

@@ -1,4 +1,4 @@
-"""One-stage set-prediction models (DETR family) and the parts they share: the DETR base
+"""One-stage set-prediction models (DETR family, EGTR) and the parts they share: the DETR base
 (backbone, positional encoding, transformer), Deformable DETR's transformer, the panoptic mask
 branch, Hungarian matchers, the set criterion, training targets and the panoptic merge."""
 from .deformable_detr import DeformableDETR, DeformableDETRBase
@@ -6,6 +6,7 @@ from .deformable_transformer import DeformableTransformer, DeformableTransformer
 from .detr import DETR
 from .detr4seg import DETR4Seg
 from .detr_base import MLP, DETRBase, Joiner, TransformerOutputs
+from .egtr import EGTR
 from .mask_head import MaskFeatures, MaskHeadSmallConv, MHAttentionMap, build_mask_branch, predict_masks
 from .matcher import FocalHungarianMatcher, HungarianMatcher, detr_cost, linear_assignment
 from .ms_deform_attn import MSDeformAttn
@@ -17,7 +18,7 @@ from .transformer import Transformer, TransformerDecoder, TransformerEncoder
 
 __all__ = [
     'DETR', 'DETR4Seg', 'DETRBase', 'DeformableDETR', 'DeformableDETRBase', 'DeformableTransformer',
-    'DeformableTransformerOutputs', 'FocalHungarianMatcher', 'HungarianMatcher', 'Joiner',
+    'DeformableTransformerOutputs', 'EGTR', 'FocalHungarianMatcher', 'HungarianMatcher', 'Joiner',
     'MHAttentionMap', 'MLP', 'MSDeformAttn', 'MaskFeatures', 'MaskHeadSmallConv',
     'PositionEmbeddingSine', 'PSGFormer', 'PSGTr', 'SetCriterion', 'Transformer',
     'TransformerDecoder', 'TransformerEncoder', 'TransformerOutputs', 'build_mask_branch',
