@@ -31,6 +31,7 @@ import difflib
 import keyword
 import math
 import os
+import sys
 import traceback
 import types
 from pathlib import Path
@@ -46,6 +47,8 @@ SETTINGS = frozenset({
     'checkpoint_config', 'log_config', 'custom_hooks', 'custom_imports', 'dist_params',
     'find_unused_parameters', 'freeze_modules', 'amp', 'load_from', 'resume', 'work_dir', 'seed'})
 _OVERRIDES = '__openpsg_overrides__'
+_REPLACED = '__openpsg_replaced__'
+_READING: list[Path] = []  # files being loaded by read_config, outermost first
 _LINE_WIDTH = 100
 
 
@@ -223,7 +226,7 @@ def _execute(path: Path, replace: Mapping[str, Any], replaced: set[str]) -> dict
     values (names found are added to ``replaced``); return its public variables plus ``_base_``
     (if set)."""
     namespace: dict[str, Any] = {'__file__': str(path), '__name__': '__openpsg_config__',
-                                 _OVERRIDES: copy.deepcopy(dict(replace))}
+                                 _OVERRIDES: copy.deepcopy(dict(replace)), _REPLACED: replaced}
     try:
         source = path.read_text(encoding='utf-8')
         code = (_replace_assignments(source, path, replace, replaced) if replace
@@ -483,6 +486,34 @@ class Config(ConfigDict):
         text = self.pretty_text
         with atomic_write(path, 'w') as f:
             f.write(text)
+
+
+def read_config(path: str | os.PathLike) -> Config:
+    """Another config, for use inside a config file: ``path`` is relative to the file that calls
+    it (as detectron2's ``LazyConfig.load_rel``), and the helper-variable overrides of the
+    command line apply to it too. A two-stage config takes its segmenter from the config that
+    trained it::
+
+        from openpsg.config import read_config
+        model = dict(segmenter=read_config('../panoptic_fcn/panoptic_fcn_tiny_synth.py').model)
+
+    Outside a config file ``path`` is relative to the working directory. The value read is written
+    out in full when the calling config is dumped, so a dumped config stands alone.
+    """
+    caller = sys._getframe(1).f_globals
+    inside = caller.get('__name__') == '__openpsg_config__'
+    base = Path(caller['__file__']).parent if inside else Path.cwd()
+    target = (base / path).resolve()
+    if target in _READING:
+        cycle = ' -> '.join(str(p) for p in (*_READING[_READING.index(target):], target))
+        raise ConfigError(f'{target}: read_config calls form a cycle: {cycle}')
+    _READING.append(target)
+    try:
+        return Config(_load(target, replace=caller.get(_OVERRIDES) if inside else None,
+                            replaced=caller.get(_REPLACED) if inside else None),
+                      filename=str(target))
+    finally:
+        _READING.pop()
 
 
 def _parse_value(text: str) -> Any:

@@ -313,3 +313,32 @@ def test_dump_refuses_values_it_cannot_write_back(tmp_path, values, pattern):
     with pytest.raises(ConfigError, match=pattern):
         Config(values).dump(path)
     assert list(tmp_path.iterdir()) == []  # nothing partially written
+
+
+def test_read_config_is_relative_to_the_calling_file_and_dumps_whole(tmp_path):
+    """``read_config`` inside a config reads another config relative to that config's folder
+    (whatever the working directory), helper-variable overrides reach it, and the dumped config
+    holds the value read, so it loads back without the other file."""
+    (tmp_path / 'seg').mkdir()
+    (tmp_path / 'rel').mkdir()
+    (tmp_path / 'seg' / 'segmenter.py').write_text(
+        "width = 64\nmodel = dict(type='PanopticFPN', backbone=dict(depth=18, out_channels=width))\n")
+    (tmp_path / 'rel' / 'two_stage.py').write_text(
+        'from openpsg.config import read_config\n'
+        "model = dict(type='TwoStageSceneGraph',\n"
+        "             segmenter=read_config('../seg/segmenter.py').model)\n")
+    cfg = Config.fromfile(tmp_path / 'rel' / 'two_stage.py')
+    assert cfg.model.segmenter == {'type': 'PanopticFPN',
+                                   'backbone': {'depth': 18, 'out_channels': 64}}
+    assert Config.fromfile(tmp_path / 'rel' / 'two_stage.py', overrides={'width': 16}
+                           ).model.segmenter.backbone.out_channels == 16
+    cfg.dump(tmp_path / 'dumped.py')
+    (tmp_path / 'seg' / 'segmenter.py').unlink()
+    assert Config.fromfile(tmp_path / 'dumped.py') == cfg
+
+
+def test_read_config_cycle_is_reported(tmp_path):
+    (tmp_path / 'a.py').write_text("from openpsg.config import read_config\nx = read_config('b.py')\n")
+    (tmp_path / 'b.py').write_text("from openpsg.config import read_config\ny = read_config('a.py')\n")
+    with pytest.raises(ConfigError, match='read_config calls form a cycle'):
+        Config.fromfile(tmp_path / 'a.py')

@@ -1,6 +1,7 @@
-"""SceneGraphPanopticFPN: a tiny real Panoptic FPN as the frozen first stage on the psg_tiny
+"""TwoStageSceneGraph: a tiny real Panoptic FPN as the frozen first stage on the psg_tiny
 fixture, every mode through loss and predict, predictions at the original size, the segmenter
-checkpoint, input checks and every two-stage config."""
+checkpoint, input checks, the SceneGraphPanopticFPN layout of earlier configs and checkpoints, and
+every two-stage config."""
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import torch
 from fixtures.psg_tiny.paint import write_psg_tiny
 from openpsg.config import Config
 from openpsg.datasets import PSGDataset
-from openpsg.engine.checkpoint import CheckpointError, save_checkpoint
-from openpsg.models.two_stage import SceneGraphPanopticFPN, mode_name
+from openpsg.engine.checkpoint import CheckpointError, load_weights, save_checkpoint
+from openpsg.config import ConfigError
+from openpsg.models.two_stage import SceneGraphPanopticFPN, TwoStageSceneGraph, mode_name
 from openpsg.registry import MODELS
 from openpsg.structures import collate_samples, id_map_to_masks, nearest_to_original
 
@@ -26,7 +28,7 @@ PIPELINE = [dict(type='LoadImage'), dict(type='LoadPanopticAnnotations', with_re
             dict(type='Resize', scale=(128, 96), keep_ratio=True), NORM,
             dict(type='Pad', size_divisor=32), dict(type='PackSample')]
 CLASSES = ('person', 'horse', 'dog', 'grass-merged', 'sky-other-merged')
-SEGMENTER = dict(backbone=dict(depth=18, pretrained=False, trainable_layers=0), num_things=3,
+SEGMENTER = dict(type='PanopticFPN', backbone=dict(depth=18, pretrained=False, trainable_layers=0), num_things=3,
                  num_stuff=2, rpn=dict(pre_nms_top_n_test=50, post_nms_top_n_test=20),
                  semantic_head=dict(inner_channels=16, num_groups=4),
                  test_cfg=dict(score_thr=0.2, max_per_img=3, stuff_area_limit=16))
@@ -51,11 +53,11 @@ def batch(tmp_path_factory):
     return collate_samples(samples)
 
 
-def build(mode: str, head: str = 'MotifHead', segmenter=None, **kwargs) -> SceneGraphPanopticFPN:
+def build(mode: str, head: str = 'MotifHead', segmenter=None, **kwargs) -> TwoStageSceneGraph:
     torch.manual_seed(0)
     flags = {'predcls': (True, True), 'sgcls': (True, False), 'sgdet': (False, False)}[mode]
-    return SceneGraphPanopticFPN(relation_head=head_cfg(head), use_gt_box=flags[0],
-                                 use_gt_label=flags[1], **(segmenter or SEGMENTER), **kwargs)
+    return TwoStageSceneGraph(segmenter=segmenter or SEGMENTER, relation_head=head_cfg(head),
+                              use_gt_box=flags[0], use_gt_label=flags[1], **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,8 +141,12 @@ def test_modes_and_input_errors(batch):
         ['predcls', 'sgcls', 'sgdet']
     with pytest.raises(ValueError, match='use_gt_label=True needs use_gt_box=True'):
         mode_name(False, True)
-    with pytest.raises(ValueError, match='relation_head.mode is set by the model'):
-        SceneGraphPanopticFPN(relation_head=dict(type='IMPHead', mode='sgdet'), **SEGMENTER)
+    for key, value in [('mode', 'sgdet'), ('in_channels', 64), ('featmap_strides', [4, 8])]:
+        with pytest.raises(ConfigError, match=rf"\['{key}'\] are set by the two-stage model"):
+            TwoStageSceneGraph(segmenter=SEGMENTER, relation_head=dict(head_cfg('IMPHead'),
+                                                                       **{key: value}))
+    with pytest.raises(ConfigError, match='model.segmenter: IMPHead is not a segmenter'):
+        TwoStageSceneGraph(segmenter=head_cfg('IMPHead'), relation_head=head_cfg('IMPHead'))
     model = build('predcls')
     bad = collate_samples([replace(batch.samples[0], labels=torch.tensor([0, 1, 9, 3]))])
     with pytest.raises(ValueError, match=r"000000001001.jpg: image_id=1001: labels: classes \[9\]"):
@@ -152,17 +158,48 @@ def test_segmenter_checkpoint(tmp_path):
     path = tmp_path / 'segmenter.pth'
     save_checkpoint({'state_dict': source.segmenter.state_dict()}, path)
     torch.manual_seed(1)
-    loaded = SceneGraphPanopticFPN(relation_head=head_cfg('IMPHead'),
-                                   segmenter_checkpoint=str(path), **SEGMENTER)
+    loaded = TwoStageSceneGraph(segmenter=SEGMENTER, relation_head=head_cfg('IMPHead'),
+                                segmenter_checkpoint=str(path))
     for key, value in source.segmenter.state_dict().items():
         assert torch.equal(loaded.segmenter.state_dict()[key], value)
     other = dict(SEGMENTER, semantic_head=dict(inner_channels=8, num_groups=4))
     with pytest.raises(CheckpointError, match='shape mismatch'):
-        SceneGraphPanopticFPN(relation_head=head_cfg('IMPHead'),
-                              segmenter_checkpoint=str(path), **other)
-    with pytest.raises(FileNotFoundError, match='model.segmenter_checkpoint=None'):
-        SceneGraphPanopticFPN(relation_head=head_cfg('IMPHead'),
-                              segmenter_checkpoint=str(tmp_path / 'absent.pth'), **SEGMENTER)
+        TwoStageSceneGraph(segmenter=other, relation_head=head_cfg('IMPHead'),
+                           segmenter_checkpoint=str(path))
+    with pytest.raises(CheckpointError, match='model.segmenter_checkpoint=None'):
+        TwoStageSceneGraph(segmenter=SEGMENTER, relation_head=head_cfg('IMPHead'),
+                           segmenter_checkpoint=str(tmp_path / 'absent.pth'))
+
+
+def test_relation_head_pools_the_levels_the_segmenter_declares():
+    model = build('predcls')
+    levels = model.segmenter.feature_levels
+    assert [(lv.name, lv.stride, lv.channels) for lv in levels] == \
+        [('0', 4, 256), ('1', 8, 256), ('2', 16, 256), ('3', 32, 256)]
+    extractor = model.relation_head.obj_extractor
+    assert extractor.strides == (4, 8, 16, 32)
+    assert extractor.fc[0].in_features == 256 * 7 * 7
+
+
+def test_earlier_layout_builds_the_same_model_and_shares_checkpoints(tmp_path):
+    """``SceneGraphPanopticFPN`` (segmenter options at the top level, ``segmenter_type``, the head
+    repeating the FPN channels and strides) builds the same modules under the same weight names as
+    ``TwoStageSceneGraph``, so checkpoints of either load strictly into the other."""
+    segmenter = {k: v for k, v in SEGMENTER.items() if k != 'type'}
+    torch.manual_seed(0)
+    old = SceneGraphPanopticFPN(relation_head=dict(head_cfg('MotifHead'), in_channels=256,
+                                                   featmap_strides=[4, 8, 16, 32]),
+                                segmenter_type='PanopticFPN', **segmenter)
+    new = build('predcls')
+    assert {k: v.shape for k, v in old.state_dict().items()} == \
+        {k: v.shape for k, v in new.state_dict().items()}
+    path = tmp_path / 'old.pth'
+    save_checkpoint({'state_dict': old.state_dict()}, path)
+    load_weights(new, path, strict=True)
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in new.state_dict().items())
+    with pytest.raises(ConfigError, match=r"\{'in_channels': 64\} differ from what the segmenter"):
+        SceneGraphPanopticFPN(relation_head=dict(head_cfg('IMPHead'), in_channels=64),
+                              **segmenter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +222,8 @@ def test_config_builds(name):
     assert cfg.freeze_modules == ['segmenter'] and cfg.find_unused_parameters is True
     assert cfg.evaluation.metric == [mode]
     assert cfg.model.segmenter_checkpoint.startswith('work_dirs/panoptic_fpn_')
+    assert cfg.model.segmenter.type == 'PanopticFPN'
+    assert 'in_channels' not in cfg.model.relation_head
     stem = Path(name).stem
     expected_dir = f'work_dirs/{head}_{stem}' if name in REAL_CONFIGS else f'work_dirs/{stem}'
     assert cfg.work_dir == expected_dir
@@ -195,9 +234,10 @@ def test_config_builds(name):
         assert cfg.lr_config.step == [7, 10] and cfg.lr_config.warmup_iters == 500
         assert cfg.runner.max_epochs == 12
         assert cfg.data.samples_per_gpu == (8 if (head, mode) == ('motifs', 'sgdet') else 16)
-        assert cfg.model.backbone.depth == (101 if '_r101_' in name else 50)
+        assert cfg.model.segmenter.backbone.depth == (101 if '_r101_' in name else 50)
+        assert cfg.model.segmenter.backbone.pretrained is False
         assert cfg.model.relation_head.rect_coord_bug is True
     with torch.device('meta'):  # the structure only, no weights
         model = MODELS.build(dict(cfg.model, segmenter_checkpoint=None))
-    assert isinstance(model, SceneGraphPanopticFPN) and model.mode == mode
+    assert isinstance(model, TwoStageSceneGraph) and model.mode == mode
     assert type(model.relation_head).__name__ == expected_head[head]

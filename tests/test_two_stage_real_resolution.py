@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from openpsg.config import Config
-from openpsg.models.two_stage import SceneGraphPanopticFPN
+from openpsg.models.two_stage import TwoStageSceneGraph
 from openpsg.registry import MODELS
 from openpsg.structures import ImageMeta, Sample, collate_samples
 
@@ -44,10 +44,10 @@ def real_sample() -> Sample:
 def test_real_resolution_sgdet_train_and_test_step(head):
     start = time.perf_counter()
     cfg = Config.fromfile(CONFIGS / head / 'panoptic_fpn_r50_fpn_1x_sgdet_psg.py')
-    assert cfg.model.backbone.pretrained is False  # nothing to download
+    assert cfg.model.segmenter.backbone.pretrained is False  # nothing to download
     torch.manual_seed(0)
     model = MODELS.build(dict(cfg.model, segmenter_checkpoint=None))
-    assert isinstance(model, SceneGraphPanopticFPN) and model.mode == 'sgdet'
+    assert isinstance(model, TwoStageSceneGraph) and model.mode == 'sgdet'
     assert type(model.relation_head).__name__ == HEADS[head]
     batch = collate_samples([real_sample()])
     assert tuple(batch.imgs.shape) == (1, 3, H, PAD_W)

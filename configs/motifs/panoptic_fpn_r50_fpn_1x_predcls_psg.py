@@ -5,8 +5,9 @@
 #   python tools/test.py configs/motifs/panoptic_fpn_r50_fpn_1x_predcls_psg.py \
 #       work_dirs/motifs_panoptic_fpn_r50_fpn_1x_predcls_psg/latest.pth --eval predcls \
 #       --cfg-options model.segmenter_checkpoint=None
+from openpsg.config import read_config
+
 _base_ = [
-    '../_base_/models/panoptic_fpn_r50_fpn_psg.py',
     '../_base_/datasets/psg.py',
     '../_base_/schedules/schedule_sg_12e.py',
     '../_base_/default_runtime.py',
@@ -14,6 +15,7 @@ _base_ = [
 ]
 
 model = dict(
+    segmenter=read_config('../_base_/models/panoptic_fpn_r50_fpn_psg.py').model,
     segmenter_checkpoint='work_dirs/panoptic_fpn_r50_fpn_1x_psg/latest.pth',
     # OpenPSG's spatial branch draws the object rectangle from swapped coordinates; the published
     # numbers include it.

@@ -1,7 +1,8 @@
 # VCTree, PredCls, on the synthetic PSG set, sized for a CPU
 # (see configs/motifs/motifs_tiny_predcls_synth.py).
 _base_ = [
-    '../panoptic_fpn/panoptic_fpn_tiny_synth.py',
+    '../_base_/datasets/psg_synth.py',
+    '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_sg_12e.py',
     '../_base_/models/two_stage_psg.py',
     '../_base_/models/two_stage_tiny_synth.py',

@@ -1,10 +1,17 @@
-"""Two-stage panoptic scene-graph models: a frozen panoptic segmenter, then a relation head.
+"""Two-stage panoptic scene-graph models: a panoptic segmenter (first stage, frozen by default),
+then a relation head on its segments and feature maps.
 
-    model = MODELS.build(dict(type='SceneGraphPanopticFPN', use_gt_box=False, use_gt_label=False,
-                              backbone=dict(depth=50),                 # segmenter options
-                              relation_head=dict(type='MotifHead')))
+    model = MODELS.build(dict(type='TwoStageSceneGraph',
+                              segmenter=dict(type='PanopticFPN', backbone=dict(depth=50)),
+                              relation_head=dict(type='MotifHead'),
+                              use_gt_box=False, use_gt_label=False))   # SGDet
     losses = model(batch, mode='loss')          # {'loss_relation', 'loss_object', ...}
     predictions = model(batch, mode='predict')  # list[Prediction] at original image size
+
+Any registered :class:`~.segmenters.base.Segmenter` can be the first stage and any registered
+:class:`~.relation_heads.head.RelationHead` the second: the head pools RoI features from the
+maps the segmenter declares (``feature_levels``: names, strides, channels), which this model hands
+over; nothing in a head depends on the segmenter it sits on.
 """
 from __future__ import annotations
 
@@ -14,29 +21,34 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..datasets.errors import problem
+from ..config import ConfigError
+from ..datasets.errors import DatasetError, problem
 from ..registry import MODELS
 from ..structures import (Batch, Prediction, Sample, boxes_to_original, id_map_to_masks,
                           masks_to_id_map, nearest_to_original)
 from .base import PSGModel
 from .relation_heads import ObjectSet, RelationHead, RelationResult, assign_object_targets
+from .segmenters.base import Segmenter, SegmentResult, check_feature_levels
+
+#: Relation-head options that come from the segmenter's ``feature_levels``, never from a config.
+SEGMENTER_GIVEN = ('in_channels', 'featmap_strides')
 
 
 def mode_name(use_gt_box: bool, use_gt_label: bool) -> str:
     """``'predcls'`` (GT boxes and labels), ``'sgcls'`` (GT boxes) or ``'sgdet'`` (neither)."""
     if use_gt_label and not use_gt_box:
-        raise ValueError('use_gt_label=True needs use_gt_box=True (ground-truth labels come with '
-                         'the ground-truth objects)')
+        raise ConfigError('use_gt_label=True needs use_gt_box=True (ground-truth labels come with '
+                          'the ground-truth objects)')
     return 'predcls' if use_gt_label else 'sgcls' if use_gt_box else 'sgdet'
 
 
 def check_sample(sample: Sample, num_classes: int, num_predicates: int) -> None:
-    """Raise ``ValueError`` naming the file, image and field when a sample's labels or relations
-    do not fit the model."""
+    """Raise :class:`DatasetError` naming the file, image and field when a sample's labels or
+    relations do not fit the model."""
     meta, n = sample.meta, len(sample.labels)
 
     def fail(field: str, message: str) -> None:
-        raise ValueError(problem(meta.file_name or '<sample>', meta.image_id, field, message))
+        raise DatasetError(problem(meta.file_name or '<sample>', meta.image_id, field, message))
 
     bad = sample.labels[(sample.labels < 0) | (sample.labels >= num_classes)]
     if len(bad):
@@ -50,9 +62,25 @@ def check_sample(sample: Sample, num_classes: int, num_predicates: int) -> None:
         fail('rels', f'predicates outside 0..{num_predicates - 1}')
 
 
+def build_segmenter(cfg: Mapping[str, Any]) -> Segmenter:
+    """Build ``cfg`` and check that it is a :class:`Segmenter` with usable ``feature_levels``."""
+    segmenter = MODELS.build(cfg)
+    name = type(segmenter).__name__
+    if not isinstance(segmenter, Segmenter):
+        raise ConfigError(f'model.segmenter: {name} is not a segmenter (a registered subclass of '
+                          'openpsg.models.segmenters.Segmenter)')
+    check_feature_levels(segmenter.feature_levels, name)
+    channels = sorted({level.channels for level in segmenter.feature_levels})
+    if len(channels) != 1:
+        raise ConfigError(f'model.segmenter: {name} declares feature levels with different channel '
+                          f'counts {channels}; the relation heads pool every level with one RoI '
+                          'extractor and need one channel count')
+    return segmenter
+
+
 @MODELS.register()
-class SceneGraphPanopticFPN(PSGModel):
-    """A panoptic segmenter (first stage, frozen) followed by a relation head (second stage).
+class TwoStageSceneGraph(PSGModel):
+    """A panoptic segmenter (first stage) followed by a relation head (second stage).
 
     Modes: PredCls (``use_gt_box=True, use_gt_label=True``): the objects are the ground-truth
     segments with their labels; SGCls (``True, False``): ground-truth segments, the head classifies
@@ -62,19 +90,17 @@ class SceneGraphPanopticFPN(PSGModel):
     empty prediction.
 
     Args:
-        relation_head: config of a :class:`~.relation_heads.head.RelationHead` (its ``mode`` is
-            set from ``use_gt_box``/``use_gt_label``).
+        segmenter: config of a registered :class:`~.segmenters.base.Segmenter` (Panoptic FPN,
+            PanopticFCN, ...).
+        relation_head: config of a :class:`~.relation_heads.head.RelationHead`. Its ``mode`` is
+            set from ``use_gt_box``/``use_gt_label``, its ``in_channels`` and ``featmap_strides``
+            from the segmenter's ``feature_levels`` (setting them in the config is an error).
         use_gt_box, use_gt_label: the mode, see above.
-        segmenter_type: registered first-stage model providing ``extract_feats(imgs)`` (FPN maps
-            ``'0'..'3'`` at strides 4..32 first) and ``panoptic_segments(feats, batch)`` (one
-            ``SegmentResult`` per image at the input size).
         segmenter_checkpoint: weights of the segmenter (a checkpoint of the segmenter model alone,
             e.g. ``work_dirs/panoptic_fpn_tiny_synth/latest.pth``), loaded strictly when the model
             is built. Leave it ``None`` when a whole scene-graph checkpoint is loaded afterwards.
         freeze_segmenter: keep the segmenter in eval mode and run it without gradient (configs
             also list ``'segmenter'`` in ``freeze_modules`` so its parameters are not optimised).
-        **segmenter: every other keyword configures the segmenter, so that a segmenter config can
-            be the ``_base_`` of a scene-graph config (its ``model`` dict merges into this one).
 
     ``predict`` returns, per image, the objects (labels: ground truth in PredCls, the head's in
     SGCls, the segmenter's in SGDet; scores: the head's object confidence, 1 in PredCls) with
@@ -82,52 +108,53 @@ class SceneGraphPanopticFPN(PSGModel):
     predicate probability x subject score x object score.
     """
 
-    def __init__(self, relation_head: Mapping[str, Any], use_gt_box: bool = True,
-                 use_gt_label: bool = True, segmenter_type: str = 'PanopticFPN',
-                 segmenter_checkpoint: str | None = None, freeze_segmenter: bool = True,
-                 **segmenter: Any) -> None:
+    def __init__(self, segmenter: Mapping[str, Any], relation_head: Mapping[str, Any],
+                 use_gt_box: bool = True, use_gt_label: bool = True,
+                 segmenter_checkpoint: str | None = None, freeze_segmenter: bool = True) -> None:
         super().__init__()
         self.mode = mode_name(use_gt_box, use_gt_label)
-        if 'mode' in relation_head:
-            raise ValueError('relation_head.mode is set by the model; configure use_gt_box and '
-                             'use_gt_label on the model instead')
-        self.segmenter = MODELS.build({'type': segmenter_type, **segmenter})
+        given = [k for k in ('mode', *SEGMENTER_GIVEN) if k in relation_head]
+        if given:
+            raise ConfigError(f'model.relation_head: {given} are set by the two-stage model (mode '
+                              'from use_gt_box/use_gt_label, channels and strides from the '
+                              "segmenter's feature_levels); remove them from the config")
+        self.segmenter = build_segmenter(segmenter)
         if segmenter_checkpoint is not None:
             self.load_segmenter(segmenter_checkpoint)
-        self.relation_head: RelationHead = MODELS.build(relation_head, mode=self.mode)
+        levels = self.segmenter.feature_levels
+        self.relation_head: RelationHead = MODELS.build(
+            relation_head, mode=self.mode, in_channels=levels[0].channels,
+            featmap_strides=[level.stride for level in levels])
         self.freeze_segmenter = freeze_segmenter
         self.train()
 
     def load_segmenter(self, path: str) -> None:
         """Load the segmenter's weights from the checkpoint ``path`` (keys and shapes must
         match)."""
-        from ..engine.checkpoint import load_weights
+        from ..engine.checkpoint import CheckpointError, load_weights
 
         if not os.path.isfile(path):
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f'{path}: segmenter checkpoint not found (train the segmenter first, or pass '
                 '--cfg-options model.segmenter_checkpoint=None when a whole scene-graph checkpoint '
                 'is loaded afterwards)')
         load_weights(self.segmenter, path, strict=True)
 
-    def train(self, mode: bool = True) -> 'SceneGraphPanopticFPN':
+    def train(self, mode: bool = True) -> 'TwoStageSceneGraph':
         super().train(mode)
         if self.freeze_segmenter:
             self.segmenter.eval()
         return self
 
-    @property
-    def num_levels(self) -> int:
-        return self.relation_head.num_levels
-
     # ----------------------------------------------------------------------------- first stage
     def extract_feats(self, imgs: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        """The segmenter's feature maps, FPN levels first, each ``(B, C, H / s, W / s)``."""
+        """The segmenter's feature maps by name (:meth:`~.segmenters.base.Segmenter.extract_feats`),
+        without gradient while the segmenter is frozen."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_segmenter):
             return self.segmenter.extract_feats(imgs)
 
     def objects(self, feats: Mapping[str, torch.Tensor], batch: Batch, training: bool
-                ) -> tuple[list[ObjectSet], list[Any] | None]:
+                ) -> tuple[list[ObjectSet], list[SegmentResult] | None]:
         """The objects of every image and, in SGDet, the segmenter's ``SegmentResult`` s."""
         head = self.relation_head
         for sample in batch.samples:
@@ -151,8 +178,9 @@ class SceneGraphPanopticFPN(PSGModel):
         return objects, segments
 
     def _levels(self, feats: Mapping[str, torch.Tensor], keep: Sequence[int]) -> list[torch.Tensor]:
+        """The relation heads' maps (the segmenter's ``feature_levels``) of the images ``keep``."""
         index = torch.as_tensor(list(keep), dtype=torch.long)
-        return [f[index.to(f.device)] for f in list(feats.values())[:self.num_levels]]
+        return [f[index.to(f.device)] for f in self.segmenter.relation_features(feats)]
 
     # ----------------------------------------------------------------------------- training
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -187,7 +215,7 @@ class SceneGraphPanopticFPN(PSGModel):
         return predictions
 
     def to_prediction(self, result: RelationResult, objects: ObjectSet, sample: Sample,
-                      segments: Any | None) -> Prediction:
+                      segments: SegmentResult | None) -> Prediction:
         """One image's :class:`Prediction` at ``meta.ori_shape``: SGDet masks and panoptic map from
         the segmenter's id map, otherwise from the ground-truth masks (``None`` when the pipeline
         loaded none)."""
@@ -211,3 +239,31 @@ class SceneGraphPanopticFPN(PSGModel):
             triplet_scores=result.triplet_scores.cpu().numpy().astype(np.float32),
             no_relation_scores=result.no_relation_scores.cpu().numpy().astype(np.float32),
             pan_id_map=pan_id_map)
+
+
+@MODELS.register()
+class SceneGraphPanopticFPN(TwoStageSceneGraph):
+    """The two-stage model in the layout of earlier configs and checkpoints: every keyword that is
+    not a :class:`TwoStageSceneGraph` argument configures the segmenter of type
+    ``segmenter_type``, and the relation head may repeat ``in_channels`` / ``featmap_strides``
+    (they must then equal the segmenter's). Checkpoints of both classes share their weight names
+    (``segmenter.*``, ``relation_head.*``), so they load into either. New configs use
+    ``TwoStageSceneGraph(segmenter=dict(type=...))``.
+    """
+
+    def __init__(self, relation_head: Mapping[str, Any], use_gt_box: bool = True,
+                 use_gt_label: bool = True, segmenter_type: str = 'PanopticFPN',
+                 segmenter_checkpoint: str | None = None, freeze_segmenter: bool = True,
+                 **segmenter: Any) -> None:
+        head = dict(relation_head)
+        repeated = {k: head.pop(k) for k in SEGMENTER_GIVEN if k in head}
+        super().__init__({'type': segmenter_type, **segmenter}, head, use_gt_box, use_gt_label,
+                         segmenter_checkpoint, freeze_segmenter)
+        levels = self.segmenter.feature_levels
+        given = {'in_channels': levels[0].channels,
+                 'featmap_strides': [level.stride for level in levels]}
+        wrong = {k: v for k, v in repeated.items()
+                 if (list(v) if k == 'featmap_strides' else v) != given[k]}
+        if wrong:
+            raise ConfigError(f'model.relation_head: {wrong} differ from what the segmenter '
+                              f'{segmenter_type} declares {given}')

@@ -1,20 +1,20 @@
 # Two-stage scene-graph model: a frozen panoptic segmenter followed by a relation head. List it
-# after the segmenter's model config and after default_runtime.py: the segmenter's `model` keys
-# merge into this model, and the runtime keys below must win. The relation head's options here
-# are the ones every head takes (OpenPSG's settings); each head's config sets its `type`, and its
-# own options (context sizes, word embeddings) default to OpenPSG's values in the head's class.
+# after default_runtime.py: the runtime keys below must win. Each config sets `model.segmenter`
+# (any registered segmenter; configs read it from the segmenter's own config with read_config)
+# and `model.segmenter_checkpoint`. The relation head's options here are the ones every head
+# takes (OpenPSG's settings); its input channels and feature strides come from the segmenter.
+# Each head's config sets its `type`, and its own options (context sizes, word embeddings)
+# default to OpenPSG's values in the head's class.
 model = dict(
-    type='SceneGraphPanopticFPN',
-    segmenter_type='PanopticFPN',
+    type='TwoStageSceneGraph',
+    segmenter=None,  # set by each config
     segmenter_checkpoint=None,  # set by each config: the trained segmenter's checkpoint
     use_gt_box=True,  # PredCls; SGCls: use_gt_label=False; SGDet: both False
     use_gt_label=True,
     relation_head=dict(
         num_classes=133,
         num_predicates=56,
-        in_channels=256,
         roi_size=7,
-        featmap_strides=[4, 8, 16, 32],
         finest_scale=56,
         roi_dim=1024,
         with_mask_feats=False,
