@@ -28,6 +28,7 @@ from ...registry import MODELS
 from ...structures import NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample
 from ..base import PSGModel
 from ..losses import giou_loss, l1_loss, no_object_cross_entropy
+from ..options import checked_options
 from .matcher import HungarianMatcher, Match
 from .position_encoding import PositionEmbeddingSine
 from .transformer import Transformer
@@ -126,16 +127,6 @@ def empty_relations() -> dict[str, np.ndarray]:
     return dict(pairs=np.zeros((0, 2), np.int64),
                 predicate_scores=np.zeros((0, NUM_PREDICATES), np.float32),
                 triplet_scores=np.zeros((0,), np.float32))
-
-
-def checked_options(defaults: Mapping[str, Any], options: Mapping[str, Any] | None, owner: str,
-                    name: str) -> dict[str, Any]:
-    """``defaults`` updated by ``options`` (a model's ``loss_weights`` or ``test_cfg``); a key
-    that ``defaults`` lacks is a ``ValueError`` naming ``owner``, ``name`` and the known keys."""
-    unknown = set(options or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f'{owner}: unknown {name} {sorted(unknown)}; known: {sorted(defaults)}')
-    return {**defaults, **(options or {})}
 
 
 class DETRBase(PSGModel):

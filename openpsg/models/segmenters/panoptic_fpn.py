@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import (FastRCNNConvFCHead, FastRCNNPredictor,
@@ -24,15 +22,15 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image, nms
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...registry import MODELS
 from ...structures import Batch, ImageMeta, Sample
 from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
-from ..backbones.resnet import RESNET_CHANNELS, load_pretrained_trunk
+from ..backbones.resnet_fpn import build_resnet_fpn
 from .base import FeatureLevel, Segmenter, SegmentResult
 from .coco_weights import VARIANTS
 from .panoptic_fusion import heuristic_fusion
+from .resize import maps_to_output, output_shape
 from .semantic_head import SemanticFPNHead, semantic_targets
 
 FPN_LEVELS = ('0', '1', '2', '3')  # strides 4, 8, 16, 32; 'pool' (stride 64) feeds the RPN only
@@ -44,23 +42,11 @@ DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.
 
 def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_layers: int = 3,
                    variant: str = 'v1', out_channels: int = 256) -> BackboneWithFPN:
-    """ResNet-``depth`` (FrozenBatchNorm) + FPN (``out_channels``, levels '0'..'3' and 'pool').
-
-    ``trainable_layers=3`` trains layer2..layer4 (stem and layer1 frozen). ``pretrained``: ``False``,
-    ``True`` (torchvision ImageNet weights) or a path to a torchvision ResNet state dict. The v2
-    variant puts BatchNorm in the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does.
-    """
-    net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
-    if pretrained:
-        load_pretrained_trunk(net, depth, pretrained)
-    if not 0 <= trainable_layers <= 5:
-        raise ValueError(f'backbone.trainable_layers must be in 0..5, got {trainable_layers}')
-    trained = ('layer4', 'layer3', 'layer2', 'layer1', 'conv1')[:trainable_layers]
-    for name, param in net.named_parameters():
-        param.requires_grad_(name.startswith(trained))
-    return BackboneWithFPN(net, {f'layer{k}': str(k - 1) for k in range(1, 5)},
-                           list(RESNET_CHANNELS[depth]), out_channels,
-                           norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
+    """ResNet-``depth`` + FPN (``out_channels``, levels '0'..'3' and 'pool'), see
+    :func:`~openpsg.models.backbones.resnet_fpn.build_resnet_fpn`. The v2 variant puts BatchNorm in
+    the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does."""
+    return build_resnet_fpn(depth, pretrained, trainable_layers, out_channels,
+                            norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
 def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,
@@ -163,26 +149,13 @@ def thing_targets(sample: Sample, num_things: int) -> dict[str, torch.Tensor]:
 
 def _output_frame(meta: ImageMeta, boxes: torch.Tensor, rescale: bool
                   ) -> tuple[tuple[int, int], torch.Tensor]:
-    """The ``(h, w)`` to segment at and the boxes in that frame: the input size, or with
-    ``rescale`` the original size (boxes divided by the scale factor)."""
+    """The ``(h, w)`` to segment at (:func:`~.resize.output_shape`) and the boxes in that frame
+    (with ``rescale``, divided by the scale factor)."""
+    size = output_shape(meta, rescale)
     if not rescale:
-        return tuple(meta.img_shape), boxes
-    if min(meta.ori_shape) <= 0:
-        raise ValueError(f'image_id={meta.image_id}: field \'ori_shape\' is {meta.ori_shape}; '
-                         'segmenting at the original size needs it')
+        return size, boxes
     w_scale, h_scale = meta.scale_factor
-    return tuple(meta.ori_shape), boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
-
-
-def _semantic_logits_at(logits: torch.Tensor, pad_size: tuple[int, int], img_shape: tuple[int, int],
-                        size: tuple[int, int]) -> torch.Tensor:
-    """Stride-4 logits ``(C, h, w)`` of a padded batch of size ``pad_size`` -> ``(C, *size)``: upsampled
-    to the padded size, cropped to the image, resized to ``size`` (all bilinear)."""
-    out = F.interpolate(logits[None], size=tuple(pad_size), mode='bilinear', align_corners=False)
-    out = out[..., :img_shape[0], :img_shape[1]]
-    if tuple(size) != tuple(img_shape):
-        out = F.interpolate(out, size=tuple(size), mode='bilinear', align_corners=False)
-    return out[0]
+    return size, boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
 
 
 @MODELS.register()
@@ -276,7 +249,7 @@ class PanopticFPN(Segmenter):
         for i, (det, meta) in enumerate(zip(detections, batch.metas)):
             size, boxes = _output_frame(meta, det['boxes'], rescale)
             masks = paste_masks_in_image(det['masks'], boxes, size, padding=1)[:, 0]
-            semantic = _semantic_logits_at(logits[i], batch.imgs.shape[-2:], meta.img_shape, size)
+            semantic = maps_to_output(logits[i], batch.imgs.shape[-2:], meta.img_shape, size)
             results.append(heuristic_fusion(masks, det['scores'], det['labels'] - 1, semantic,
                                             self.num_things, **fusion))
         return results
