@@ -24,8 +24,14 @@ def maps_to_output(maps: torch.Tensor, pad_size: tuple[int, int], img_shape: tup
     """Maps ``(C, h, w)`` over a padded batch of size ``pad_size`` (e.g. stride-4 logits) ->
     ``(C, *size)``: upsampled to the padded size, cropped to the image ``img_shape``, resized to
     ``size`` (all bilinear)."""
-    out = F.interpolate(maps[None], size=tuple(pad_size), mode='bilinear', align_corners=False)
-    out = out[..., :img_shape[0], :img_shape[1]]
+    out = resize_maps(maps, pad_size)[:, :img_shape[0], :img_shape[1]]
     if tuple(size) != tuple(img_shape):
-        out = F.interpolate(out, size=tuple(size), mode='bilinear', align_corners=False)
-    return out[0]
+        out = resize_maps(out, size)
+    return out
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``maps (C, H, W)`` to ``(C, *size)``; ``C`` may be 0."""
+    if len(maps) == 0:
+        return maps.new_zeros((0, *size))
+    return F.interpolate(maps[None], size=tuple(size), mode='bilinear', align_corners=False)[0]
