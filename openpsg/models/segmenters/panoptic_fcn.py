@@ -397,11 +397,24 @@ class PanopticFCN(Segmenter):
     def _segment_image(self, out: HeadOutputs, b: int, pad_size: tuple[int, int],
                        img_shape: tuple[int, int], size: tuple[int, int]) -> SegmentResult:
         cfg = self.test_cfg
-        encoded = out.encoded[b]
-        thing_kernels, scores, classes, stuff_kernels, stuff_scores, channels = \
+        thing_kernels, thing_scores, thing_classes, stuff_kernels, stuff_scores, channels = \
             self._candidates(out, b)
+        masks, scores, classes = self._things(out.encoded[b], thing_kernels, thing_scores,
+                                              thing_classes, pad_size, img_shape, size)
+        semantic, class_scores = self._stuff(out.encoded[b], stuff_kernels, stuff_scores,
+                                             channels, pad_size, img_shape, size)
+        return combine_things_and_stuff(
+            masks, scores, classes, semantic, class_scores, self.num_things,
+            score_thr=cfg['score_thr'], overlap_thr=cfg['overlap_thr'],
+            stuff_area_limit=cfg['stuff_area_limit'])
 
-        keep, kernels = fuse_thing_kernels(self.thing_generator(thing_kernels), classes,
+    def _things(self, encoded: torch.Tensor, kernels: torch.Tensor, scores: torch.Tensor,
+                classes: torch.Tensor, pad_size: tuple[int, int], img_shape: tuple[int, int],
+                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fused, rescored thing candidates of one image that can enter the panoptic result
+        (score >= ``score_thr``), best first: binary masks ``(N, *size)``, scores, classes."""
+        cfg = self.test_cfg
+        keep, kernels = fuse_thing_kernels(self.thing_generator(kernels), classes,
                                            cfg['fusion_thr'])
         probs = torch.einsum('nc,chw->nhw', kernels, encoded).sigmoid()
         binary = probs > cfg['mask_thr']
@@ -409,20 +422,26 @@ class PanopticFCN(Segmenter):
         scores, classes = scores[keep] * mask_score, classes[keep]
         order = torch.argsort(scores, descending=True, stable=True)
         order = order[scores[order] >= cfg['rescore_thr']][:cfg['max_per_img']]
-        order = order[scores[order] >= cfg['score_thr']]  # only these can enter the segments
+        order = order[scores[order] >= cfg['score_thr']]
         masks = maps_to_output(probs[order], pad_size, img_shape, size) > cfg['mask_thr']
+        return masks, scores[order], classes[order]
 
+    def _stuff(self, encoded: torch.Tensor, kernels: torch.Tensor, scores: torch.Tensor,
+               channels: torch.Tensor, pad_size: tuple[int, int], img_shape: tuple[int, int],
+               size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stuff map of one image: candidates of one channel averaged over the levels
+        (kernels and scores), the argmax of their masks at ``size``. Returns the stuff index of
+        every pixel (``channel - 1``; ``-1`` where the "thing" region wins) and the score of each
+        stuff class ``(num_stuff,)``."""
         channels, group = torch.unique(channels, return_inverse=True)
-        members = (group[None] == torch.arange(len(channels), device=group.device)[:, None])
-        members = members.to(stuff_kernels.dtype) / members.sum(1, keepdim=True)
-        stuff_probs = torch.einsum('mc,chw->mhw', self.stuff_generator(members @ stuff_kernels),
-                                   encoded).sigmoid()
-        semantic = channels[maps_to_output(stuff_probs, pad_size, img_shape, size).argmax(0)] \
+        members = group[None] == torch.arange(len(channels), device=group.device)[:, None]
+        members = members.to(kernels.dtype) / members.sum(1, keepdim=True)
+        probs = torch.einsum('mc,chw->mhw', self.stuff_generator(members @ kernels),
+                             encoded).sigmoid()
+        best = channels[maps_to_output(probs, pad_size, img_shape, size).argmax(0)] \
             if len(channels) else torch.full(size, THING_REGION, device=encoded.device)
         class_scores = torch.zeros(self.num_stuff, device=encoded.device)
         is_stuff = channels != THING_REGION
-        class_scores[channels[is_stuff] - 1] = (members @ stuff_scores)[is_stuff]
-        return combine_things_and_stuff(
-            masks, scores[order], classes[order], semantic - 1, class_scores, self.num_things,
-            score_thr=cfg['score_thr'], overlap_thr=cfg['overlap_thr'],
-            stuff_area_limit=cfg['stuff_area_limit'])
+        class_scores[channels[is_stuff] - 1] = (members @ scores)[is_stuff]
+        return torch.where(best == THING_REGION, torch.full_like(best, -1), best - 1), \
+            class_scores
