@@ -11,7 +11,9 @@ With ``--data`` the images are the first ``--runs`` test images of that syntheti
 the config's test pipeline; otherwise one random image of ``--size`` (already normalised, padded
 to a multiple of 32). Without ``--checkpoint`` the weights are random (``backbone.pretrained``
 off): the post-processing then handles few segments, so the number is mostly the network's.
-Prints the median and the fastest of ``--runs`` timed calls after ``--warmup`` untimed ones.
+Prints the median and the fastest wall time of ``--runs`` timed calls after ``--warmup``
+untimed ones, and the median CPU time of this process (on a shared machine, what one free core
+would take with ``--threads 1``).
 """
 from __future__ import annotations
 
@@ -74,19 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     model = MODELS.build(cfg.model).eval()
     if args.checkpoint:
         load_weights(model, args.checkpoint, strict=True)
-    seconds, segments = [], []
+    seconds, cpu_seconds, segments = [], [], []
     with torch.no_grad():
         for i, batch in enumerate(batches(cfg, args)):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             pred, = model(batch, mode='predict')
             if i >= args.warmup:
                 seconds.append(time.perf_counter() - start)
+                cpu_seconds.append(time.process_time() - cpu_start)
                 segments.append(pred.num_segments)
     shape = batch.metas[0].img_shape
     result = {'config': args.config, 'checkpoint': args.checkpoint, 'input': list(shape),
               'threads': args.threads, 'runs': args.runs,
               'median_ms': round(1000 * statistics.median(seconds), 1),
               'min_ms': round(1000 * min(seconds), 1),
+              'median_cpu_ms': round(1000 * statistics.median(cpu_seconds), 1),
               'mean_segments': round(statistics.mean(segments), 1)}
     print(json.dumps(result))
     return 0

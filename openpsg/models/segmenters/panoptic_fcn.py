@@ -291,7 +291,8 @@ class PanopticFCN(Segmenter):
 
         The dice weights of a thing's ``pos_num`` masks are its centre probabilities at the
         chosen positions normalised to sum 1, **not detached** (as in the released code), so the
-        mask loss also trains the position head.
+        mask loss also trains the position head. A level with fewer than ``pos_num`` positions
+        (P7 of a small image) gives each thing all of them.
         """
         cfg, weights = self.train_cfg, self.loss_weights
         out = self.heads(self.extract_feats(batch.imgs))

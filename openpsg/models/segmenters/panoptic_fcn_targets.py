@@ -100,11 +100,15 @@ def panoptic_fcn_targets(sample: Sample, pad_size: tuple[int, int],
         sigma_factor: Gaussian ``sigma = (2 r + 1) / sigma_factor``.
 
     Centres: the mass centre of each thing's stride-4 mask (:func:`mass_centres`), scaled to the
-    level and truncated to integers, kept inside the map. A thing whose stride-4 mask is empty
-    (under ~2 px wide) trains no level. Stuff: the one-hot map of the 54 channels (things,
-    stuff), bilinearly downsampled to stride 4 (soft ``stuff_masks``), then to each level, where
-    values are clamped at 1 and values below 0.5 zeroed (``region_scores``); a channel is present
-    on a level where that map is non-zero. Unlabelled pixels are 0 in every channel.
+    level and truncated to integers, clamped to the last row / column (the released code clamps
+    to the size, one past it). A thing whose stride-4 mask is empty (under ~2 px wide) trains no
+    level. There is no cap on the number of things per level (the released code's fixed-size
+    tensors hold 100).
+
+    Stuff: the one-hot map of the 54 channels ("thing", stuff), bilinearly downsampled to stride
+    4 (soft ``stuff_masks``), then to each level, where values are clamped at 1 and values below
+    0.5 zeroed (``region_scores``); a channel is present on a level where that map is non-zero.
+    Unlabelled pixels are 0 in every channel.
     """
     _check_sample(sample, num_things + num_stuff)
     if len(level_sizes) != len(instance_scales):
