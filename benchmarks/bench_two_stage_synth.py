@@ -1,17 +1,19 @@
-"""Training benchmark: the two-stage models (tiny Panoptic FPN + IMP / MOTIFS / VCTree / GPSNet)
+"""Training benchmark: the two-stage models (a tiny segmenter + IMP / MOTIFS / VCTree / GPSNet)
 trained from scratch on the synthetic PSG set on a CPU.
 
     python benchmarks/bench_two_stage_synth.py                       # everything, 2 threads
     python benchmarks/bench_two_stage_synth.py --heads motifs --modes sgdet --rel-epochs 2
+    python benchmarks/bench_two_stage_synth.py --segmenter panoptic_fcn --heads   # segmenter only
 
 1. ``--data`` (default ``data/psg_synth``) is generated with 900 training and 100 test images if
    it does not exist; an existing set is used as it is.
-2. The segmenter (``configs/panoptic_fpn/panoptic_fpn_tiny_synth.py``) is trained, unless
+2. The segmenter (``--segmenter``: ``configs/panoptic_fpn/panoptic_fpn_tiny_synth.py`` or
+   ``configs/panoptic_fcn/panoptic_fcn_tiny_synth.py``) is trained, unless
    ``WORK_DIR/segmenter/latest.pth`` exists (then it is reused), and scored with PQ on the test
    split.
-3. For every head and mode, ``configs/<head>/<head>_tiny_<mode>_synth.py`` trains on the frozen
-   segmenter and is scored on the test split in its mode under both protocols (R@K, mR@K,
-   K = 20/50/100).
+3. For every head and mode, the segmenter's relation config (``configs/<head>/<head>_tiny_<mode>
+   _synth.py`` on Panoptic FPN) trains on the frozen segmenter and is scored on the test split in
+   its mode under both protocols (R@K, mR@K, K = 20/50/100).
 4. Baseline ("FREQ"): the same segments (ground truth in PredCls, the segmenter's in SGDet) with
    every ordered pair given the training split's predicate distribution for its two classes
    (no-relation counted), ranked by that probability times the two segment scores.
@@ -34,15 +36,24 @@ from common import ROOT, data_options, ensure_synthetic_data, run_tool
 
 HEADS = ('imp', 'motifs', 'vctree', 'gpsnet')
 MODES = ('predcls', 'sgdet')
-SEGMENTER = 'configs/panoptic_fpn/panoptic_fpn_tiny_synth.py'
+#: Per segmenter: its tiny config and the path pattern of the relation configs built on it.
+SEGMENTERS = {
+    'panoptic_fpn': ('configs/panoptic_fpn/panoptic_fpn_tiny_synth.py',
+                     'configs/{head}/{head}_tiny_{mode}_synth.py'),
+    'panoptic_fcn': ('configs/panoptic_fcn/panoptic_fcn_tiny_synth.py',
+                     'configs/{head}/{head}_panoptic_fcn_tiny_{mode}_synth.py'),
+}
 KS = (20, 50, 100)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', default='data/psg_synth', help='synthetic PSG folder (data root)')
-    parser.add_argument('--work-dir', default='work_dirs/bench_two_stage_synth')
-    parser.add_argument('--heads', nargs='+', choices=HEADS, default=list(HEADS))
+    parser.add_argument('--work-dir', help='default: work_dirs/bench_two_stage_synth, with '
+                        '_<segmenter> appended for a segmenter other than panoptic_fpn')
+    parser.add_argument('--segmenter', choices=sorted(SEGMENTERS), default='panoptic_fpn')
+    parser.add_argument('--heads', nargs='*', choices=HEADS, default=list(HEADS),
+                        help='relation heads (none: train and score the segmenter only)')
     parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES))
     parser.add_argument('--seg-epochs', type=int, help="segmenter epochs (default: the config's)")
     parser.add_argument('--rel-epochs', type=int, help="relation epochs (default: the configs')")
@@ -84,7 +95,9 @@ def train(config: str, work_dir: str, options: list[str], args: argparse.Namespa
     stats = run_tool('train', [config, '--work-dir', work_dir, '--no-validate', '--seed',
                                str(args.seed), '--cfg-options', *options],
                      os.path.join(work_dir, 'bench_train.log'), args.threads)
-    return {'train_seconds': round(stats.seconds, 1), 'peak_rss_mb': round(stats.peak_rss_mb)}
+    return {'train_seconds': round(stats.seconds, 1),
+            'train_cpu_seconds': round(stats.cpu_seconds, 1),
+            'peak_rss_mb': round(stats.peak_rss_mb)}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -113,7 +126,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_synthetic_data(args.data)
     data = data_options(args.data)
-    report: dict = {'data': args.data, 'threads': args.threads, 'torch': torch.__version__,
+    segmenter_config, relation_config = SEGMENTERS[args.segmenter]
+    if args.work_dir is None:
+        suffix = '' if args.segmenter == 'panoptic_fpn' else f'_{args.segmenter}'
+        args.work_dir = f'work_dirs/bench_two_stage_synth{suffix}'
+    missing = [relation_config.format(head=head, mode=mode) for mode in args.modes
+               for head in args.heads
+               if not os.path.isfile(relation_config.format(head=head, mode=mode))]
+    if missing:
+        raise SystemExit(f'no relation config on {args.segmenter}: {", ".join(missing)}')
+    report: dict = {'data': args.data, 'segmenter_config': SEGMENTERS[args.segmenter][0],
+                    'threads': args.threads, 'torch': torch.__version__,
                     'cpu': platform.processor() or platform.machine(), 'rows': []}
 
     seg_dir = os.path.join(args.work_dir, 'segmenter')
@@ -121,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     seg_options = data + ([f'runner.max_epochs={args.seg_epochs}'] if args.seg_epochs else [])
     seg_stats = os.path.join(seg_dir, 'bench_train.json')
     if not os.path.isfile(seg_ckpt):
-        print(f'training the segmenter ({SEGMENTER}) into {seg_dir}', flush=True)
+        print(f'training the segmenter ({segmenter_config}) into {seg_dir}', flush=True)
+        stats = train(segmenter_config, seg_dir, seg_options, args)
         with open(seg_stats, 'w', encoding='utf-8') as f:
-            json.dump(train(SEGMENTER, seg_dir, seg_options, args), f)
+            json.dump(stats, f)
     if os.path.isfile(seg_stats):  # the training cost of a reused segmenter
         with open(seg_stats, encoding='utf-8') as f:
             report['segmenter'] = json.load(f)
-    segmenter, test_set = build_trained(SEGMENTER, seg_ckpt, seg_options)
+    segmenter, test_set = build_trained(segmenter_config, seg_ckpt, seg_options)
     predictions, speed = predict(segmenter, test_set)
     pq = evaluate(predictions, test_set, metrics=('PQ',))
     report.setdefault('segmenter', {}).update(
@@ -141,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     baselines: dict[str, list] = {}
     for mode in args.modes:
         for head in args.heads:
-            config = f'configs/{head}/{head}_tiny_{mode}_synth.py'
+            config = relation_config.format(head=head, mode=mode)
             work_dir = os.path.join(args.work_dir, f'{head}_{mode}')
             print(f'training {config} into {work_dir}', flush=True)
             row = {'model': head, 'mode': mode, **train(config, work_dir, rel_options, args)}

@@ -33,6 +33,7 @@ def data_options(data: str) -> list[str]:
 class RunStats:
     seconds: float  # wall time
     peak_rss_mb: float  # peak resident memory of the child process
+    cpu_seconds: float  # user + system CPU time of the child process
 
 
 def run_tool(tool: str, args: list[str], log_file: str, threads: int) -> RunStats:
@@ -49,4 +50,4 @@ def run_tool(tool: str, args: list[str], log_file: str, threads: int) -> RunStat
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise RuntimeError(f'tools/{tool}.py {" ".join(args)} exited with {code}; see {log_file}')
-    return RunStats(seconds, usage.ru_maxrss / 1024)
+    return RunStats(seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)

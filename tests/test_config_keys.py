@@ -102,14 +102,15 @@ START_UP_ERRORS = [
                                                   r"has no key 'grad_clp'"),
     ("optimizer_config.grad_clip={'max_norm': -1}",
      r'optimizer_config\.grad_clip\.max_norm: must be a finite number > 0, got -1'),
-    ("optimizer_config.grad_clip={'max_nrm': 1}", r"optimizer_config\.grad_clip\.max_nrm: "
-                                                  r"clip_grad_norm_ has no option 'max_nrm'"),
+    ("optimizer_config.grad_clip={'max_nrm': 1}", r"optimizer_config\.grad_clip: got keys "
+                                                  r"\['max_nrm'\]; give max_norm"),
     ('optimizer.type=Adamw', r"optimizer\.type: 'Adamw' is not an optimizer in torch\.optim; did "
                              r"you mean 'AdamW'\?"),
     ('optimizer.betas1=0.9', r"optimizer\.betas1: AdamW has no option 'betas1'; did you mean "
                              r"'betas'\?"),
     ('optimizer.lr=-1', r'optimizer\.lr: must be a finite number > 0, got -1'),
-    ('lr_config.policy=poly', r"lr_config\.policy must be one of \('fixed', 'step', 'cosine'\)"),
+    ('lr_config.policy=polynomial', r"lr_config\.policy must be one of \('fixed', 'step', "
+                                    r"'cosine', 'poly'\)"),
     ('lr_config.warmup_iter=5', r"lr_config\.warmup_iter: the lr schedule has no option "
                                 r"'warmup_iter'; did you mean 'warmup_iters'\?"),
     ("evaluation.metric=['predcl']", r"evaluation: evaluate: unknown metric\(s\) \['predcl'\]"),

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from openpsg.config import ConfigError
-from openpsg.engine.optim import (LrScheduler, build_lr_scheduler, build_optimizer,
-                                  build_param_groups)
+from openpsg.engine.optim import (LrScheduler, build_grad_clipper, build_lr_scheduler,
+                                  build_optimizer, build_param_groups)
 from openpsg.engine.trainer import freeze_modules, set_train_mode
 
 
@@ -170,6 +170,46 @@ def test_cosine_by_epoch_and_by_iteration():
         [0.01, 0.01 * (1 + c) / 2, 0.005, 0.01 * (1 + math.cos(7 * math.pi / 8)) / 2])
 
 
+def test_poly_by_iteration_with_linear_warmup():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.01)
+    # detectron2's WarmupPolyLR: base * warm-up factor * (1 - iter / max_iter) ** 0.9, 10 iterations
+    sched = build_lr_scheduler(opt, dict(policy='poly', power=0.9, by_epoch=False, min_lr=0.0,
+                                         warmup='linear', warmup_iters=4, warmup_ratio=0.001),
+                               max_epochs=2, iters_per_epoch=5)
+    got = [r[0] for r in lrs(sched, [(0, 0), (0, 2), (0, 4), (1, 5), (1, 9)])]
+    want = [0.01 * 0.001 * 1.0,
+            0.01 * (1 - 0.5 * 0.999) * 0.8 ** 0.9,
+            0.01 * 0.6 ** 0.9,
+            0.01 * 0.5 ** 0.9,
+            0.01 * 0.1 ** 0.9]
+    assert got == pytest.approx(want)
+    # by epoch, power 1, towards min_lr_ratio 0.1: 0.01 -> 0.001 linearly over 4 epochs
+    sched = LrScheduler(opt, max_epochs=4, iters_per_epoch=3, policy='poly', min_lr_ratio=0.1)
+    assert [r[0] for r in lrs(sched, [(e, 3 * e) for e in range(4)])] == pytest.approx(
+        [0.01, 0.001 + 0.009 * 0.75, 0.001 + 0.009 * 0.5, 0.001 + 0.009 * 0.25])
+
+
+def test_gradient_clipping_by_norm_and_by_value():
+    def params_with_grads():
+        a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(1))
+        a.grad, b.grad = torch.tensor([3.0, -40.0]), torch.tensor([50.0])
+        return a, b
+
+    norm = math.sqrt(9 + 1600 + 2500)
+    a, b = params_with_grads()
+    assert build_grad_clipper(dict(clip_value=35))([a, b]) == pytest.approx(norm)
+    assert a.grad.tolist() == [3.0, -35.0] and b.grad.tolist() == [35.0]
+    a, b = params_with_grads()
+    assert build_grad_clipper(dict(max_norm=norm / 2, norm_type=2))([a, b]) == pytest.approx(norm)
+    assert a.grad.tolist() == pytest.approx([1.5, -20.0], rel=1e-5)
+    assert b.grad.tolist() == pytest.approx([25.0], rel=1e-5)
+    assert build_grad_clipper(None) is None and build_grad_clipper({}) is None
+    with pytest.raises(ValueError, match='grad_clip: got keys'):
+        build_grad_clipper(dict(clip_value=35, max_norm=1))
+    with pytest.raises(ValueError, match='grad_clip: got keys'):
+        build_grad_clipper(dict(norm_type=2))
+
+
 def test_scheduler_state_round_trip_and_bad_configs():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = LrScheduler(opt, max_epochs=4, iters_per_epoch=1, policy='step', step=[1])
@@ -180,7 +220,9 @@ def test_scheduler_state_round_trip_and_bad_configs():
     sched2.load_state_dict(state)
     assert opt2.param_groups[0]['lr'] == pytest.approx(0.1)
     with pytest.raises(ValueError, match='policy must be one of'):
-        build_lr_scheduler(opt, dict(policy='poly'), 1, 1)
+        build_lr_scheduler(opt, dict(policy='polynomial'), 1, 1)
+    with pytest.raises(ValueError, match='needs power > 0'):
+        build_lr_scheduler(opt, dict(policy='poly', power=0), 1, 1)
     with pytest.raises(ValueError, match="needs lr_config.step"):
         build_lr_scheduler(opt, dict(policy='step'), 1, 1)
     with pytest.raises(ConfigError, match=r"^lr_config\.warmup_itrs: .*did you mean "

@@ -37,6 +37,19 @@ def test_gradients_are_clipped_to_max_norm(synth, tmp_path):
     assert step == pytest.approx(0.01, rel=1e-4)
 
 
+def test_gradients_are_clipped_by_value(synth, tmp_path):
+    trainer = make_trainer(synth, tmp_path, **{
+        'optimizer': {'_delete_': True, 'type': 'SGD', 'lr': 1.0},
+        'optimizer_config.grad_clip': {'clip_value': 0.001}, 'lr_config': None})
+    batch = next(iter(trainer.train_loader))
+    before = trainer.model.logits.detach().clone()
+    log_vars = trainer._train_step(batch)
+    assert log_vars['grad_norm'] > 0.001
+    # plain SGD with lr 1: every element moves by its gradient clamped to [-0.001, 0.001]
+    step = (trainer.model.logits.detach() - before).abs()
+    assert step.max().item() == pytest.approx(0.001, rel=1e-5) and step.max() <= 0.001 + 1e-9
+
+
 def test_parse_losses_sums_loss_entries_only():
     total, log_vars = parse_losses({'loss_a': torch.tensor(1.5), 'loss_b': torch.tensor(0.25),
                                     'acc': torch.tensor(0.9)})

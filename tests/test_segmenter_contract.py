@@ -23,6 +23,7 @@ from test_engine_support import make_synth_psg
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 #: The tiny synthetic config of every registered segmenter.
 TINY_CONFIGS = {
+    'PanopticFCN': 'panoptic_fcn/panoptic_fcn_tiny_synth.py',
     'PanopticFPN': 'panoptic_fpn/panoptic_fpn_tiny_synth.py',
 }
 HEAD = dict(type='MotifHead', roi_dim=32, hidden_dim=16, pooling_dim=32, pos_dim=16, embed_dim=8,

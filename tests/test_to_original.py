@@ -71,6 +71,7 @@ def test_bilinear_logits_in_two_steps_and_in_one():
     np.testing.assert_allclose(sample_logits_at_original(LOGITS, META)[0].numpy(), BILINEAR,
                                atol=1e-5)
     assert sample_logits_at_original(LOGITS[:0], META).shape == (0, 4, 6)
+    assert logits_to_original(LOGITS[:0], META).shape == (0, 4, 6)
 
 
 def test_openpsg_nearest_resize_of_the_cells_covering_the_image():

@@ -7,6 +7,7 @@ Config keys, as in OpenPSG / mmdet 2.x::
                      '*.sampling_offsets': dict(lr_mult=0.1)}))
     lr_config = dict(policy='step', step=[40], gamma=0.1,
                      warmup='linear', warmup_iters=500, warmup_ratio=1 / 3)
+    optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))  # or dict(clip_value=35)
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import difflib
 import inspect
 import logging
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from ..registry import check_options
 logger = logging.getLogger('openpsg')
 
 _MULT_KEYS = ('lr_mult', 'decay_mult')
-POLICIES = ('fixed', 'step', 'cosine')
+POLICIES = ('fixed', 'step', 'cosine', 'poly')
 WARMUPS = ('linear', 'constant', 'exp')
 
 
@@ -134,6 +135,8 @@ class LrScheduler:
       are ``<= progress`` (an int ``step`` means every ``step`` epochs/iterations).
     * ``policy='cosine'``: ``target + (base_lr - target) * (1 + cos(pi * progress / total)) / 2``
       with ``target = min_lr`` or ``base_lr * min_lr_ratio``.
+    * ``policy='poly'``: ``target + (base_lr - target) * (1 - progress / total) ** power`` (mmcv's
+      ``PolyLrUpdaterHook``; detectron2's ``WarmupPolyLR`` with ``target = 0``).
 
     ``progress``/``total`` count epochs (``by_epoch=True``) or iterations. Warm-up runs during the
     first ``warmup_iters`` iterations, with ``r = warmup_ratio`` and ``t = iter / warmup_iters``:
@@ -145,7 +148,7 @@ class LrScheduler:
                  policy: str = 'fixed', by_epoch: bool = True,
                  step: int | Sequence[int] | None = None, gamma: float = 0.1,
                  min_lr: float | None = None, min_lr_ratio: float | None = None,
-                 warmup: str | None = None, warmup_iters: int = 0,
+                 power: float = 1.0, warmup: str | None = None, warmup_iters: int = 0,
                  warmup_ratio: float = 0.1) -> None:
         if policy not in POLICIES:
             raise ConfigError(f'lr_config.policy must be one of {POLICIES}, got {policy!r}')
@@ -167,6 +170,8 @@ class LrScheduler:
                 raise ConfigError(f'lr_config.{key}: must be >= 0, got {value!r}')
         if not isinstance(by_epoch, bool):
             raise ConfigError(f'lr_config.by_epoch: must be True or False, got {by_epoch!r}')
+        if policy == 'poly' and not (isinstance(power, (int, float)) and power > 0):
+            raise ConfigError(f"lr_config.policy='poly' needs power > 0, got {power!r}")
         if warmup is not None and warmup not in WARMUPS:
             raise ConfigError(f'lr_config.warmup must be one of {WARMUPS} or None, got {warmup!r}')
         integer(0)(warmup_iters, 'lr_config.warmup_iters')
@@ -181,6 +186,7 @@ class LrScheduler:
         self.gamma = gamma
         self.min_lr = min_lr
         self.min_lr_ratio = min_lr_ratio
+        self.power = power
         self.warmup = warmup
         self.warmup_iters = warmup_iters
         self.warmup_ratio = warmup_ratio
@@ -196,9 +202,13 @@ class LrScheduler:
             if self.step_size is not None:
                 return base_lr * self.gamma ** (progress // self.step_size)
             return base_lr * self.gamma ** sum(progress >= m for m in self.milestones)
-        if self.policy == 'cosine':
+        if self.policy in ('cosine', 'poly'):
             target = self.min_lr if self.min_lr is not None else base_lr * self.min_lr_ratio
-            return target + (base_lr - target) * (1 + math.cos(math.pi * progress / self.total)) / 2
+            if self.policy == 'cosine':
+                factor = (1 + math.cos(math.pi * progress / self.total)) / 2
+            else:
+                factor = max(0.0, 1 - progress / self.total) ** self.power
+            return target + (base_lr - target) * factor
         return base_lr
 
     def warmup_factor(self, iteration: int) -> float:
@@ -235,3 +245,49 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, lr_config: Mapping[str,
     check_options(LrScheduler, options, 'lr_config', 'the lr schedule',
                   passed=('optimizer', 'max_epochs', 'iters_per_epoch'))
     return LrScheduler(optimizer, max_epochs, iters_per_epoch, **options)
+
+
+GradClipper = Callable[[Iterable[torch.Tensor]], float]
+_CLIP_KEYS = {'norm': ('max_norm', 'norm_type'), 'value': ('clip_value',)}
+
+
+def check_grad_clip(grad_clip: Mapping[str, Any], path: str = 'optimizer_config.grad_clip'
+                    ) -> dict[str, Any]:
+    """``grad_clip`` checked: ``max_norm`` (and optionally ``norm_type``) to clip the gradient
+    norm, or ``clip_value`` alone to clip every gradient element; a bad key or value is a
+    :class:`~openpsg.config.ConfigError` naming ``path``."""
+    grad_clip = dict(grad_clip)
+    kind = 'value' if 'clip_value' in grad_clip else 'norm'
+    unknown = set(grad_clip) - set(_CLIP_KEYS[kind])
+    if unknown or (kind == 'norm' and 'max_norm' not in grad_clip):
+        raise ConfigError(f'{path}: got keys {sorted(grad_clip)}; give max_norm (and optionally '
+                          'norm_type) to clip the gradient norm, or clip_value alone to clip every '
+                          'gradient element')
+    number(positive=True)(grad_clip[_CLIP_KEYS[kind][0]], f'{path}.{_CLIP_KEYS[kind][0]}')
+    return grad_clip
+
+
+def build_grad_clipper(grad_clip: Mapping[str, Any] | None) -> GradClipper | None:
+    """The gradient clipping of ``optimizer_config.grad_clip`` (:func:`check_grad_clip`), or
+    ``None`` when it is empty.
+
+    ``dict(max_norm=35, norm_type=2)`` rescales all gradients together so that their
+    ``norm_type``-norm is at most ``max_norm`` (mmcv's ``OptimizerHook``);
+    ``dict(clip_value=35)`` clamps every gradient element to ``[-35, 35]`` (detectron2's
+    ``CLIP_TYPE: value``). The returned function clips the gradients of the parameters it is given
+    and returns their total 2-norm (``norm_type``-norm for norm clipping) before clipping.
+    """
+    if not grad_clip:
+        return None
+    grad_clip = check_grad_clip(grad_clip)
+    if 'clip_value' not in grad_clip:
+        return lambda params: float(torch.nn.utils.clip_grad_norm_(list(params), **grad_clip))
+
+    def clip_value(params: Iterable[torch.Tensor]) -> float:
+        params = [p for p in params if p.grad is not None]
+        norms = [torch.linalg.vector_norm(p.grad.detach()) for p in params]
+        norm = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+        torch.nn.utils.clip_grad_value_(params, grad_clip['clip_value'])
+        return float(norm)
+
+    return clip_value

@@ -24,14 +24,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import torch
-
-from ..checks import (Check, boolean, integer, list_of, mapping, names, number, one_of, optional,
-                      text)
+from ..checks import (Check, boolean, integer, list_of, mapping, names, one_of, optional, text)
 from ..config import ConfigError, join_path
 from ..evaluation.runner import evaluate
 from ..registry import check_options
 from .checkpoint import CheckpointError
+from .optim import check_grad_clip
 
 logger = logging.getLogger('openpsg')
 
@@ -72,14 +70,9 @@ class Section:
 
 
 def _grad_clip(value: Any, path: str) -> dict[str, Any] | None:
-    """``None`` (no clipping) or the arguments of ``torch.nn.utils.clip_grad_norm_``."""
-    if value is None:
-        return None
-    value = dict(mapping(value, path))
-    check_options(torch.nn.utils.clip_grad_norm_, value, path, 'clip_grad_norm_',
-                  passed=('parameters',))
-    number(positive=True)(value['max_norm'], join_path(path, 'max_norm'))
-    return value
+    """``None`` (no clipping) or the clipping arguments checked by
+    :func:`~.optim.check_grad_clip`."""
+    return None if value is None else check_grad_clip(mapping(value, path), path)
 
 
 RUNNER = Section('runner', {'max_epochs': (integer(1), 12)}, strict=True)

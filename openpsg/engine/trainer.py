@@ -42,7 +42,7 @@ from .dist import (all_reduce_mean, broadcast_object, gather_objects, get_device
 from .env import get_rng_state, library_versions, set_rng_state
 from .hooks import Hook, LoggerHook
 from .inference import collect_predictions, inference
-from .optim import build_lr_scheduler, build_optimizer
+from .optim import build_grad_clipper, build_lr_scheduler, build_optimizer
 from .settings import (AMP_MODES, CHECKPOINT_CONFIG, DATA, EVALUATION, LOG_CONFIG,
                        OPTIMIZER_CONFIG, RUNNER, check_evaluation, evaluation_kwargs,
                        read_top_level, resume_changes)
@@ -175,6 +175,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.get('optimizer'))
         self.scheduler = build_lr_scheduler(self.optimizer, cfg.get('lr_config'), self.max_epochs,
                                             self.iters_per_epoch)
+        self.grad_clipper = build_grad_clipper(self.grad_clip)
         self.amp = resolve_amp(amp, self.device)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp == 'fp16')
         self.ddp_model: nn.Module = self.model
@@ -371,11 +372,11 @@ class Trainer:
                                   'or clip gradients')
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.grad_clip:
+        if self.grad_clipper is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g['params']
                       if p.grad is not None]
-            log_vars['grad_norm'] = float(torch.nn.utils.clip_grad_norm_(params, **self.grad_clip))
+            log_vars['grad_norm'] = self.grad_clipper(params)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return log_vars

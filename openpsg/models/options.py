@@ -1,4 +1,5 @@
-"""Checking a model's option dicts (loss weights, test settings) against the keys it knows."""
+"""Option dictionaries of the models (``loss_weights``, ``train_cfg``, ``test_cfg``) checked
+against their defaults."""
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -85,7 +85,10 @@ def nearest_to_original(maps: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
 
 def upsample_stride(logits: torch.Tensor, stride: int, size: tuple[int, int]) -> torch.Tensor:
     """Logits ``(K, h, w)`` of a map at ``stride`` -> ``(K, H, W)``: bilinear x ``stride`` (cell
-    ``i`` covers input pixels ``stride * i .. stride * i + stride - 1``), cropped to ``size``."""
+    ``i`` covers input pixels ``stride * i .. stride * i + stride - 1``), cropped to ``size``;
+    ``K`` may be 0."""
+    if len(logits) == 0:
+        return logits.new_zeros((0, *size))
     up = F.interpolate(logits[:, None], scale_factor=stride, mode='bilinear', align_corners=False)
     return up[:, 0, :size[0], :size[1]]
 
@@ -96,6 +99,8 @@ def logits_to_original(logits: torch.Tensor, meta: ImageMeta, stride: int = 4) -
     to ``ori_shape``, flip undone - DETR's panoptic post-processing and mmdet's Panoptic FPN."""
     up = upsample_stride(logits.float(), stride, meta.img_shape)
     size = original_shape(meta)
+    if len(up) == 0:
+        return up.new_zeros((0, *size))
     if tuple(up.shape[-2:]) != size:
         up = F.interpolate(up[None], size=size, mode='bilinear', align_corners=False)[0]
     return unflip(up, meta)

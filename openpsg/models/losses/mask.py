@@ -1,5 +1,5 @@
-"""Mask losses of set prediction on per-pixel logits, normalised by ``num_masks`` (the number of
-targets in the batch)."""
+"""Mask losses on per-pixel logits or probabilities: focal and dice losses of set prediction
+normalised by ``num_masks`` (the number of targets in the batch), and the per-mask squared dice."""
 from __future__ import annotations
 
 import torch
@@ -23,3 +23,11 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float,
     numerator = 2 * (probs * targets).sum(1) + smooth
     denominator = probs.sum(1) + targets.sum(1) + smooth
     return (1 - numerator / denominator).sum() / num_masks
+
+
+def squared_dice_loss(probs: torch.Tensor, targets: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-mask dice loss with squared terms in the denominator (V-Net; PanopticFCN's form):
+    ``1 - 2 sum(p t) / max(sum(p^2) + sum(t^2), eps)`` over the last axis. ``probs (..., P)``
+    probabilities, ``targets`` (soft) targets broadcastable to it; returns ``probs.shape[:-1]``."""
+    denominator = (probs * probs).sum(-1) + (targets * targets).sum(-1)
+    return 1 - 2 * (probs * targets).sum(-1) / denominator.clamp(min=eps)

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-import torchvision
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import (FastRCNNConvFCHead, FastRCNNPredictor,
@@ -24,13 +23,12 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign, clip_boxes_to_image, nms
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ...registry import MODELS
 from ...structures import (Batch, Sample, boxes_to_original, logits_to_original, original_shape,
                            unflip, upsample_stride)
 from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
-from ..backbones.resnet import RESNET_CHANNELS, load_pretrained_trunk
+from ..backbones.resnet_fpn import build_resnet_fpn
 from .base import FeatureLevel, Segmenter, SegmentResult
 from .coco_weights import VARIANTS
 from .panoptic_fusion import heuristic_fusion
@@ -45,23 +43,11 @@ DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.
 
 def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_layers: int = 3,
                    variant: str = 'v1', out_channels: int = 256) -> BackboneWithFPN:
-    """ResNet-``depth`` (FrozenBatchNorm) + FPN (``out_channels``, levels '0'..'3' and 'pool').
-
-    ``trainable_layers=3`` trains layer2..layer4 (stem and layer1 frozen). ``pretrained``: ``False``,
-    ``True`` (torchvision ImageNet weights) or a path to a torchvision ResNet state dict. The v2
-    variant puts BatchNorm in the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does.
-    """
-    net = getattr(torchvision.models, f'resnet{depth}')(weights=None, norm_layer=FrozenBatchNorm2d)
-    if pretrained:
-        load_pretrained_trunk(net, depth, pretrained)
-    if not 0 <= trainable_layers <= 5:
-        raise ValueError(f'backbone.trainable_layers must be in 0..5, got {trainable_layers}')
-    trained = ('layer4', 'layer3', 'layer2', 'layer1', 'conv1')[:trainable_layers]
-    for name, param in net.named_parameters():
-        param.requires_grad_(name.startswith(trained))
-    return BackboneWithFPN(net, {f'layer{k}': str(k - 1) for k in range(1, 5)},
-                           list(RESNET_CHANNELS[depth]), out_channels,
-                           norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
+    """ResNet-``depth`` + FPN (``out_channels``, levels '0'..'3' and 'pool'), see
+    :func:`~openpsg.models.backbones.resnet_fpn.build_resnet_fpn`. The v2 variant puts BatchNorm in
+    the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does."""
+    return build_resnet_fpn(depth, pretrained, trainable_layers, out_channels,
+                            norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
 def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,

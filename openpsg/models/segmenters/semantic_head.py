@@ -17,37 +17,36 @@ def _conv_gn_relu(in_channels: int, out_channels: int, num_groups: int) -> nn.Se
                          nn.GroupNorm(num_groups, out_channels), nn.ReLU(inplace=True))
 
 
-class SemanticFPNHead(nn.Module):
-    """Semantic FPN head (Kirillov et al., Panoptic FPN).
+class SemanticFPNMerge(nn.Module):
+    """The multi-level merge of the semantic FPN (Kirillov et al., Panoptic FPN).
 
     FPN level ``i`` (stride ``4 * 2**i``) goes through ``max(i, 1)`` blocks of 3x3 conv + GroupNorm
     + ReLU; after each block but the last of level 0 it is upsampled x2 (bilinear) towards stride 4.
-    The levels are summed and a 1x1 conv predicts ``num_classes`` logits (the stuff classes, then
-    "thing").
+    The levels are summed.
 
     ``forward(feats)`` takes the FPN maps from stride 4 upwards, ``(B, in_channels, H_i, W_i)``, and
-    returns logits ``(B, num_classes, H_0, W_0)`` at the size of the first (stride-4) map.
+    returns ``(B, inner_channels, H_0, W_0)`` at the size of the first (stride-4) map. The
+    convolutions keep PyTorch's default initialisation until :meth:`reset_parameters`.
     """
 
-    def __init__(self, in_channels: int = 256, inner_channels: int = 128, num_classes: int = 54,
-                 num_levels: int = 4, num_groups: int = 32, loss_weight: float = 0.5) -> None:
+    def __init__(self, in_channels: int = 256, inner_channels: int = 128, num_levels: int = 4,
+                 num_groups: int = 32) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.loss_weight = loss_weight
         self.branches = nn.ModuleList(
             nn.ModuleList(_conv_gn_relu(in_channels if j == 0 else inner_channels, inner_channels,
                                         num_groups) for j in range(max(level, 1)))
             for level in range(num_levels))
-        self.conv_logits = nn.Conv2d(inner_channels, num_classes, 1)
+
+    def reset_parameters(self) -> None:
+        """MSRA (Kaiming normal, fan-out) initialisation of every convolution of this module."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
-        nn.init.normal_(self.conv_logits.weight, std=0.01)
-        nn.init.zeros_(self.conv_logits.bias)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(feats) < len(self.branches):
-            raise ValueError(f'SemanticFPNHead needs {len(self.branches)} FPN levels, got {len(feats)}')
+            raise ValueError(f'{type(self).__name__} needs {len(self.branches)} FPN levels, '
+                             f'got {len(feats)}')
         sizes = [f.shape[-2:] for f in feats]
         out = 0
         for level, (blocks, x) in enumerate(zip(self.branches, feats)):
@@ -56,7 +55,29 @@ class SemanticFPNHead(nn.Module):
                 if level > 0:  # upsample to the next finer level's size
                     x = F.interpolate(x, size=sizes[level - 1 - j], mode='bilinear', align_corners=False)
             out = out + x
-        return self.conv_logits(out)
+        return out
+
+
+class SemanticFPNHead(SemanticFPNMerge):
+    """Semantic FPN head (Kirillov et al., Panoptic FPN): :class:`SemanticFPNMerge`, then a 1x1
+    conv predicting ``num_classes`` logits (the stuff classes, then "thing").
+
+    ``forward(feats)`` takes the FPN maps from stride 4 upwards, ``(B, in_channels, H_i, W_i)``, and
+    returns logits ``(B, num_classes, H_0, W_0)`` at the size of the first (stride-4) map.
+    """
+
+    def __init__(self, in_channels: int = 256, inner_channels: int = 128, num_classes: int = 54,
+                 num_levels: int = 4, num_groups: int = 32, loss_weight: float = 0.5) -> None:
+        super().__init__(in_channels, inner_channels, num_levels, num_groups)
+        self.num_classes = num_classes
+        self.loss_weight = loss_weight
+        self.conv_logits = nn.Conv2d(inner_channels, num_classes, 1)
+        self.reset_parameters()
+        nn.init.normal_(self.conv_logits.weight, std=0.01)
+        nn.init.zeros_(self.conv_logits.bias)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.conv_logits(super().forward(feats))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``loss_weight`` x cross-entropy of ``logits (B, C, h, w)`` against ``targets (B, h, w)``
