@@ -23,12 +23,18 @@ HEADS = ('imp', 'motifs', 'vctree', 'gpsnet')
 REAL_CONFIGS = sorted(f'{h}/panoptic_fpn_r{d}_fpn_1x_{m}_psg.py' for h in HEADS for d in (50, 101)
                       for m in ('predcls', 'sgcls', 'sgdet'))
 SYNTH_CONFIGS = sorted(f'{h}/{h}_tiny_{m}_synth.py' for h in HEADS for m in ('predcls', 'sgdet'))
+#: PanopticFCN twins of the Panoptic FPN SGDet configs: (twin, Panoptic FPN config)
+FCN_TWINS = sorted(
+    [(f'{h}/panoptic_fcn_r50_fpn_3x_sgdet_psg.py', f'{h}/panoptic_fpn_r50_fpn_1x_sgdet_psg.py')
+     for h in HEADS]
+    + [(f'{h}/{h}_panoptic_fcn_tiny_sgdet_synth.py', f'{h}/{h}_tiny_sgdet_synth.py') for h in HEADS])
 NORM = dict(type='Normalize', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 PIPELINE = [dict(type='LoadImage'), dict(type='LoadPanopticAnnotations', with_rel=True),
             dict(type='Resize', scale=(128, 96), keep_ratio=True), NORM,
             dict(type='Pad', size_divisor=32), dict(type='PackSample')]
 CLASSES = ('person', 'horse', 'dog', 'grass-merged', 'sky-other-merged')
-SEGMENTER = dict(type='PanopticFPN', backbone=dict(depth=18, pretrained=False, trainable_layers=0), num_things=3,
+SEGMENTER = dict(type='PanopticFPN',
+                 backbone=dict(depth=18, pretrained=False, trainable_layers=0), num_things=3,
                  num_stuff=2, rpn=dict(pre_nms_top_n_test=50, post_nms_top_n_test=20),
                  semantic_head=dict(inner_channels=16, num_groups=4),
                  test_cfg=dict(score_thr=0.2, max_per_img=3, stuff_area_limit=16))
@@ -207,9 +213,27 @@ def test_earlier_layout_builds_the_same_model_and_shares_checkpoints(tmp_path):
 
 
 def test_config_families_are_complete():
-    for name in REAL_CONFIGS + SYNTH_CONFIGS:
+    for name in REAL_CONFIGS + SYNTH_CONFIGS + [twin for twin, _ in FCN_TWINS]:
         assert (CONFIGS / name).is_file(), name
     assert len(REAL_CONFIGS) == 24
+
+
+@pytest.mark.parametrize('twin,original', FCN_TWINS)
+def test_panoptic_fcn_twins_differ_by_the_segmenter_only(twin, original):
+    """Swapping the segmenter is one entry: the twin equals its Panoptic FPN config but for the
+    segmenter, the checkpoint it comes from, and the work dir; it builds with the head pooling
+    PanopticFCN's levels."""
+    a, b = Config.fromfile(CONFIGS / original), Config.fromfile(CONFIGS / twin)
+    assert {k for k in set(a) | set(b) if a.get(k) != b.get(k)} == {'model', 'work_dir'}
+    assert {k for k in set(a.model) | set(b.model) if a.model.get(k) != b.model.get(k)} == \
+        {'segmenter', 'segmenter_checkpoint'}
+    assert b.model.segmenter.type == 'PanopticFCN'
+    assert b.model.segmenter.backbone.pretrained is False
+    assert b.model.segmenter_checkpoint.startswith('work_dirs/panoptic_fcn_')
+    with torch.device('meta'):
+        model = MODELS.build(dict(b.model, segmenter_checkpoint=None))
+    assert type(model.segmenter).__name__ == 'PanopticFCN' and model.mode == 'sgdet'
+    assert model.relation_head.obj_extractor.strides == (4, 8, 16, 32)
 
 
 @pytest.mark.parametrize('name', REAL_CONFIGS + SYNTH_CONFIGS)

@@ -1,6 +1,7 @@
 """Every two-stage head at real resolution: the published R50 SGDet config (random weights, no
 segmenter checkpoint) on one random 800x1333 image, a training step then a test step on the same
-model. Slow on a CPU (tens of seconds per head), so one model per head serves both steps."""
+model; MOTIFS also on PanopticFCN. Slow on a CPU (tens of seconds per head), so one model per head
+serves both steps."""
 import time
 from pathlib import Path
 
@@ -40,10 +41,11 @@ def real_sample() -> Sample:
     return Sample(img=img, meta=meta, labels=labels, boxes=boxes, masks=masks, rels=rels)
 
 
-@pytest.mark.parametrize('head', sorted(HEADS))
-def test_real_resolution_sgdet_train_and_test_step(head):
+@pytest.mark.parametrize('head,segmenter', [(h, 'panoptic_fpn_r50_fpn_1x') for h in sorted(HEADS)]
+                         + [('motifs', 'panoptic_fcn_r50_fpn_3x')])
+def test_real_resolution_sgdet_train_and_test_step(head, segmenter):
     start = time.perf_counter()
-    cfg = Config.fromfile(CONFIGS / head / 'panoptic_fpn_r50_fpn_1x_sgdet_psg.py')
+    cfg = Config.fromfile(CONFIGS / head / f'{segmenter}_sgdet_psg.py')
     assert cfg.model.segmenter.backbone.pretrained is False  # nothing to download
     torch.manual_seed(0)
     model = MODELS.build(dict(cfg.model, segmenter_checkpoint=None))

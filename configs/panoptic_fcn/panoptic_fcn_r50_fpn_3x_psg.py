@@ -8,6 +8,9 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
+# torchvision's ImageNet ResNet-50 (fetched into the torch hub cache once; a path to a torchvision
+# ResNet state dict works too).
+model = dict(backbone=dict(pretrained=True))
 # Multi-scale training as in the paper: shorter side one of 640..800 (step 32), longer side at
 # most 1333, horizontal flip; testing at 800 / 1333.
 train_pipeline = [
@@ -32,5 +35,5 @@ optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001)
 optimizer_config = dict(grad_clip=dict(clip_value=35))
 lr_config = dict(policy='poly', power=0.9, min_lr=0.0, by_epoch=False,
                  warmup='linear', warmup_iters=1000, warmup_ratio=0.001)
-runner = dict(type='EpochBasedRunner', max_epochs=93)
+runner = dict(max_epochs=93)
 evaluation = dict(interval=3, metric=['PQ'], save_best='PQ')

@@ -24,6 +24,6 @@ optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001)
 optimizer_config = dict(grad_clip=dict(clip_value=35))
 lr_config = dict(policy='poly', power=0.9, min_lr=0.0, by_epoch=False,
                  warmup='linear', warmup_iters=100, warmup_ratio=0.001)
-runner = dict(type='EpochBasedRunner', max_epochs=12)
+runner = dict(max_epochs=12)
 evaluation = dict(interval=4, metric=['PQ'], save_best='PQ')
 log_config = dict(interval=20)

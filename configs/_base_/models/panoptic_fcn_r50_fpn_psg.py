@@ -3,9 +3,10 @@
 # Every value is the released code's default (its R50 configs).
 model = dict(
     type='PanopticFCN',
-    # torchvision's ImageNet ResNet-50 (pretrained=True: fetched into the torch hub cache once;
-    # a path to a torchvision ResNet state dict works too); stem and layer1 frozen.
-    backbone=dict(depth=50, pretrained=True, trainable_layers=3, out_channels=256),
+    # Stem and layer1 frozen. The segmenter's training config starts from ImageNet weights
+    # (pretrained=True); as the first stage of a two-stage model the weights come from the
+    # trained segmenter's checkpoint instead.
+    backbone=dict(depth=50, pretrained=False, trainable_layers=3, out_channels=256),
     num_things=80,
     num_stuff=53,
     position_head=dict(channels=256, num_convs=3, num_groups=32, deform=True),
