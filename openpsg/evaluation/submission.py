@@ -35,7 +35,8 @@ from ..structures.labels import NUM_CLASSES, NUM_PREDICATES
 from ..structures.masks import VOID, encode_rle, id2rgb, id_map_to_masks, masks_to_boxes
 from ..structures.scene_graph import Prediction
 from .panoptic import PQ_KEYS
-from .runner import evaluate, parallel_map
+from ..parallel import parallel_map
+from .runner import evaluate
 
 RELATION_FILE = 'relation.json'
 PANSEG_DIR = 'panseg'

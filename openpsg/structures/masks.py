@@ -13,6 +13,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 VOID = -1
+#: Number of ids a panoptic PNG can hold (24 bits: R + 256 G + 256^2 B).
+PANOPTIC_IDS = 1 << 24
 
 
 def rgb2id(rgb: np.ndarray) -> np.ndarray:
@@ -30,18 +32,26 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
 def segment_ids_to_id_map(pan_ids: np.ndarray, segment_ids: Sequence[int]) -> np.ndarray:
     """Map raw panoptic ids ``(H, W)`` to segment indices: pixel -> position of its id in ``segment_ids``.
 
-    Pixels whose id is not listed (e.g. 0 = unlabelled) become :data:`VOID`.
+    Pixels whose id is not listed (e.g. 0 = unlabelled) become :data:`VOID`; an id listed twice
+    maps to its first position. Ids of panoptic PNGs (24 bits) are looked up in a table indexed
+    by the id (allocated lazily: only the pages of the ids present are touched), others by a
+    binary search.
     """
-    segment_ids = np.asarray(segment_ids, dtype=np.int64)
-    id_map = np.full(pan_ids.shape, VOID, dtype=np.int32)
+    segment_ids = np.asarray(segment_ids, dtype=np.int64).reshape(-1)
     if len(segment_ids) == 0:
+        return np.full(pan_ids.shape, VOID, dtype=np.int32)
+    listed, first = np.unique(segment_ids, return_index=True)
+    if (pan_ids.size and listed[0] >= 0 and listed[-1] < PANOPTIC_IDS
+            and pan_ids.min() >= 0 and pan_ids.max() < PANOPTIC_IDS):
+        table = np.zeros(PANOPTIC_IDS, dtype=np.int32)
+        table[listed] = first + 1
+        id_map = table[pan_ids.astype(np.intp, copy=False)]
+        id_map -= 1
         return id_map
-    order = np.argsort(segment_ids, kind='stable')
-    sorted_ids = segment_ids[order]
-    pos = np.searchsorted(sorted_ids, pan_ids)
-    pos = np.clip(pos, 0, len(sorted_ids) - 1)
-    found = sorted_ids[pos] == pan_ids
-    id_map[found] = order[pos[found]]
+    id_map = np.full(pan_ids.shape, VOID, dtype=np.int32)
+    pos = np.clip(np.searchsorted(listed, pan_ids), 0, len(listed) - 1)
+    found = listed[pos] == pan_ids
+    id_map[found] = first[pos[found]]
     return id_map
 
 
@@ -102,6 +112,52 @@ def decode_rle(rles: Sequence[dict], shape: tuple[int, int] | None = None) -> np
     rles = [{'size': r['size'], 'counts': r['counts'].encode('ascii') if isinstance(r['counts'], str)
              else r['counts']} for r in rles]
     return mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
+
+
+def rle_runs(rles: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The foreground runs of ``N`` RLE masks, read from their compressed counts without drawing
+    a pixel -> ``starts (R,)``, ``lengths (R,)``, ``owner (R,)`` int64: run ``r`` covers pixels
+    ``starts[r] .. starts[r] + lengths[r] - 1`` of mask ``owner[r]``, pixels numbered in
+    column-major order (as RLE counts them); runs of each mask in order, masks in order, empty
+    runs left out.
+
+    Decodes pycocotools' string format (counts as ``str`` or ``bytes``: 5-bit groups with a
+    continuation bit, counts after the second stored as the difference to the count two before)
+    for all masks at once. Raises ``ValueError`` if a mask's counts do not add up to its size.
+    """
+    if len(rles) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    strings = [r['counts'].encode('ascii') if isinstance(r['counts'], str) else bytes(r['counts'])
+               for r in rles]
+    sizes = np.array([int(np.prod(r['size'])) for r in rles], dtype=np.int64)
+    if not all(strings):
+        raise ValueError('an RLE has empty counts (a damaged RLE)')
+    chars = np.frombuffer(b''.join(strings), dtype=np.uint8).astype(np.int64) - 48
+    last = (chars & 0x20) == 0                       # the last 5-bit group of a count
+    ends = np.flatnonzero(last)
+    firsts = np.concatenate([[0], ends[:-1] + 1])
+    group = np.arange(len(chars)) - firsts[np.cumsum(last) - last]
+    values = np.add.reduceat((chars & 0x1f) << (5 * group), firsts)
+    negative = (chars[ends] & 0x10) != 0
+    values = np.where(negative, values - (np.int64(1) << (5 * (ends - firsts + 1))), values)
+    owner = np.searchsorted(np.cumsum([len(s) for s in strings]), ends, side='right')
+    first_of_mask = np.searchsorted(owner, np.arange(len(rles)))
+    place = np.arange(len(values)) - first_of_mask[owner]
+    counts = values.copy()
+    for parity, start in ((1, 1), (0, 2)):          # count i >= 3 adds count i - 2
+        chain = (place % 2 == parity) & (place >= start)
+        running = np.cumsum(np.where(chain, values, 0))
+        before = np.concatenate([[0], running])[first_of_mask[owner]]
+        counts[chain] = (running - before)[chain]
+    bounds = np.cumsum(counts)
+    mask_start = np.concatenate([[0], bounds])[first_of_mask[owner]]
+    totals = np.bincount(owner, weights=counts, minlength=len(rles)).astype(np.int64)
+    if (counts < 0).any() or not np.array_equal(totals, sizes):
+        raise ValueError('RLE counts do not add up to the mask size (a damaged RLE)')
+    ends_at = bounds - mask_start
+    foreground = (place % 2 == 1) & (counts > 0)
+    return ((ends_at - counts)[foreground], counts[foreground], owner[foreground])
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
