@@ -14,6 +14,7 @@ computes with torch itself (training, inference).
 """
 from __future__ import annotations
 
+import argparse
 import math
 import multiprocessing
 import os
@@ -88,6 +89,21 @@ def resolve_workers(workers: int | None, tasks: int | None = None) -> int:
         raise ValueError(f'workers must be 0 (in this process), a positive number or None '
                          f'(one per available core), got {workers}')
     return int(workers)
+
+
+WORKERS_HELP = ('worker processes (default: one per available core, at most '
+                f'{MAX_DEFAULT_WORKERS}; 0: all in this process)')
+
+
+def workers_arg(value: str) -> int:
+    """``argparse`` type of a ``--workers`` option: a whole number >= 0."""
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = -1
+    if workers < 0:
+        raise argparse.ArgumentTypeError(f'expected 0 or a positive whole number, got {value!r}')
+    return workers
 
 
 def torch_threads() -> int:

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from openpsg.datasets import check_dataset
+from openpsg.parallel import WORKERS_HELP, workers_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='check the JSON only, do not open images and PNGs')
     parser.add_argument('--no-masks', action='store_true',
                         help='box-only file (Visual Genome): no segments_info / panoptic PNGs')
-    parser.add_argument('--workers', type=int, default=0, help='processes reading images (0: none)')
+    parser.add_argument('--workers', type=workers_arg, default=None, help=WORKERS_HELP)
     return parser.parse_args(argv)
 
 

@@ -22,6 +22,7 @@ from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.submission import (SCORE_FILES, SubmissionError, grade_submission,
                                            write_scores)
+from openpsg.parallel import WORKERS_HELP, workers_arg
 
 PROTOCOLS = {'openpsg': ('openpsg',), 'fair': ('fair',), 'both': ('openpsg', 'fair')}
 
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='scene-graph protocol(s); scores.txt uses openpsg unless only fair')
     parser.add_argument('--dedup', choices=('first', 'max', 'ng', 'fail', 'none'), default='first',
                         help='fair protocol: rows repeating a (subject, object) pair')
-    parser.add_argument('--workers', type=int, default=0, help='evaluation processes (0: none)')
+    parser.add_argument('--workers', type=workers_arg, default=None, help=WORKERS_HELP)
     args = parser.parse_args(argv)
     if args.max_rels < 0:
         parser.error(f'--max-rels must be 0 (all) or positive, got {args.max_rels}')

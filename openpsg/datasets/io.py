@@ -1,15 +1,17 @@
 """Reading image files that come from users: dataset images, panoptic PNGs (of datasets and of
 challenge submissions) and the images given to the demo and the inference API.
 
-:func:`decode_rgb` is the one function that decodes an image file. Before a pixel is decoded it
-checks that the path is a regular file and that the size in the image's header is at most
-:func:`max_image_pixels` pixels (and, where the caller knows it, the expected size), so that a
-small file whose header claims 30000x30000 pixels (a decompression bomb) is refused without
-allocating the image. After decoding it checks that the image has its header's size and, for a
-PNG, that the compressed data fills exactly that size (Pillow pads short data with black rows
-without a word: :func:`check_png_data`). Truncated or corrupt data is an error too. Every
-failure is an :class:`ImageReadError` whose message is the reason; :func:`read_image` and
-:func:`read_panoptic` turn it into a :class:`DatasetError` naming the file, image and field.
+:func:`decode_rgb` decodes an image file (:func:`read_panoptic` goes the same way and reads the
+colours as panoptic ids). Before a pixel is decoded it checks that the path is a regular file
+and that the size in the image's header is at most :func:`max_image_pixels` pixels (and, where
+the caller knows it, the expected size), so that a small file whose header claims 30000x30000
+pixels (a decompression bomb) is refused without allocating the image. After decoding it checks
+that the image has its header's size and, for a PNG, that the compressed data fills exactly that
+size (Pillow pads short data with black rows without a word); the decoding itself tells that in
+all but rare cases (see :class:`_PngFile`), which :func:`check_png_data` settles with a second
+decompression. Truncated or corrupt data is an error too. Every failure is an
+:class:`ImageReadError` whose message is the reason; :func:`read_image` and :func:`read_panoptic`
+turn it into a :class:`DatasetError` naming the file, image and field.
 
 The limit is 100 million pixels (e.g. 12000x8000); set the environment variable
 ``OPENPSG_MAX_IMAGE_PIXELS`` to another number of pixels for larger images. Pillow's own
@@ -193,18 +195,19 @@ def _png_idat_bytes(fp: BinaryIO) -> int:
 
 
 class _PngFile(PngImagePlugin.PngImageFile):
-    """A PNG that tells whether its image data filled exactly the size its header states, from
-    the decoding itself (no second decompression).
+    """A PNG that tells, from its own decoding, whether its image data filled exactly the size its
+    header states (so that no second decompression is needed to know).
 
     Pillow decodes rows until its header's size is reached or the compressed data ends; it says
     nothing when the data ends early (the missing rows stay 0: black, void in a panoptic PNG) or
-    goes on after the last row. Here the decoder gets the compressed data in two parts: all but
-    the last :data:`_PNG_TAIL` bytes, then those, which hold no more than the end of a complete
-    data stream (its end code and checksum). A decoder that stops before asking for them found
-    its last row with data to spare. A decoder that took them all either filled its last row
-    (which then has a non-zero byte) or reached the end of the data early: only an all-zero last
-    row leaves the question open, and :func:`check_png_data` answers it (as it does for
-    interlaced files, whose last rows are filled by several passes).
+    goes on after the last row. Here the decoder is handed the compressed data so that the last
+    :data:`_PNG_TAIL` bytes, which in a complete file hold no more than the end of the data stream
+    (its end code and checksum), come after everything else. A decoder that finishes before
+    asking for them found its last row with data to spare. A decoder that asked for them either
+    filled its last row (which then has a non-zero byte) or reached the end of the data early:
+    only an all-zero last row leaves the question open, and :func:`check_png_data` answers it
+    (as it does for interlaced files, whose last rows are filled by several passes). Data beyond
+    the header's size that fits in those last bytes is never decoded and goes unnoticed.
     """
 
     def __init__(self, fp: BinaryIO, filename: str, idat_bytes: int) -> None:
@@ -223,7 +226,7 @@ class _PngFile(PngImagePlugin.PngImageFile):
     def data_filled_header(self) -> bool:
         """After loading: ``True`` when the data certainly filled exactly the header's size,
         ``False`` when only :func:`check_png_data` can tell."""
-        if self.info.get('interlace') or self._served < self._idat_bytes:
+        if self.info.get('interlace') or self._served <= self._idat_bytes - _PNG_TAIL:
             return False
         last_row = self.crop((0, self.height - 1, self.width, self.height))
         return bool(np.asarray(last_row).any())

@@ -97,8 +97,9 @@ def resolve_amp(amp: str, device: torch.device) -> str:
 def evaluation_kwargs(evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
     """The :func:`openpsg.evaluation.runner.evaluate` arguments of the config's ``evaluation``
     dict: its hook keys (``interval``, ``save_best``, ``rule``) dropped, ``metric`` renamed
-    ``metrics`` (a list)."""
+    ``metrics`` (a list), ``workers`` ``None`` (one process per available core) unless given."""
     kwargs = {k: v for k, v in dict(evaluation or {}).items() if k not in EVAL_HOOK_KEYS}
+    kwargs.setdefault('workers', None)
     if 'metric' in kwargs:
         metric = kwargs.pop('metric')
         kwargs['metrics'] = [metric] if isinstance(metric, str) else list(metric)
