@@ -14,7 +14,7 @@ from openpsg.evaluation.panoptic import PQStat, pq_stats_counts, summarize_pq
 from openpsg.evaluation.sgg import SGGConfig, evaluate_image, prediction_geometry
 from openpsg.structures import (GroundTruth, Prediction, decode_rle, encode_rle, id_map_to_masks,
                                 masks_to_boxes, masks_to_id_map, rgb2id, segment_ids_to_id_map)
-from openpsg.structures.masks import rle_runs
+from openpsg.structures.masks import id_map_to_boxes, id_map_to_rle, rle_runs
 
 NUM_CLASSES, NUM_THINGS, P = 6, 3, 56
 IS_THING = np.arange(NUM_CLASSES) < NUM_THINGS
@@ -263,3 +263,23 @@ def test_panoptic_ids_looked_up_like_a_binary_search():
     np.testing.assert_array_equal(segment_ids_to_id_map(ids + (1 << 30), [s + (1 << 30)
                                                                           for s in segment_ids]),
                                   expected)
+
+
+def test_submission_masks_and_boxes_come_from_the_id_map_runs():
+    """The grader turns a submission PNG's id map into RLE masks and boxes without drawing the
+    masks; the result is the one of drawing them."""
+    rng = np.random.default_rng(7)
+    for case in range(80):
+        h, w = rng.integers(1, 20, 2)
+        num = int(rng.integers(0, 6))
+        if case % 2:
+            id_map = rng.integers(-1, num + 1, (h, w)).astype(np.int32)  # speckle; num = absent
+        else:
+            id_map = np.full((h, w), -1, np.int32)
+            for g in range(num):
+                y, x = rng.integers(0, h), rng.integers(0, w)
+                id_map[y:y + rng.integers(1, h + 1), x:x + rng.integers(1, w + 1)] = g
+        id_map[id_map >= num] = -1
+        masks = id_map_to_masks(id_map, num)
+        assert id_map_to_rle(id_map, num) == encode_rle(masks)
+        np.testing.assert_array_equal(id_map_to_boxes(id_map, num), masks_to_boxes(masks))

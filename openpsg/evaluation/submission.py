@@ -32,7 +32,7 @@ from PIL import Image
 from ..datasets.errors import DatasetError, problem
 from ..datasets.io import read_panoptic
 from ..structures.labels import NUM_CLASSES, NUM_PREDICATES
-from ..structures.masks import VOID, encode_rle, id2rgb, id_map_to_masks, masks_to_boxes
+from ..structures.masks import VOID, id2rgb, id_map_to_boxes, id_map_to_rle
 from ..structures.scene_graph import Prediction
 from .panoptic import PQ_KEYS
 from ..parallel import parallel_map
@@ -347,12 +347,12 @@ def _to_prediction(image_id: str, id_map: np.ndarray, labels: np.ndarray, relati
                    max_rels: int) -> Prediction:
     if max_rels > 0:
         relations = relations[:max_rels]
-    masks = id_map_to_masks(id_map, len(labels))
     r = len(relations)
     predicate_scores = np.zeros((r, NUM_PREDICATES), np.float32)
     predicate_scores[np.arange(r), relations[:, 2] - 1] = 1.0
     return Prediction(image_id=image_id, labels=labels, scores=np.ones(len(labels), np.float32),
-                      boxes=masks_to_boxes(masks), masks=encode_rle(masks),
+                      boxes=id_map_to_boxes(id_map, len(labels)),
+                      masks=id_map_to_rle(id_map, len(labels)),
                       pairs=relations[:, :2].copy(), predicate_scores=predicate_scores,
                       triplet_scores=np.arange(r, 0, -1, dtype=np.float32) / max(r, 1))
 

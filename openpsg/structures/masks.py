@@ -103,6 +103,66 @@ def encode_rle(masks: np.ndarray) -> list[dict]:
     return rles
 
 
+def _column_runs(id_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal values of an ``(H, W)`` id map in column-major order: ``starts (R,)``,
+    ``ends (R,)`` (exclusive) pixel numbers and ``values (R,)``, each segment's runs in order
+    after a stable sort by value."""
+    flat = id_map.T.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [flat.size]])
+    values = flat[starts]
+    order = np.argsort(values, kind='stable')
+    return starts[order], ends[order], values[order]
+
+
+def id_map_to_rle(id_map: np.ndarray, num_segments: int) -> list[dict]:
+    """``(H, W)`` id map -> ``num_segments`` RLE dicts, equal to
+    ``encode_rle(id_map_to_masks(id_map, num_segments))`` but made from the map's runs without
+    drawing a mask."""
+    height, width = id_map.shape
+    starts, ends, values = _column_runs(id_map)
+    bounds = np.searchsorted(values, np.arange(num_segments + 1))
+    uncompressed = []
+    for s in range(num_segments):
+        first, last = starts[bounds[s]:bounds[s + 1]], ends[bounds[s]:bounds[s + 1]]
+        edges = np.concatenate([[0], np.stack([first, last], 1).ravel(), [height * width]])
+        counts = np.diff(edges)  # zeros first, then ones, zeros, ...; no empty count at the end
+        uncompressed.append({'size': [height, width],
+                             'counts': counts[:-1 if counts[-1] == 0 else None].tolist()})
+    if not uncompressed:
+        return []
+    rles = mask_utils.frPyObjects(uncompressed, height, width)
+    for rle in rles:
+        rle['counts'] = rle['counts'].decode('ascii')
+    return rles
+
+
+def id_map_to_boxes(id_map: np.ndarray, num_segments: int) -> np.ndarray:
+    """``(H, W)`` id map -> ``(num_segments, 4)`` float32 tight xyxy boxes, equal to
+    ``masks_to_boxes(id_map_to_masks(id_map, num_segments))`` (an absent segment -> zeros), from
+    the map's column-major runs."""
+    height = id_map.shape[0]
+    boxes = np.zeros((num_segments, 4), dtype=np.float32)
+    starts, ends, values = _column_runs(id_map)
+    keep = (values >= 0) & (values < num_segments)
+    starts, ends, values = starts[keep], ends[keep] - 1, values[keep]
+    if len(values) == 0:
+        return boxes
+    col0, row0 = np.divmod(starts, height)
+    col1, row1 = np.divmod(ends, height)
+    one_column = col0 == col1  # a run over several columns covers rows 0 and H - 1
+    y1 = np.where(one_column, row0, 0)
+    y2 = np.where(one_column, row1 + 1, height)
+    segment_starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    present = values[segment_starts]
+    boxes[present] = np.stack([np.minimum.reduceat(col0, segment_starts),
+                               np.minimum.reduceat(y1, segment_starts),
+                               np.maximum.reduceat(col1, segment_starts) + 1,
+                               np.maximum.reduceat(y2, segment_starts)], 1)
+    return boxes
+
+
 def decode_rle(rles: Sequence[dict], shape: tuple[int, int] | None = None) -> np.ndarray:
     """List of RLE dicts -> ``(N, H, W)`` bool masks. ``shape`` is needed only when the list is empty."""
     if len(rles) == 0:
