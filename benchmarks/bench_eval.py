@@ -1,6 +1,6 @@
 """Evaluation benchmark: sgdet (both protocols) + PQ on a synthetic test set shaped like PSG's.
 
-    python benchmarks/bench_eval.py --workers 2
+    python benchmarks/bench_eval.py                     # worker processes: one per available core
     python benchmarks/bench_eval.py --work-dir /data/bench --images 500 --workers 4
 
 The first run writes, into ``--work-dir``, a PSG-schema ``psg.json`` with ``--images`` test images
@@ -38,6 +38,7 @@ from openpsg.engine.inference import load_predictions, save_predictions
 from openpsg.evaluation import evaluate, format_results
 from openpsg.evaluation.panoptic import pq_stats_counts
 from openpsg.evaluation.sgg import SGGConfig, evaluate_image, prediction_geometry
+from openpsg.parallel import WORKERS_HELP, available_cpus, resolve_workers, workers_arg
 from openpsg.structures import (NUM_PREDICATES, NUM_THING_CLASSES, PREDICATES, Prediction,
                                 encode_rle, id2rgb, id_map_to_masks, masks_to_boxes)
 from openpsg.structures.labels import NUM_CLASSES, STUFF_CLASSES, THING_CLASSES
@@ -281,7 +282,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--workers', type=int, default=2, help='evaluation processes (0: none)')
+    parser.add_argument('--workers', type=workers_arg, default=None, help=WORKERS_HELP)
     parser.add_argument('--split-images', type=int, default=200,
                         help='images used for the per-stage split (0: skip it)')
     return parser.parse_args(argv)
@@ -297,15 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     loaded = time.perf_counter()
     dataset = PSGDataset(ann_file, args.work_dir, split='test')
     opened = time.perf_counter()
+    workers = resolve_workers(args.workers, len(dataset.image_ids))
     results = evaluate(predictions, dataset, metrics=('sgdet', 'PQ'), protocols=('openpsg', 'fair'),
-                       workers=args.workers)
+                       workers=workers)
     done = time.perf_counter()
     cpu = _cpu_seconds() - cpu_start
     rss_self, rss_children = _peak_rss_mb()
 
     print(format_results(results))
-    print(f'\n{len(predictions)} images, workers={args.workers}')
-    print(f'total            {done - start:7.1f} s wall, {cpu:.1f} s CPU (all processes)')
+    print(f'\n{len(predictions)} images, workers={workers} ({available_cpus()} available cores)')
+    print(f'total            {done - start:7.1f} s wall, {cpu:.1f} s CPU (all processes), '
+          f'{len(predictions) / (done - start):.0f} images/s')
     print(f'  load predictions {loaded - start:7.1f} s')
     print(f'  load psg.json    {opened - loaded:7.1f} s')
     print(f'  evaluate         {done - opened:7.1f} s  (GT read + sgdet both protocols + PQ)')

@@ -3,14 +3,24 @@
     workers = default_workers(len(images))       # evaluation, grading, dataset checks
     for result in parallel_map(score, images, len(images), workers=None, desc='evaluate'):
         ...
+    set_torch_threads()                          # training, testing, the demo
 
 :func:`available_cpus` counts the cores the operating system lets this process use: its CPU
 affinity (``taskset``, a cpuset of a batch scheduler or container) and, where one is set, the
 cgroup CPU quota (``docker --cpus``). Per-image work (evaluation, grading, dataset checks) runs in
 :func:`default_workers` processes unless the user names a number (``--workers N``; ``0`` = in
 this process). Every worker process computes with one torch thread, so that ``N`` workers keep
-``N`` cores busy and no more. :func:`torch_threads` is the intra-op thread count of a process that
-computes with torch itself (training, inference).
+``N`` cores busy and no more. A process that computes with torch itself uses one intra-op thread
+per available core, shared among the processes of a multi-process launch
+(:func:`set_torch_threads`; ``OMP_NUM_THREADS`` wins).
+
+Those threads wait for each other at the end of every parallel operation. By default an OpenMP
+thread that has finished spins (burns its core) for a while before it sleeps; when another job
+holds one of the cores, the spinning threads take CPU time from the one thread that still has
+work, and a tiny model's training ran 5x slower with one busy process beside it. Importing
+:mod:`openpsg` therefore sets ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep at once) unless the
+environment already sets it (:func:`set_thread_env`); it takes effect in torch when ``openpsg``
+is imported first, as the tools do.
 """
 from __future__ import annotations
 
@@ -20,7 +30,6 @@ import multiprocessing
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-import torch
 from tqdm import tqdm
 
 #: Most worker processes started when the user names no number: each holds its own copy of the
@@ -33,6 +42,15 @@ MIN_TASKS_PER_WORKER = 16
 #: cgroup files holding a CPU quota: v2 ``"quota period"`` (or ``"max period"``), v1 the two files.
 _CGROUP_V2 = '/sys/fs/cgroup/cpu.max'
 _CGROUP_V1 = ('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', '/sys/fs/cgroup/cpu/cpu.cfs_period_us')
+#: Environment defaults for the OpenMP runtime, read when torch is first imported.
+THREAD_ENV = {'OMP_WAIT_POLICY': 'PASSIVE'}
+
+
+def set_thread_env() -> None:
+    """Put :data:`THREAD_ENV` into the environment where it is not set (the user's setting
+    wins); effective for torch when called before torch is imported."""
+    for key, value in THREAD_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def _read_words(path: str) -> list[str]:
@@ -106,15 +124,29 @@ def workers_arg(value: str) -> int:
     return workers
 
 
-def torch_threads() -> int:
-    """Intra-op threads for a process that computes with torch: one per available core."""
-    return available_cpus()
+def set_torch_threads() -> int:
+    """Set this process's torch intra-op threads: ``$OMP_NUM_THREADS`` when the environment sets
+    it (as ``torchrun`` does), else the available cores shared among the processes of this
+    machine (``$LOCAL_WORLD_SIZE`` of a ``torchrun`` launch, else 1). Returns the count."""
+    import torch
+
+    if os.environ.get('OMP_NUM_THREADS', '').strip():
+        return torch.get_num_threads()
+    try:
+        local_processes = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))
+    except ValueError:
+        local_processes = 1
+    threads = max(1, available_cpus() // local_processes)
+    torch.set_num_threads(threads)
+    return threads
 
 
 _worker_state: tuple[Callable[[Any, Any], Any], Any] | None = None
 
 
 def _init_worker(function: Callable[[Any, Any], Any], context: Any) -> None:
+    import torch
+
     global _worker_state
     torch.set_num_threads(1)
     _worker_state = (function, context)

@@ -83,3 +83,28 @@ def test_cli_workers_option(tmp_path):
     assert bad.returncode == 2
     assert "--workers: expected 0 or a positive whole number, got '-1'" in bad.stderr
     assert 'default: one per available core, at most 8' in parallel.WORKERS_HELP
+
+
+def test_torch_threads_from_the_cores_unless_the_environment_says(monkeypatch):
+    saved = torch.get_num_threads()
+    monkeypatch.setattr(parallel, 'available_cpus', lambda: 4)
+    try:
+        monkeypatch.setenv('OMP_NUM_THREADS', '1')
+        torch.set_num_threads(1)
+        assert parallel.set_torch_threads() == 1  # the user's (or torchrun's) setting wins
+        monkeypatch.delenv('OMP_NUM_THREADS')
+        monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+        assert parallel.set_torch_threads() == 4 and torch.get_num_threads() == 4
+        monkeypatch.setenv('LOCAL_WORLD_SIZE', '3')  # three processes of one torchrun launch
+        assert parallel.set_torch_threads() == 1
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_idle_openmp_threads_sleep_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv('OMP_WAIT_POLICY', raising=False)
+    parallel.set_thread_env()
+    assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'
+    monkeypatch.setenv('OMP_WAIT_POLICY', 'ACTIVE')
+    parallel.set_thread_env()
+    assert os.environ['OMP_WAIT_POLICY'] == 'ACTIVE'

@@ -37,6 +37,7 @@ from openpsg.config import ConfigError, DictAction
 from openpsg.datasets.io import ImageReadError, check_image_file
 from openpsg.engine.checkpoint import CheckpointError
 from openpsg.fileio import new_file_mode
+from openpsg.parallel import set_torch_threads
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 MIN_SIZE = 384  # smaller images are enlarged in NAME_panoptic.png so that the names stay readable
@@ -135,6 +136,7 @@ def process(model, image_path: Path, name: str, out: Path, topk: int, score_thr:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_torch_threads()
     try:
         images = find_images(args.image)
         model = init_model(args.config, args.checkpoint, device=args.device,

@@ -36,6 +36,7 @@ from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.runner import evaluate, format_results
 from openpsg.evaluation.submission import write_submission
 from openpsg.fileio import atomic_write
+from openpsg.parallel import set_torch_threads
 from openpsg.registry import DATASETS, MODELS
 from openpsg.structures import Prediction
 from openpsg.visualization import compose_sample_figure
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.merge_from_dict(args.cfg_options)
         import_custom_modules(cfg.get('custom_imports'))
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
+        set_torch_threads()
         logger = get_logger(rank=get_rank())
         test_cfg = dict(cfg.data.test)
         samples_per_gpu = int(test_cfg.pop('samples_per_gpu', 1))

@@ -238,7 +238,9 @@ class MaskGeometry:
     def pair_union_iou(self, pred_pairs: np.ndarray, gt_pairs: np.ndarray) -> np.ndarray:
         """``(A, B)`` IoU between the union mask of each predicted pair ``(A, 2)`` and of each GT
         pair ``(B, 2)`` (subject mask OR object mask)."""
-        pairs, inverse = np.unique(pred_pairs, axis=0, return_inverse=True)
+        num = len(self.inter)  # one key per (subject, object), in the order of the pairs
+        keys, inverse = np.unique(pred_pairs[:, 0] * num + pred_pairs[:, 1], return_inverse=True)
+        pairs = np.stack(np.divmod(keys, num), axis=1)
         subj, obj = pairs[:, 0], pairs[:, 1]
         distinct = subj != obj
         if self.masks is None:
