@@ -114,11 +114,11 @@ def _rgb_array(im: Image.Image) -> np.ndarray:
 
 
 def _rgb_ids(im: Image.Image) -> np.ndarray:
-    """A loaded image as ``(H, W)`` uint32 panoptic ids ``R + 256 G + 256^2 B`` (as
-    :func:`~openpsg.structures.masks.rgb2id`), from Pillow's 4-byte RGB pixels."""
+    """A loaded image as ``(H, W)`` intp panoptic ids ``R + 256 G + 256^2 B`` (as
+    :func:`~openpsg.structures.masks.rgb2id`), from Pillow's 4-byte RGB pixels in one pass."""
     rgb = im if im.mode == 'RGB' else im.convert('RGB')
     pixels = np.frombuffer(rgb.tobytes('raw', 'RGBX'), dtype='<u4').reshape(rgb.height, rgb.width)
-    return pixels & np.uint32(0xFFFFFF)
+    return np.bitwise_and(pixels, 0xFFFFFF, dtype=np.intp)
 
 
 def _to_pixels(im: Image.Image, expected_hw: tuple[int, int] | None, exif_transpose: bool,
@@ -229,7 +229,7 @@ class _PngFile(PngImagePlugin.PngImageFile):
         if self.info.get('interlace') or self._served <= self._idat_bytes - _PNG_TAIL:
             return False
         last_row = self.crop((0, self.height - 1, self.width, self.height))
-        return bool(np.asarray(last_row).any())
+        return bool(last_row.tobytes().strip(b'\0'))
 
 
 def _png_data_size(width: int, height: int, depth: int, color_type: int, interlace: int) -> int:

@@ -195,8 +195,8 @@ class MaskGeometry:
         repeats[0:-1:2] = starts - np.concatenate([[0], ends[:-1]])
         repeats[1::2] = lengths
         repeats[-1] = height * width - (ends[-1] if len(ends) else 0)
-        keys = np.empty((height, width), dtype=np.int64)
-        np.add(np.repeat(values, repeats).reshape(width, height).T, gt_id_map, out=keys)
+        keys = np.repeat(values, repeats).reshape(width, height)  # column-major pixel order
+        keys += gt_id_map.T
         return cls._from_keys(keys, num_pred, num_gt)
 
     @classmethod

@@ -134,10 +134,10 @@ def _score_image(scoring: _Scoring, task: tuple[str, Prediction | None]
     """
     image_id, pred = task
     gt = scoring.dataset.get_gt_by_id(image_id)
+    sgdet_masks = 'sgdet' in scoring.configs and scoring.configs['sgdet'].match == 'mask'
     geometry = None
     if pred is not None and pred.masks is not None and gt.id_map is not None and (
-            'sgdet' in scoring.configs and scoring.configs['sgdet'].match == 'mask'
-            or scoring.is_thing is not None and pred.pan_id_map is None):
+            sgdet_masks or (scoring.is_thing is not None and pred.pan_id_map is None)):
         geometry = prediction_geometry(gt, pred)
     records = {mode: evaluate_image(gt, pred, cfg, rels_raw=gt.rels_raw,
                                     geometry=geometry if mode == 'sgdet' else None)

@@ -7,6 +7,7 @@ Nothing here loops over pixels in Python.
 """
 from __future__ import annotations
 
+import mmap
 from typing import Sequence
 
 import numpy as np
@@ -34,8 +35,8 @@ def segment_ids_to_id_map(pan_ids: np.ndarray, segment_ids: Sequence[int]) -> np
 
     Pixels whose id is not listed (e.g. 0 = unlabelled) become :data:`VOID`; an id listed twice
     maps to its first position. Ids of panoptic PNGs (24 bits) are looked up in a table indexed
-    by the id (allocated lazily: only the pages of the ids present are touched), others by a
-    binary search.
+    by the id (only the memory pages of the ids present are ever touched), others by a binary
+    search.
     """
     segment_ids = np.asarray(segment_ids, dtype=np.int64).reshape(-1)
     if len(segment_ids) == 0:
@@ -43,9 +44,13 @@ def segment_ids_to_id_map(pan_ids: np.ndarray, segment_ids: Sequence[int]) -> np
     listed, first = np.unique(segment_ids, return_index=True)
     if (pan_ids.size and listed[0] >= 0 and listed[-1] < PANOPTIC_IDS
             and pan_ids.min() >= 0 and pan_ids.max() < PANOPTIC_IDS):
-        table = np.zeros(PANOPTIC_IDS, dtype=np.int32)
-        table[listed] = first + 1
-        id_map = table[pan_ids.astype(np.intp, copy=False)]
+        # an anonymous mapping is zero-filled page by page as it is touched (a numpy array this
+        # large would be backed by huge pages, each zeroed in full on first touch)
+        with mmap.mmap(-1, PANOPTIC_IDS * 4) as memory:
+            table = np.frombuffer(memory, dtype=np.int32)
+            table[listed] = first + 1
+            id_map = table[pan_ids.astype(np.intp, copy=False)]
+            del table
         id_map -= 1
         return id_map
     id_map = np.full(pan_ids.shape, VOID, dtype=np.int32)
