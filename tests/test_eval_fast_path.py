@@ -14,7 +14,7 @@ from openpsg.evaluation.panoptic import PQStat, pq_stats_counts, summarize_pq
 from openpsg.evaluation.sgg import SGGConfig, evaluate_image, prediction_geometry
 from openpsg.structures import (GroundTruth, Prediction, decode_rle, encode_rle, id_map_to_masks,
                                 masks_to_boxes, masks_to_id_map, rgb2id, segment_ids_to_id_map)
-from openpsg.structures.masks import id_map_to_boxes, id_map_to_rle, rle_runs
+from openpsg.structures.masks import id_map_segments, rle_runs
 
 NUM_CLASSES, NUM_THINGS, P = 6, 3, 56
 IS_THING = np.arange(NUM_CLASSES) < NUM_THINGS
@@ -281,5 +281,6 @@ def test_submission_masks_and_boxes_come_from_the_id_map_runs():
                 id_map[y:y + rng.integers(1, h + 1), x:x + rng.integers(1, w + 1)] = g
         id_map[id_map >= num] = -1
         masks = id_map_to_masks(id_map, num)
-        assert id_map_to_rle(id_map, num) == encode_rle(masks)
-        np.testing.assert_array_equal(id_map_to_boxes(id_map, num), masks_to_boxes(masks))
+        rles, boxes = id_map_segments(id_map, num)
+        assert rles == encode_rle(masks)
+        np.testing.assert_array_equal(boxes, masks_to_boxes(masks))

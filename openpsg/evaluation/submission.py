@@ -32,7 +32,7 @@ from PIL import Image
 from ..datasets.errors import DatasetError, problem
 from ..datasets.io import read_panoptic
 from ..structures.labels import NUM_CLASSES, NUM_PREDICATES
-from ..structures.masks import VOID, id2rgb, id_map_to_boxes, id_map_to_rle
+from ..structures.masks import VOID, id2rgb, id_map_segments
 from ..structures.scene_graph import Prediction
 from .panoptic import PQ_KEYS
 from ..parallel import parallel_map
@@ -350,9 +350,9 @@ def _to_prediction(image_id: str, id_map: np.ndarray, labels: np.ndarray, relati
     r = len(relations)
     predicate_scores = np.zeros((r, NUM_PREDICATES), np.float32)
     predicate_scores[np.arange(r), relations[:, 2] - 1] = 1.0
+    masks, boxes = id_map_segments(id_map, len(labels))
     return Prediction(image_id=image_id, labels=labels, scores=np.ones(len(labels), np.float32),
-                      boxes=id_map_to_boxes(id_map, len(labels)),
-                      masks=id_map_to_rle(id_map, len(labels)),
+                      boxes=boxes, masks=masks,
                       pairs=relations[:, :2].copy(), predicate_scores=predicate_scores,
                       triplet_scores=np.arange(r, 0, -1, dtype=np.float32) / max(r, 1))
 

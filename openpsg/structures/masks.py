@@ -121,10 +121,11 @@ def _column_runs(id_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return starts[order], ends[order], values[order]
 
 
-def id_map_to_rle(id_map: np.ndarray, num_segments: int) -> list[dict]:
-    """``(H, W)`` id map -> ``num_segments`` RLE dicts, equal to
-    ``encode_rle(id_map_to_masks(id_map, num_segments))`` but made from the map's runs without
-    drawing a mask."""
+def id_map_segments(id_map: np.ndarray, num_segments: int) -> tuple[list[dict], np.ndarray]:
+    """``(H, W)`` id map -> the RLE masks and ``(num_segments, 4)`` float32 tight xyxy boxes of
+    its segments, equal to ``encode_rle(masks)`` and ``masks_to_boxes(masks)`` of
+    ``masks = id_map_to_masks(id_map, num_segments)`` (an absent segment: an empty mask, a zero
+    box), made from the map's column-major runs without drawing a mask."""
     height, width = id_map.shape
     starts, ends, values = _column_runs(id_map)
     bounds = np.searchsorted(values, np.arange(num_segments + 1))
@@ -135,21 +136,17 @@ def id_map_to_rle(id_map: np.ndarray, num_segments: int) -> list[dict]:
         counts = np.diff(edges)  # zeros first, then ones, zeros, ...; no empty count at the end
         uncompressed.append({'size': [height, width],
                              'counts': counts[:-1 if counts[-1] == 0 else None].tolist()})
-    if not uncompressed:
-        return []
-    rles = mask_utils.frPyObjects(uncompressed, height, width)
+    rles = mask_utils.frPyObjects(uncompressed, height, width) if uncompressed else []
     for rle in rles:
         rle['counts'] = rle['counts'].decode('ascii')
-    return rles
+    return rles, _run_boxes(starts, ends, values, height, num_segments)
 
 
-def id_map_to_boxes(id_map: np.ndarray, num_segments: int) -> np.ndarray:
-    """``(H, W)`` id map -> ``(num_segments, 4)`` float32 tight xyxy boxes, equal to
-    ``masks_to_boxes(id_map_to_masks(id_map, num_segments))`` (an absent segment -> zeros), from
-    the map's column-major runs."""
-    height = id_map.shape[0]
+def _run_boxes(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, height: int,
+               num_segments: int) -> np.ndarray:
+    """Tight boxes of the segments ``0 .. num_segments - 1`` from their column-major runs
+    (sorted by value)."""
     boxes = np.zeros((num_segments, 4), dtype=np.float32)
-    starts, ends, values = _column_runs(id_map)
     keep = (values >= 0) & (values < num_segments)
     starts, ends, values = starts[keep], ends[keep] - 1, values[keep]
     if len(values) == 0:
