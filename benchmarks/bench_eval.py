@@ -15,7 +15,7 @@ The timed part reads everything from disk, end to end: load the predictions, the
 ``openpsg.evaluation.evaluate(..., metrics=('sgdet', 'PQ'), protocols=('openpsg', 'fair'))``,
 which reads the ground truth one image at a time. It prints the total time, the peak resident
 memory of this process and of its worker processes, the CPU time of all of them (a fair measure
-on a busy machine), and the CPU time per image of each stage (ground-truth reading, mask decoding,
+on a busy machine), and the CPU time per image of each stage (ground-truth reading, pixel counts,
 scene-graph scoring, PQ) measured on a subset in one process.
 
 ``make_test_set`` and ``make_predictions`` are reusable generators.
