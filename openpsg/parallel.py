@@ -17,7 +17,8 @@ per available core, shared among the processes of a multi-process launch
 Those threads wait for each other at the end of every parallel operation. By default an OpenMP
 thread that has finished spins (burns its core) for a while before it sleeps; when another job
 holds one of the cores, the spinning threads take CPU time from the one thread that still has
-work, and a tiny model's training ran 5x slower with one busy process beside it. Importing
+work, and the tiny segmenter's training ran up to 10x slower on a shared machine
+(``benchmarks/BENCHMARKS.md``, "Cores shared with other jobs"). Importing
 :mod:`openpsg` therefore sets ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep at once) unless the
 environment already sets it (:func:`set_thread_env`); it takes effect in torch when ``openpsg``
 is imported first, as the tools do.
