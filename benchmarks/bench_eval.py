@@ -1,6 +1,6 @@
 """Evaluation benchmark: sgdet (both protocols) + PQ on a synthetic test set shaped like PSG's.
 
-    python benchmarks/bench_eval.py --workers 2
+    python benchmarks/bench_eval.py                     # worker processes: one per available core
     python benchmarks/bench_eval.py --work-dir /data/bench --images 500 --workers 4
 
 The first run writes, into ``--work-dir``, a PSG-schema ``psg.json`` with ``--images`` test images
@@ -15,7 +15,7 @@ The timed part reads everything from disk, end to end: load the predictions, the
 ``openpsg.evaluation.evaluate(..., metrics=('sgdet', 'PQ'), protocols=('openpsg', 'fair'))``,
 which reads the ground truth one image at a time. It prints the total time, the peak resident
 memory of this process and of its worker processes, the CPU time of all of them (a fair measure
-on a busy machine), and the CPU time per image of each stage (ground-truth reading, mask decoding,
+on a busy machine), and the CPU time per image of each stage (ground-truth reading, pixel counts,
 scene-graph scoring, PQ) measured on a subset in one process.
 
 ``make_test_set`` and ``make_predictions`` are reusable generators.
@@ -28,7 +28,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
@@ -37,8 +36,9 @@ from PIL import Image
 from openpsg.datasets import PSGDataset
 from openpsg.engine.inference import load_predictions, save_predictions
 from openpsg.evaluation import evaluate, format_results
-from openpsg.evaluation.panoptic import pq_stats_image
-from openpsg.evaluation.sgg import SGGConfig, evaluate_image
+from openpsg.evaluation.panoptic import pq_stats_counts
+from openpsg.evaluation.sgg import SGGConfig, evaluate_image, prediction_geometry
+from openpsg.parallel import WORKERS_HELP, available_cpus, resolve_workers, workers_arg
 from openpsg.structures import (NUM_PREDICATES, NUM_THING_CLASSES, PREDICATES, Prediction,
                                 encode_rle, id2rgb, id_map_to_masks, masks_to_boxes)
 from openpsg.structures.labels import NUM_CLASSES, STUFF_CLASSES, THING_CLASSES
@@ -244,20 +244,22 @@ def _peak_rss_mb() -> tuple[float, float]:
 
 def stage_split(dataset: PSGDataset, predictions: list[Prediction], num_images: int
                 ) -> dict[str, float]:
-    """CPU milliseconds per image of each stage of the runner, in this process, first images."""
+    """CPU milliseconds per image of each stage of the runner, in this process, first images:
+    the ground truth (PNG decode, id map), the pixel counts of the predicted masks against it,
+    scene-graph scoring under both protocols and PQ from the same counts."""
     cfg = SGGConfig(mode='sgdet', protocols=('openpsg', 'fair'))
     is_thing = np.arange(len(dataset.classes)) < dataset.num_things
-    totals = dict.fromkeys(('read GT', 'decode masks', 'sgdet (both protocols)', 'PQ'), 0.0)
+    totals = dict.fromkeys(('read GT', 'pixel counts (masks x GT)', 'sgdet (both protocols)',
+                            'PQ'), 0.0)
     for pred in predictions[:num_images]:
         t0 = time.process_time()
         gt = dataset.get_gt_by_id(pred.image_id)
         t1 = time.process_time()
-        pred = replace(pred, masks=pred.dense_masks(gt.id_map.shape))
+        geometry = prediction_geometry(gt, pred)
         t2 = time.process_time()
-        evaluate_image(gt, pred, cfg)
+        evaluate_image(gt, pred, cfg, rels_raw=gt.rels_raw, geometry=geometry)
         t3 = time.process_time()
-        pan, pan_labels = pred.panoptic(gt.id_map.shape)
-        pq_stats_image(gt.id_map, gt.labels, gt.iscrowd, pan, pan_labels, is_thing)
+        pq_stats_counts(geometry.resolved(), gt.labels, gt.iscrowd, pred.labels, is_thing)
         t4 = time.process_time()
         for key, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             totals[key] += dt
@@ -280,7 +282,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--workers', type=int, default=2, help='evaluation processes (0: none)')
+    parser.add_argument('--workers', type=workers_arg, default=None, help=WORKERS_HELP)
     parser.add_argument('--split-images', type=int, default=200,
                         help='images used for the per-stage split (0: skip it)')
     return parser.parse_args(argv)
@@ -296,15 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     loaded = time.perf_counter()
     dataset = PSGDataset(ann_file, args.work_dir, split='test')
     opened = time.perf_counter()
+    workers = resolve_workers(args.workers, len(dataset.image_ids))
     results = evaluate(predictions, dataset, metrics=('sgdet', 'PQ'), protocols=('openpsg', 'fair'),
-                       workers=args.workers)
+                       workers=workers)
     done = time.perf_counter()
     cpu = _cpu_seconds() - cpu_start
     rss_self, rss_children = _peak_rss_mb()
 
     print(format_results(results))
-    print(f'\n{len(predictions)} images, workers={args.workers}')
-    print(f'total            {done - start:7.1f} s wall, {cpu:.1f} s CPU (all processes)')
+    print(f'\n{len(predictions)} images, workers={workers} ({available_cpus()} available cores)')
+    print(f'total            {done - start:7.1f} s wall, {cpu:.1f} s CPU (all processes), '
+          f'{len(predictions) / (done - start):.0f} images/s')
     print(f'  load predictions {loaded - start:7.1f} s')
     print(f'  load psg.json    {opened - loaded:7.1f} s')
     print(f'  evaluate         {done - opened:7.1f} s  (GT read + sgdet both protocols + PQ)')

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.hostile_images import (noise, png_chunk, write_jpeg_bomb, write_png_bomb,
+from fixtures.hostile_images import (encode, noise, png_chunk, write_jpeg_bomb, write_png_bomb,
                                      write_png_shorter_than_data, write_png_taller_than_data,
                                      write_truncated)
 from fixtures.tree_snapshot import snapshot
@@ -18,6 +18,7 @@ from PIL import Image
 from test_grade import TEST_IDS, noisy_predictions, run_grade, write_dataset
 
 from openpsg.apis import ImageInputError, load_image
+from openpsg.datasets import io as io_module
 from openpsg.datasets.errors import DatasetError
 from openpsg.datasets.io import (DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, ImageReadError, decode_rgb,
                                  read_image, read_panoptic)
@@ -104,6 +105,47 @@ def test_png_data_must_fill_its_header_size(tmp_path: Path) -> None:
     shorter = write_png_shorter_than_data(tmp_path / 'shorter.png')
     with pytest.raises(ImageReadError, match='the image data is longer than the 6176 bytes'):
         decode_rgb(shorter)
+
+
+def png_in_chunks(image: np.ndarray, size: int) -> bytes:
+    """An 8-bit RGB PNG of ``image`` whose compressed data is cut into IDAT chunks of ``size``
+    bytes (any split is valid; the last chunk holds the end of the data stream)."""
+    h, w = image.shape[:2]
+    data = zlib.compress(b''.join(b'\x00' + row.tobytes() for row in image))
+    chunks = b''.join(png_chunk(b'IDAT', data[i:i + size]) for i in range(0, len(data), size))
+    return (b'\x89PNG\r\n\x1a\n' + png_chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))
+            + chunks + png_chunk(b'IEND', b''))
+
+
+def test_png_data_is_checked_without_a_second_decompression(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PNG whose decoder took all its data and filled its last row needs no second look; one
+    with a black last row (the rows a short stream leaves) gets the full check."""
+    checked = []
+    full_check = io_module.check_png_data
+    monkeypatch.setattr(io_module, 'check_png_data',
+                        lambda path: checked.append(os.path.basename(path)) or full_check(path))
+    image = noise(40, 30)
+    for name, data in {'one_chunk.png': encode(image, 'PNG'),
+                       'tiny_chunks.png': png_in_chunks(image, 3),
+                       'two_chunks.png': png_in_chunks(image, len(zlib.compress(image.tobytes())))
+                       }.items():
+        (tmp_path / name).write_bytes(data)
+        assert np.array_equal(decode_rgb(tmp_path / name), image), name
+    Image.fromarray(noise(6, 5)).convert('P').save(tmp_path / 'palette.png')
+    assert decode_rgb(tmp_path / 'palette.png').shape == (6, 5, 3)
+    assert checked == []
+    black_bottom = image.copy()
+    black_bottom[-1] = 0
+    (tmp_path / 'black_bottom.png').write_bytes(png_in_chunks(black_bottom, 64))
+    assert np.array_equal(decode_rgb(tmp_path / 'black_bottom.png'), black_bottom)
+    assert checked == ['black_bottom.png']
+    write_png_taller_than_data(tmp_path / 'taller.png')
+    write_png_shorter_than_data(tmp_path / 'shorter.png')
+    for name in ('taller.png', 'shorter.png'):
+        with pytest.raises(ImageReadError, match='the image data'):
+            decode_rgb(tmp_path / name)
+    assert checked == ['black_bottom.png', 'taller.png', 'shorter.png']
 
 
 def interlaced_png(image: np.ndarray) -> tuple[bytes, int]:

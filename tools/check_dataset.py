@@ -17,6 +17,7 @@ from typing import Any
 
 from openpsg import cli
 from openpsg.datasets import check_dataset
+from openpsg.parallel import WORKERS_HELP, workers_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='check the JSON only, do not open images and PNGs')
     parser.add_argument('--no-masks', action='store_true',
                         help='box-only file (Visual Genome): no segments_info / panoptic PNGs')
-    parser.add_argument('--workers', type=int, default=0, help='processes reading images (0: none)')
+    parser.add_argument('--workers', type=workers_arg, default=None, help=WORKERS_HELP)
     cli.add_debug_argument(parser)
     return parser.parse_args(argv)
 

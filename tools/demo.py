@@ -38,6 +38,7 @@ from openpsg.apis import ImageInputError, inference_image, init_model, load_imag
 from openpsg.config import DictAction
 from openpsg.datasets.io import ImageReadError, check_image_file
 from openpsg.fileio import new_file_mode
+from openpsg.parallel import set_torch_threads
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 MIN_SIZE = 384  # smaller images are enlarged in NAME_panoptic.png so that the names stay readable
@@ -138,6 +139,7 @@ def process(model, image_path: Path, name: str, out: Path, topk: int, score_thr:
 @cli.tool('demo.py')
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_torch_threads()
     images = find_images(args.image)
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)

@@ -29,6 +29,7 @@ from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.evaluation.matching import EvaluationError
 from openpsg.evaluation.submission import (SCORE_FILES, SubmissionError, grade_submission,
                                            remove_scores, write_scores)
+from openpsg.parallel import WORKERS_HELP, workers_arg
 
 PROTOCOLS = {'openpsg': ('openpsg',), 'fair': ('fair',), 'both': ('openpsg', 'fair')}
 
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='scene-graph protocol(s); scores.txt uses openpsg unless only fair')
     parser.add_argument('--dedup', choices=('first', 'max', 'ng', 'fail', 'none'), default='first',
                         help='fair protocol: rows repeating a (subject, object) pair')
-    parser.add_argument('--workers', type=int, default=0, help='evaluation processes (0: none)')
+    parser.add_argument('--workers', type=workers_arg, default=None, help=WORKERS_HELP)
     cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.max_rels < 0:

@@ -38,6 +38,7 @@ from openpsg.evaluation.runner import evaluate, format_results
 from openpsg.evaluation.submission import write_submission
 from openpsg.evaluation.submission_folder import check_submission_dir
 from openpsg.fileio import atomic_write
+from openpsg.parallel import set_torch_threads
 from openpsg.registry import DATASETS, MODELS
 from openpsg.structures import Prediction
 from openpsg.visualization import compose_sample_figure
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config.fromfile(args.config, overrides=args.cfg_options)
         import_custom_modules(cfg.get('custom_imports'))
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
+        set_torch_threads()
         logger = get_logger(rank=get_rank())
         test_cfg = cfg.data.test.copy()
         samples_per_gpu = integer(1)(test_cfg.pop('samples_per_gpu', 1),

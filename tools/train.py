@@ -27,6 +27,7 @@ from openpsg.engine.env import collect_env, import_custom_modules, set_random_se
 from openpsg.engine.logger import add_log_file, get_logger, start_log_buffer
 from openpsg.engine.settings import AMP_MODES
 from openpsg.engine.trainer import Trainer
+from openpsg.parallel import set_torch_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         import_custom_modules(cfg.get('custom_imports'))
         cfg.work_dir = resolve_work_dir(args, cfg)
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
+        set_torch_threads()
         seed = args.seed if args.seed is not None else cfg.get('seed')
         seed = broadcast_object(random.randrange(2**31) if seed is None
                                 else integer(0, 2**63 - 1)(seed, 'seed'))

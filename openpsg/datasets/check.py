@@ -1,11 +1,9 @@
 """Check a whole annotation file and its images/PNGs, listing every problem (``tools/check_dataset.py``)."""
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
-from tqdm import tqdm
-
+from ..parallel import parallel_map
 from .annotations import Annotations, parse_annotations, read_json, split_rows, statistics
 from .errors import DatasetError
 from .io import data_path, read_image, read_panoptic
@@ -35,14 +33,15 @@ class _FileJob(NamedTuple):
 
 
 def check_dataset(ann_file: str, data_root: str, split: str = 'all', check_files: bool = True,
-                  with_masks: bool = True, workers: int = 0, progress: bool = True,
+                  with_masks: bool = True, workers: int | None = 0, progress: bool = True,
                   allow_outside_root: bool = False) -> CheckReport:
     """Validate ``ann_file`` and read every image (and panoptic PNG) of ``split`` once.
 
     ``split`` is ``'all'``, ``'train'`` or ``'test'`` (membership in ``test_image_ids``; images
     without relations are kept). ``check_files=False`` stops after the JSON checks;
     ``with_masks=False`` is for box-only files (no PNGs); ``workers > 0`` reads files in that many
-    processes. Images with JSON-level problems are not opened. File names must lead to regular
+    processes (``None``: one per available core, :func:`openpsg.parallel.default_workers`).
+    Images with JSON-level problems are not opened. File names must lead to regular
     files inside ``data_root`` (:func:`~openpsg.paths.resolve_inside`) unless
     ``allow_outside_root``; a name that does not is a problem and is not opened.
     """
@@ -59,8 +58,8 @@ def check_dataset(ann_file: str, data_root: str, split: str = 'all', check_files
     if check_files:
         rows = split_rows(ann, split, drop_no_rels=False)
         jobs = [_file_job(ann, int(r), data_root, with_masks, allow_outside_root) for r in rows]
-        for found in tqdm(_map(_check_files, jobs, workers), total=len(jobs), desc='reading images',
-                          unit='img', disable=not progress):
+        for found in parallel_map(_check_files, jobs, len(jobs), workers, 'reading images',
+                                  progress=progress):
             problems.extend(found)
     return CheckReport(problems, notes, stats)
 
@@ -74,7 +73,7 @@ def _file_job(ann: Annotations, row: int, data_root: str, with_masks: bool,
                     (int(ann.heights[row]), int(ann.widths[row])))
 
 
-def _check_files(job: _FileJob) -> list[str]:
+def _check_files(context: None, job: _FileJob) -> list[str]:
     """Problems of one image's files: the JPEG and, when there is one, the panoptic PNG."""
     found = []
     img_path = _resolve(job, 'file_name', job.file_name, found)
@@ -100,14 +99,3 @@ def _resolve(job: _FileJob, field: str, name: str, found: list[str]) -> str | No
     except DatasetError as err:
         found.extend(err.problems)
         return None
-
-
-def _map(fn, jobs: list[_FileJob], workers: int) -> Iterable[list[str]]:
-    if workers <= 0:
-        return map(fn, jobs)
-    return _pool_map(fn, jobs, workers)
-
-
-def _pool_map(fn, jobs: list[_FileJob], workers: int) -> Iterator[list[str]]:
-    with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(fn, jobs, chunksize=16)

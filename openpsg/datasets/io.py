@@ -1,15 +1,17 @@
 """Reading image files that come from users: dataset images, panoptic PNGs (of datasets and of
 challenge submissions) and the images given to the demo and the inference API.
 
-:func:`decode_rgb` is the one function that decodes an image file. Before a pixel is decoded it
-checks that the path is a regular file and that the size in the image's header is at most
-:func:`max_image_pixels` pixels (and, where the caller knows it, the expected size), so that a
-small file whose header claims 30000x30000 pixels (a decompression bomb) is refused without
-allocating the image. After decoding it checks that the image has its header's size and, for a
-PNG, that the compressed data fills exactly that size (Pillow pads short data with black rows
-without a word: :func:`check_png_data`). Truncated or corrupt data is an error too. Every
-failure is an :class:`ImageReadError` whose message is the reason; :func:`read_image` and
-:func:`read_panoptic` turn it into a :class:`DatasetError` naming the file, image and field.
+:func:`decode_rgb` decodes an image file (:func:`read_panoptic` goes the same way and reads the
+colours as panoptic ids). Before a pixel is decoded it checks that the path is a regular file
+and that the size in the image's header is at most :func:`max_image_pixels` pixels (and, where
+the caller knows it, the expected size), so that a small file whose header claims 30000x30000
+pixels (a decompression bomb) is refused without allocating the image. After decoding it checks
+that the image has its header's size and, for a PNG, that the compressed data fills exactly that
+size (Pillow pads short data with black rows without a word); the decoding itself tells that in
+all but rare cases (see :class:`_PngFile`), which :func:`check_png_data` settles with a second
+decompression. Truncated or corrupt data is an error too. Every failure is an
+:class:`ImageReadError` whose message is the reason; :func:`read_image` and :func:`read_panoptic`
+turn it into a :class:`DatasetError` naming the file, image and field.
 
 The limit is 100 million pixels (e.g. 12000x8000); set the environment variable
 ``OPENPSG_MAX_IMAGE_PIXELS`` to another number of pixels for larger images. Pillow's own
@@ -23,14 +25,14 @@ import struct
 import threading
 import warnings
 import zlib
-from typing import Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 from ..errors import InputError
 from ..paths import OutsideRootError, resolve_inside
-from ..structures.masks import rgb2id, segment_ids_to_id_map
+from ..structures.masks import segment_ids_to_id_map
 from .errors import DatasetError, problem
 
 #: Environment variable holding the largest number of pixels an image may have.
@@ -44,6 +46,10 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
           (0, 1, 1, 2))
 _INFLATE_STEP = 1 << 20
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+#: Compressed bytes at the end of a PNG's image data that hold no pixel data in a complete file:
+#: the zlib stream's end code and checksum (at most ~7 bytes) with room for an empty flush block.
+_PNG_TAIL = 16
 
 
 
@@ -121,10 +127,24 @@ def _reason(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _to_rgb(im: Image.Image, expected_hw: tuple[int, int] | None, exif_transpose: bool
-            ) -> np.ndarray:
-    """Decode an opened (not yet loaded) image after checking its header size; lets Pillow's
-    :class:`~PIL.Image.DecompressionBombError` through (see :func:`decode_rgb`)."""
+def _rgb_array(im: Image.Image) -> np.ndarray:
+    """A loaded image as ``(H, W, 3)`` uint8 RGB."""
+    return np.asarray(im.convert('RGB'))
+
+
+def _rgb_ids(im: Image.Image) -> np.ndarray:
+    """A loaded image as ``(H, W)`` intp panoptic ids ``R + 256 G + 256^2 B`` (as
+    :func:`~openpsg.structures.masks.rgb2id`), from Pillow's 4-byte RGB pixels in one pass."""
+    rgb = im if im.mode == 'RGB' else im.convert('RGB')
+    pixels = np.frombuffer(rgb.tobytes('raw', 'RGBX'), dtype='<u4').reshape(rgb.height, rgb.width)
+    return np.bitwise_and(pixels, 0xFFFFFF, dtype=np.intp)
+
+
+def _to_pixels(im: Image.Image, expected_hw: tuple[int, int] | None, exif_transpose: bool,
+               pixels: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """Decode an opened (not yet loaded) image after checking its header size and turn it into
+    an array with ``pixels``; lets Pillow's :class:`~PIL.Image.DecompressionBombError` through
+    (see :func:`decode_rgb`)."""
     header = (im.height, im.width)
     check_image_size(header, None if exif_transpose else expected_hw)
     with warnings.catch_warnings():
@@ -136,7 +156,7 @@ def _to_rgb(im: Image.Image, expected_hw: tuple[int, int] | None, exif_transpose
                                      f'header says {header[0]}x{header[1]}')
             if exif_transpose:
                 im = ImageOps.exif_transpose(im)
-            arr = np.asarray(im.convert('RGB'))
+            arr = pixels(im)
         except (ImageReadError, Image.DecompressionBombError):
             raise
         except Exception as err:  # Pillow's decoders raise many types on corrupt data
@@ -146,25 +166,89 @@ def _to_rgb(im: Image.Image, expected_hw: tuple[int, int] | None, exif_transpose
     return arr
 
 
-def _decode_file(path: str, expected_hw: tuple[int, int] | None, exif_transpose: bool
-                 ) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-        try:
-            im = Image.open(path)
-        except Image.DecompressionBombError:
-            raise
-        except Exception as err:
-            raise ImageReadError(f'cannot read image ({_reason(err)})') from err
-    with im:
-        arr = _to_rgb(im, expected_hw, exif_transpose)
-        is_png = im.format == 'PNG'
-    if is_png:
+def _open_image(fp: BinaryIO, path: str) -> Image.Image:
+    """Open ``fp`` (headers only); a PNG as :class:`_PngFile`."""
+    if fp.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
+        idat_bytes = _png_idat_bytes(fp)
+        fp.seek(0)
+        return _PngFile(fp, path, idat_bytes)
+    fp.seek(0)
+    return Image.open(fp)
+
+
+def _decode_file(path: str, expected_hw: tuple[int, int] | None, exif_transpose: bool,
+                 pixels: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    with open(path, 'rb') as fp:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            try:
+                im = _open_image(fp, path)
+            except Image.DecompressionBombError:
+                raise
+            except Exception as err:
+                raise ImageReadError(f'cannot read image ({_reason(err)})') from err
+        with im:
+            arr = _to_pixels(im, expected_hw, exif_transpose, pixels)
+            data_unsure = isinstance(im, _PngFile) and not im.data_filled_header()
+    if data_unsure:
         try:
             check_png_data(path)
         except (OSError, zlib.error, struct.error) as err:
             raise ImageReadError(f'cannot read image ({_reason(err)})') from err
     return arr
+
+
+def _png_idat_bytes(fp: BinaryIO) -> int:
+    """Bytes of compressed image data in the PNG ``fp``: the lengths of its first run of ``IDAT``
+    chunks, read from the chunk headers alone (``fp`` is left anywhere)."""
+    fp.seek(len(PNG_SIGNATURE))
+    total, seen = 0, False
+    while len(head := fp.read(8)) == 8:
+        length, kind = struct.unpack('>I4s', head)
+        if kind == b'IDAT':
+            total, seen = total + length, True
+        elif seen or kind == b'IEND':
+            break
+        fp.seek(length + 4, os.SEEK_CUR)
+    return total
+
+
+class _PngFile(PngImagePlugin.PngImageFile):
+    """A PNG that tells, from its own decoding, whether its image data filled exactly the size its
+    header states (so that no second decompression is needed to know).
+
+    Pillow decodes rows until its header's size is reached or the compressed data ends; it says
+    nothing when the data ends early (the missing rows stay 0: black, void in a panoptic PNG) or
+    goes on after the last row. Here the decoder is handed the compressed data so that the last
+    :data:`_PNG_TAIL` bytes, which in a complete file hold no more than the end of the data stream
+    (its end code and checksum), come after everything else. A decoder that finishes before
+    asking for them found its last row with data to spare. A decoder that asked for them either
+    filled its last row (which then has a non-zero byte) or reached the end of the data early:
+    only an all-zero last row leaves the question open, and :func:`check_png_data` answers it
+    (as it does for interlaced files, whose last rows are filled by several passes). Data beyond
+    the header's size that fits in those last bytes is never decoded and goes unnoticed.
+    """
+
+    def __init__(self, fp: BinaryIO, filename: str, idat_bytes: int) -> None:
+        self._idat_bytes = idat_bytes
+        self._served = 0
+        super().__init__(fp, filename)
+
+    def load_read(self, read_bytes: int) -> bytes:
+        ahead = self._idat_bytes - _PNG_TAIL - self._served
+        if ahead > 0:
+            read_bytes = min(read_bytes, ahead) if read_bytes > 0 else ahead
+        data = super().load_read(read_bytes)
+        self._served += len(data)
+        return data
+
+    def data_filled_header(self) -> bool:
+        """After loading: ``True`` when the data certainly filled exactly the header's size,
+        ``False`` when only :func:`check_png_data` can tell."""
+        if self.info.get('interlace') or self._served <= self._idat_bytes - _PNG_TAIL:
+            return False
+        last_row = self.crop((0, self.height - 1, self.width, self.height))
+        return bool(last_row.tobytes().strip(b'\0'))
 
 
 def _png_data_size(width: int, height: int, depth: int, color_type: int, interlace: int) -> int:
@@ -242,29 +326,35 @@ def decode_rgb(path: str | os.PathLike, expected_hw: tuple[int, int] | None = No
     error) to the size its header states. ``exif_transpose`` applies the EXIF orientation (as
     photo viewers do); ``expected_hw`` is then compared with the rotated image.
     """
+    return _decode(path, expected_hw, exif_transpose, _rgb_array)
+
+
+def _decode(path: str | os.PathLike, expected_hw: tuple[int, int] | None, exif_transpose: bool,
+            pixels: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """:func:`decode_rgb` with ``pixels`` turning the loaded image into the array returned."""
     path = os.fspath(path)
     check_image_file(path)
     try:
-        return _decode_file(path, expected_hw, exif_transpose)
+        return _decode_file(path, expected_hw, exif_transpose, pixels)
     except Image.DecompressionBombError:
         pass  # Pillow's own limit is lower than ours: decode again with ours alone
     with _pillow_check_off():
-        return _decode_file(path, expected_hw, exif_transpose)
+        return _decode_file(path, expected_hw, exif_transpose, pixels)
 
 
 def pil_to_rgb(im: Image.Image, exif_transpose: bool = False) -> np.ndarray:
     """An already opened PIL image as ``(H, W, 3)`` uint8 RGB, with the checks of
     :func:`decode_rgb` (size limit before the pixels are loaded, complete decoding)."""
     try:
-        return _to_rgb(im, None, exif_transpose)
+        return _to_pixels(im, None, exif_transpose, _rgb_array)
     except Image.DecompressionBombError as err:
         raise ImageReadError(f'cannot read image ({_reason(err)})') from err
 
 
-def _read(path: str, image_id: str, field: str, expected_hw: tuple[int, int] | None
-          ) -> np.ndarray:
+def _read(path: str, image_id: str, field: str, expected_hw: tuple[int, int] | None,
+          pixels: Callable[[Image.Image], np.ndarray] = _rgb_array) -> np.ndarray:
     try:
-        return decode_rgb(path, expected_hw)
+        return _decode(path, expected_hw, False, pixels)
     except ImageReadError as err:
         raise DatasetError(problem(path, image_id, field, str(err))) from None
 
@@ -283,7 +373,7 @@ def read_panoptic(path: str, image_id: str, segment_ids: Sequence[int],
     :func:`decode_rgb`, and (field ``segments_info.id``) if a listed segment id does not occur
     in it.
     """
-    pan_ids = rgb2id(_read(path, image_id, 'pan_seg_file_name', expected_hw))
+    pan_ids = _read(path, image_id, 'pan_seg_file_name', expected_hw, _rgb_ids)
     id_map = segment_ids_to_id_map(pan_ids, segment_ids)
     present = np.bincount(id_map.ravel() + 1, minlength=len(segment_ids) + 1)[1:] > 0
     missing = [int(s) for s, ok in zip(segment_ids, present) if not ok]

@@ -106,8 +106,9 @@ def read_top_level(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def evaluation_kwargs(evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
     """The :func:`openpsg.evaluation.runner.evaluate` arguments of the config's ``evaluation``
     dict: its hook keys (``interval``, ``save_best``, ``rule``) dropped, ``metric`` renamed
-    ``metrics`` (a list)."""
+    ``metrics`` (a list), ``workers`` ``None`` (one process per available core) unless given."""
     kwargs = {k: v for k, v in dict(evaluation or {}).items() if k not in EVAL_HOOK_KEYS}
+    kwargs.setdefault('workers', None)
     if kwargs.get('metric') is not None:
         kwargs['metrics'] = names(kwargs.pop('metric'), 'evaluation.metric')
     kwargs.pop('metric', None)
@@ -132,7 +133,7 @@ def check_evaluation(kwargs: Mapping[str, Any], dataset: Any, save_best: str | N
     before any image is predicted. ``save_best`` must be one of the result keys. Returns the keys
     the evaluation will report."""
     check_options(evaluate, kwargs, where, 'evaluate', passed=('predictions', 'dataset'))
-    if 'workers' in kwargs:
+    if kwargs.get('workers') is not None:
         integer(0)(kwargs['workers'], join_path(where, 'workers'))
     try:  # (no process pool for no image)
         keys = sorted(evaluate([], _NoImages(dataset), **{**kwargs, 'workers': 0}))

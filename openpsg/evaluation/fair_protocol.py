@@ -52,8 +52,10 @@ def deduplicate(rel: Relations, dedup: str, image_id: str) -> Relations:
     """Rows with one row per (subject, object) pair, per the ``dedup`` rule (module docstring)."""
     if dedup == 'none' or len(rel.pairs) == 0:
         return rel
-    pairs, first, group, size = np.unique(rel.pairs, axis=0, return_index=True,
-                                          return_inverse=True, return_counts=True)
+    num = len(rel.labels)  # pairs index the segments: one key per pair, in (subject, object) order
+    keys, first, group, size = np.unique(rel.pairs[:, 0] * num + rel.pairs[:, 1], return_index=True,
+                                         return_inverse=True, return_counts=True)
+    pairs = np.stack(np.divmod(keys, num), axis=1)
     group = group.ravel()
     if len(pairs) == len(rel.pairs):
         return rel

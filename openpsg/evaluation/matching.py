@@ -18,6 +18,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from ..errors import InputError
+from ..structures.masks import rle_runs
 
 
 UnionIoU = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -131,37 +132,77 @@ def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
 class MaskGeometry:
     """Pixel counts of ``N`` predicted segments against the ``G`` segments of a GT id map.
 
-    ``inter (N, G)``, ``pred_area (N,)``, ``gt_area (G,)`` int64 pixel counts; ``gt_flat (H*W,)``
-    is the GT id map shifted by one (0 = void). When the predicted masks overlap, ``masks
-    (N, H*W)`` keeps them (union areas need the pixels) and ``lost (N, G + 1)`` counts, per GT
-    segment (column 0 = void), the pixels each mask shares with a lower-index mask.
+    ``inter (N, G)``, ``pred_area (N,)``, ``gt_area (G,)`` and ``on_void (N,)`` (pixels of each
+    predicted segment on GT void) are int64 pixel counts; they serve the segment IoUs of both
+    protocols and panoptic quality. When the predicted masks overlap, ``masks (N, H*W)`` keeps
+    them and ``gt_flat (H*W,)`` the GT id map shifted by one (0 = void) in the same pixel order
+    (union areas need the pixels), and ``lost (N, G + 1)`` counts, per GT segment (column 0 =
+    void), the pixels each mask shares with a lower-index mask.
     """
 
     inter: np.ndarray
     pred_area: np.ndarray
     gt_area: np.ndarray
-    gt_flat: np.ndarray
+    on_void: np.ndarray
     masks: np.ndarray | None = None
+    gt_flat: np.ndarray | None = None
     lost: np.ndarray | None = None
+
+    @classmethod
+    def _from_keys(cls, keys: np.ndarray, num_pred: int, num_gt: int) -> 'MaskGeometry':
+        """Counts from one joint histogram: ``keys`` = (predicted index + 1) * (G + 1) + GT index
+        + 1 per pixel (index -1 = none)."""
+        joint = np.bincount(keys.ravel(), minlength=(num_pred + 1) * (num_gt + 1))
+        joint = joint.reshape(num_pred + 1, num_gt + 1)
+        return cls(joint[1:, 1:], joint[1:].sum(1), joint[:, 1:].sum(0), joint[1:, 0])
 
     @classmethod
     def from_id_map(cls, pred_id_map: np.ndarray, num_pred: int, gt_id_map: np.ndarray,
                     num_gt: int) -> 'MaskGeometry':
-        """Non-overlapping predicted segments given as an ``(H, W)`` id map (``-1`` void)."""
-        gt_flat = gt_id_map.ravel().astype(np.int64) + 1
-        pred_flat = pred_id_map.ravel().astype(np.int64) + 1
-        joint = np.bincount(pred_flat * (num_gt + 1) + gt_flat,
-                            minlength=(num_pred + 1) * (num_gt + 1)).reshape(num_pred + 1, num_gt + 1)
-        return cls(joint[1:, 1:], joint[1:].sum(1), joint[:, 1:].sum(0), gt_flat)
+        """Non-overlapping predicted segments given as an ``(H, W)`` id map (``-1`` void; values
+        below ``num_pred``)."""
+        keys = pred_id_map.astype(np.int64) * (num_gt + 1)
+        keys += gt_id_map
+        keys += num_gt + 2
+        return cls._from_keys(keys, num_pred, num_gt)
 
     @classmethod
     def from_masks(cls, masks: np.ndarray | Sequence[dict], gt_id_map: np.ndarray,
                    num_gt: int) -> 'MaskGeometry':
         """Predicted masks, which may overlap: dense ``(N, H, W)`` bool or ``N`` RLE dicts.
 
-        One pass over each mask; an RLE is decoded on its own and read in its column-major
-        pixel order (the GT id map is flattened the same way), so no stack is copied.
+        RLE masks that do not overlap (told from their runs, without drawing them) are counted
+        with one joint histogram; other masks one at a time, an RLE decoded on its own and read
+        in its column-major pixel order (the GT id map is flattened the same way).
         """
+        if not isinstance(masks, np.ndarray):
+            starts, lengths, owner = rle_runs(masks)
+            if _disjoint(starts, lengths):
+                return cls._from_runs(starts, lengths, owner, len(masks), gt_id_map, num_gt)
+        return cls._one_mask_at_a_time(masks, gt_id_map, num_gt)
+
+    @classmethod
+    def _from_runs(cls, starts: np.ndarray, lengths: np.ndarray, owner: np.ndarray,
+                   num_pred: int, gt_id_map: np.ndarray, num_gt: int) -> 'MaskGeometry':
+        """Counts of disjoint runs (see :func:`~openpsg.structures.masks.rle_runs`): the runs
+        and the gaps between them, repeated into one column-major id map."""
+        order = np.argsort(starts, kind='stable')
+        starts, lengths, owner = starts[order], lengths[order], owner[order]
+        height, width = gt_id_map.shape
+        ends = starts + lengths
+        values = np.ones(2 * len(starts) + 1, dtype=np.int64)  # key of "no segment" - GT index
+        values[1::2] += (owner + 1) * (num_gt + 1)
+        repeats = np.empty_like(values)
+        repeats[0:-1:2] = starts - np.concatenate([[0], ends[:-1]])
+        repeats[1::2] = lengths
+        repeats[-1] = height * width - (ends[-1] if len(ends) else 0)
+        keys = np.repeat(values, repeats).reshape(width, height)  # column-major pixel order
+        keys += gt_id_map.T
+        return cls._from_keys(keys, num_pred, num_gt)
+
+    @classmethod
+    def _one_mask_at_a_time(cls, masks: np.ndarray | Sequence[dict], gt_id_map: np.ndarray,
+                            num_gt: int) -> 'MaskGeometry':
         dense = isinstance(masks, np.ndarray)
         order = 'C' if dense else 'F'
         gt_flat = gt_id_map.ravel(order=order).astype(np.int64) + 1
@@ -177,9 +218,10 @@ class MaskGeometry:
                 lost[i] = np.bincount(gt_flat[shared], minlength=num_gt + 1)
             covered |= mask
         gt_area = np.bincount(gt_flat, minlength=num_gt + 1)[1:]
-        overlapping = bool(lost.any())
-        return cls(counts[:, 1:], counts.sum(1), gt_area, gt_flat,
-                   np.stack(flat) if overlapping else None, lost if overlapping else None)
+        if not lost.any():
+            return cls(counts[:, 1:], counts.sum(1), gt_area, counts[:, 0])
+        return cls(counts[:, 1:], counts.sum(1), gt_area, counts[:, 0], np.stack(flat), gt_flat,
+                   lost)
 
     def resolved(self) -> 'MaskGeometry':
         """The counts of the id map the masks make when the lowest index wins each pixel (the
@@ -187,7 +229,7 @@ class MaskGeometry:
         if self.lost is None:
             return self
         return MaskGeometry(self.inter - self.lost[:, 1:], self.pred_area - self.lost.sum(1),
-                            self.gt_area, self.gt_flat)
+                            self.gt_area, self.on_void - self.lost[:, 0])
 
     def iou(self) -> np.ndarray:
         """``(N, G)`` float64 mask IoU."""
@@ -197,7 +239,9 @@ class MaskGeometry:
     def pair_union_iou(self, pred_pairs: np.ndarray, gt_pairs: np.ndarray) -> np.ndarray:
         """``(A, B)`` IoU between the union mask of each predicted pair ``(A, 2)`` and of each GT
         pair ``(B, 2)`` (subject mask OR object mask)."""
-        pairs, inverse = np.unique(pred_pairs, axis=0, return_inverse=True)
+        num = len(self.inter)  # one key per (subject, object), in the order of the pairs
+        keys, inverse = np.unique(pred_pairs[:, 0] * num + pred_pairs[:, 1], return_inverse=True)
+        pairs = np.stack(np.divmod(keys, num), axis=1)
         subj, obj = pairs[:, 0], pairs[:, 1]
         distinct = subj != obj
         if self.masks is None:
@@ -213,6 +257,12 @@ class MaskGeometry:
         inter = hist[:, gs] + np.where(gt_distinct[None, :], hist[:, go], 0)
         gt_area = self.gt_area[gs] + np.where(gt_distinct, self.gt_area[go], 0)
         return _ratio(inter, area[:, None] + gt_area[None, :] - inter)[inverse.ravel()]
+
+
+def _disjoint(starts: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether non-empty runs ``[start, start + length)`` share no pixel."""
+    order = np.argsort(starts, kind='stable')
+    return bool((starts[order][1:] >= (starts + lengths)[order][:-1]).all())
 
 
 def _decode_column_major(rle: dict) -> np.ndarray:

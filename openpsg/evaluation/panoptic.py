@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structures.masks import VOID
+from .matching import MaskGeometry
 
 MATCH_IOU = 0.5
 IGNORE_FRACTION = 0.5
@@ -78,24 +79,43 @@ def pq_stats_image(gt_id_map: np.ndarray, gt_labels: np.ndarray, gt_iscrowd: np.
     ``None`` (no crowd); ``is_thing (C,)`` bool per category. ``image_id`` only names the image in
     error messages.
     """
+    gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
+    pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1)
+    where = f'PQ, image {image_id}: ' if image_id else 'PQ: '
+    if gt_id_map.shape != pred_id_map.shape:
+        raise ValueError(f'{where}predicted panoptic map is {pred_id_map.shape} (H, W) but the '
+                         f'ground truth is {gt_id_map.shape}')
+    for name, id_map, labels in (('ground-truth', gt_id_map, gt_labels),
+                                 ('predicted', pred_id_map, pred_labels)):
+        if id_map.size and (id_map.min() < VOID or id_map.max() >= len(labels)):
+            raise ValueError(f'{where}{name} id map holds segment indices {int(id_map.min())}..'
+                             f'{int(id_map.max())} but there are {len(labels)} labels '
+                             f'(valid: -1 void, 0..{len(labels) - 1})')
+    counts = MaskGeometry.from_id_map(pred_id_map, len(pred_labels), gt_id_map, len(gt_labels))
+    return pq_stats_counts(counts, gt_labels, gt_iscrowd, pred_labels, is_thing,
+                           image_id=image_id)
+
+
+def pq_stats_counts(counts: MaskGeometry, gt_labels: np.ndarray, gt_iscrowd: np.ndarray | None,
+                    pred_labels: np.ndarray, is_thing: np.ndarray, *,
+                    image_id: str = '') -> PQStat:
+    """Panoptic counts of one image from the pixel counts of its non-overlapping predicted
+    segments against its ground-truth segments (``counts.inter (P, N)``, ``pred_area (P,)``,
+    ``gt_area (N,)``, ``on_void (P,)``; e.g. the resolved
+    :func:`~openpsg.evaluation.sgg.prediction_geometry` of the relation segments). Labels and
+    ``is_thing`` as in :func:`pq_stats_image`.
+    """
     is_thing = np.asarray(is_thing, dtype=bool)
-    num_classes = len(is_thing)
     gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
     pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1)
     n, p = len(gt_labels), len(pred_labels)
     crowd = np.zeros(n, bool) if gt_iscrowd is None else np.asarray(gt_iscrowd, bool).reshape(-1)
-    _check_inputs(gt_id_map, pred_id_map, gt_labels, pred_labels, crowd, num_classes, image_id)
+    _check_inputs(gt_labels, pred_labels, crowd, len(is_thing), image_id)
 
-    # joint[i + 1, j + 1] = pixels of predicted segment i on ground-truth segment j;
-    # row 0 / column 0 = void
-    joint = np.bincount((pred_id_map.ravel().astype(np.int64) + 1) * (n + 1)
-                        + gt_id_map.ravel().astype(np.int64) + 1,
-                        minlength=(p + 1) * (n + 1)).reshape(p + 1, n + 1).astype(np.float64)
-    inter = joint[1:, 1:]
-    on_void = joint[1:, 0]
-    pred_area = joint[1:].sum(1)
-    gt_area = joint[:, 1:].sum(0)
-
+    inter = counts.inter.astype(np.float64)
+    on_void = counts.on_void.astype(np.float64)
+    pred_area = counts.pred_area.astype(np.float64)
+    gt_area = counts.gt_area.astype(np.float64)
     same_class = pred_labels[:, None] == gt_labels[None, :]
     union = pred_area[:, None] + gt_area[None, :] - inter - on_void[:, None]
     with np.errstate(divide='ignore', invalid='ignore'):
@@ -120,22 +140,13 @@ def pq_stats_image(gt_id_map: np.ndarray, gt_labels: np.ndarray, gt_iscrowd: np.
     return stat
 
 
-def _check_inputs(gt_id_map: np.ndarray, pred_id_map: np.ndarray, gt_labels: np.ndarray,
-                  pred_labels: np.ndarray, crowd: np.ndarray, num_classes: int,
-                  image_id: str) -> None:
+def _check_inputs(gt_labels: np.ndarray, pred_labels: np.ndarray, crowd: np.ndarray,
+                  num_classes: int, image_id: str) -> None:
     where = f'PQ, image {image_id}: ' if image_id else 'PQ: '
-    if gt_id_map.shape != pred_id_map.shape:
-        raise ValueError(f'{where}predicted panoptic map is {pred_id_map.shape} (H, W) but the '
-                         f'ground truth is {gt_id_map.shape}')
     if len(crowd) != len(gt_labels):
         raise ValueError(f'{where}gt_iscrowd has {len(crowd)} entries for {len(gt_labels)} '
                          'segments')
-    for name, id_map, labels in (('ground-truth', gt_id_map, gt_labels),
-                                 ('predicted', pred_id_map, pred_labels)):
-        if id_map.size and (id_map.min() < VOID or id_map.max() >= len(labels)):
-            raise ValueError(f'{where}{name} id map holds segment indices {int(id_map.min())}..'
-                             f'{int(id_map.max())} but there are {len(labels)} labels '
-                             f'(valid: -1 void, 0..{len(labels) - 1})')
+    for name, labels in (('ground-truth', gt_labels), ('predicted', pred_labels)):
         bad = labels[(labels < 0) | (labels >= num_classes)]
         if len(bad):
             raise ValueError(f'{where}{name} labels {sorted(set(bad.tolist()))} are outside '

@@ -5,23 +5,25 @@
     print(format_results(results))
 
 Ground truth is read one image at a time (``dataset.get_gt_by_id``), scored, and dropped; only the
-small per-image records are kept, so memory does not grow with the image size. With ``workers > 0``
-images are scored by a process pool, in chunks, and the records are combined in split order, so
-the numbers do not depend on ``workers``.
+small per-image records are kept, so memory does not grow with the image size. Per image, the
+pixels of the predicted masks are counted once against the ground-truth id map (one joint
+histogram when the masks do not overlap) and those counts serve both protocols and PQ. With
+``workers > 0`` images are scored by a process pool, in chunks, and the records are combined in
+split order, so the numbers do not depend on ``workers``.
 """
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from ..parallel import parallel_map, resolve_workers
 from ..structures.scene_graph import GroundTruth, Prediction, index_predictions
-from .panoptic import PQ_KEYS, PQStat, pq_stats_image, summarize_pq
-from .sgg import SGGConfig, evaluate_image, summarize
+from .matching import MaskGeometry
+from .panoptic import PQ_KEYS, PQStat, pq_stats_counts, pq_stats_image, summarize_pq
+from .sgg import SGGConfig, evaluate_image, prediction_geometry, summarize
 
 SGG_MODES = ('predcls', 'sgcls', 'sgdet')
 PANOPTIC = 'PQ'
@@ -31,7 +33,8 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
              metrics: Sequence[str] = ('sgdet', PANOPTIC),
              protocols: Sequence[str] = ('openpsg', 'fair'), ks: Sequence[int] = (20, 50, 100),
              dedup: str = 'first', iou_thr: float = 0.5, match: str | None = None,
-             zero_shot_triplets: set[tuple[int, int, int]] | None = None, workers: int = 0,
+             zero_shot_triplets: set[tuple[int, int, int]] | None = None,
+             workers: int | None = 0,
              logger: logging.Logger | None = None) -> dict[str, float]:
     """Score ``predictions`` against the test images of ``dataset``.
 
@@ -47,7 +50,8 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
         protocols, ks, dedup, iou_thr, match, zero_shot_triplets: scene-graph settings, see
             :class:`~openpsg.evaluation.sgg.SGGConfig`; ``match=None`` compares boxes for a
             dataset whose ``with_masks`` is False (box-only, e.g. Visual Genome), else masks.
-        workers: processes scoring images in parallel (0 = in this process).
+        workers: processes scoring images in parallel (0 = in this process; ``None`` =
+            :func:`openpsg.parallel.default_workers`: one per available core).
         logger: if given, receives the :func:`format_results` table.
 
     Returns:
@@ -71,6 +75,7 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
     image_ids = list(dataset.image_ids)
     by_id = index_predictions(predictions, image_ids, 'evaluate',
                               f"images evaluated ({getattr(dataset, 'ann_file', 'dataset')})")
+    workers = resolve_workers(workers, len(image_ids))
     compact = workers > 0  # RLE masks travel to the worker processes far cheaper than dense ones
     tasks = ((image_id, _pop(by_id, image_id, compact)) for image_id in image_ids)
     records: dict[str, list] = {mode: [] for mode in configs}
@@ -112,57 +117,40 @@ class _Scoring:
 
 def _score_image(scoring: _Scoring, task: tuple[str, Prediction | None]
                  ) -> tuple[dict[str, Any], PQStat | None]:
-    """One image -> (scene-graph record per mode, PQ counts or ``None``)."""
+    """One image -> (scene-graph record per mode, PQ counts or ``None``).
+
+    The pixel counts of the predicted masks against the ground truth are computed once and serve
+    SGDet under both protocols and PQ.
+    """
     image_id, pred = task
     gt = scoring.dataset.get_gt_by_id(image_id)
-    if pred is not None and isinstance(pred.masks, list) and gt.id_map is not None:
-        pred = replace(pred, masks=pred.dense_masks(gt.id_map.shape))  # decode RLE once
-    records = {mode: evaluate_image(gt, pred, cfg, rels_raw=gt.rels_raw)
+    sgdet_masks = 'sgdet' in scoring.configs and scoring.configs['sgdet'].match == 'mask'
+    geometry = None
+    if pred is not None and pred.masks is not None and gt.id_map is not None and (
+            sgdet_masks or (scoring.is_thing is not None and pred.pan_id_map is None)):
+        geometry = prediction_geometry(gt, pred)
+    records = {mode: evaluate_image(gt, pred, cfg, rels_raw=gt.rels_raw,
+                                    geometry=geometry if mode == 'sgdet' else None)
                for mode, cfg in scoring.configs.items()}
-    pq = None if scoring.is_thing is None else _panoptic_stats(gt, pred, scoring.is_thing)
+    pq = None if scoring.is_thing is None else _panoptic_stats(gt, pred, geometry,
+                                                               scoring.is_thing)
     return records, pq
 
 
-def _panoptic_stats(gt: GroundTruth, pred: Prediction | None, is_thing: np.ndarray) -> PQStat:
+def _panoptic_stats(gt: GroundTruth, pred: Prediction | None, geometry: MaskGeometry | None,
+                    is_thing: np.ndarray) -> PQStat:
     if gt.id_map is None:
         raise ValueError(f'PQ, image {gt.image_id}: the ground truth has no panoptic map '
                          '(box-only dataset)')
+    if pred is not None and pred.pan_id_map is None and geometry is not None:
+        return pq_stats_counts(geometry.resolved(), gt.labels, gt.iscrowd, pred.labels, is_thing,
+                               image_id=gt.image_id)
     if pred is None:
         pred_map, pred_labels = np.full(gt.id_map.shape, -1, np.int32), np.zeros(0, np.int64)
     else:
         pred_map, pred_labels = pred.panoptic(gt.id_map.shape)
     return pq_stats_image(gt.id_map, gt.labels, gt.iscrowd, pred_map, pred_labels, is_thing,
                           image_id=gt.image_id)
-
-
-_worker_state: tuple[Callable[[Any, Any], Any], Any] | None = None
-
-
-def _init_worker(function: Callable[[Any, Any], Any], context: Any) -> None:
-    global _worker_state
-    _worker_state = (function, context)
-
-
-def _call_in_worker(task: Any) -> Any:
-    function, context = _worker_state
-    return function(context, task)
-
-
-def parallel_map(function: Callable[[Any, Any], Any], tasks: Iterable[Any], total: int,
-                 workers: int, desc: str, context: Any = None) -> Iterator[Any]:
-    """``function(context, task)`` for every task, results in task order, with a progress bar.
-
-    ``workers > 0`` runs a process pool (tasks sent in chunks; ``context`` is handed to each
-    worker once, so it may be large, e.g. a dataset); otherwise this process does the work.
-    ``function`` must be a module-level function so the workers can find it.
-    """
-    bar = dict(total=total, desc=desc, unit='img', disable=None)
-    if workers <= 0:
-        yield from tqdm((function(context, task) for task in tasks), **bar)
-        return
-    chunksize = max(1, min(32, total // (4 * workers)))
-    with multiprocessing.get_context().Pool(workers, _init_worker, (function, context)) as pool:
-        yield from tqdm(pool.imap(_call_in_worker, tasks, chunksize), **bar)
 
 
 def format_results(results: dict[str, float]) -> str:

@@ -49,7 +49,7 @@ MATCH_KINDS = ('mask', 'box')
 OPENPSG_BOX_EPS = 1e-6  # mmdet bbox_overlaps clamps the union to this
 
 __all__ = ['EvaluationError', 'ImageRecord', 'ProtocolRecord', 'SGGConfig', 'evaluate_image',
-           'per_predicate_recall', 'per_predicate_table', 'summarize']
+           'per_predicate_recall', 'per_predicate_table', 'prediction_geometry', 'summarize']
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ class ImageRecord:
 
 
 def evaluate_image(gt: GroundTruth, pred: Prediction | None, cfg: SGGConfig,
-                   rels_raw: np.ndarray | None = None) -> ImageRecord:
+                   rels_raw: np.ndarray | None = None,
+                   geometry: MaskGeometry | None = None) -> ImageRecord:
     """Score one image under every protocol of ``cfg``.
 
     Args:
@@ -137,6 +138,8 @@ def evaluate_image(gt: GroundTruth, pred: Prediction | None, cfg: SGGConfig,
         cfg: the settings.
         rels_raw: ``(M', 3)`` the relations as annotated, exact duplicates kept; ``fair`` counts
             them as fair-psgg does (a duplicated triplet counts twice). Defaults to ``gt.rels``.
+        geometry: :func:`prediction_geometry` of ``gt`` and ``pred`` when the caller has it
+            (SGDet with mask matching uses it instead of counting the pixels again).
 
     Raises:
         EvaluationError: malformed ground truth or prediction (the message names the image_id
@@ -159,7 +162,7 @@ def evaluate_image(gt: GroundTruth, pred: Prediction | None, cfg: SGGConfig,
         return record
 
     rel = _relations(gt, pred, cfg)
-    ious, union_iou = _segment_ious(gt, pred, cfg, scored)
+    ious, union_iou = _segment_ious(gt, pred, cfg, scored, geometry)
     if 'openpsg' in scored:
         hits = openpsg_triplet_hits(rel, gt.labels, rels['openpsg'], ious['openpsg'], cfg.ks,
                                     cfg.iou_thr, union_iou=union_iou,
@@ -172,8 +175,9 @@ def evaluate_image(gt: GroundTruth, pred: Prediction | None, cfg: SGGConfig,
     return record
 
 
-def _segment_ious(gt: GroundTruth, pred: Prediction, cfg: SGGConfig,
-                  protocols: Sequence[str]) -> tuple[dict[str, np.ndarray], UnionIoU | None]:
+def _segment_ious(gt: GroundTruth, pred: Prediction, cfg: SGGConfig, protocols: Sequence[str],
+                  geometry: MaskGeometry | None
+                  ) -> tuple[dict[str, np.ndarray], UnionIoU | None]:
     """``(N, G)`` segment IoU per protocol, and (SGDet) the union IoU of phrase detection.
 
     PredCls/SGCls rows index the GT segments, so their masks/boxes are the GT ones. Under SGDet
@@ -188,7 +192,7 @@ def _segment_ious(gt: GroundTruth, pred: Prediction, cfg: SGGConfig,
         masks = MaskGeometry.from_id_map(gt.id_map, num, gt.id_map, num)
         ious, union_iou = {'openpsg': masks.iou, 'fair': masks.iou}, None
     else:
-        masks = MaskGeometry.from_masks(pred.masks, gt.id_map, gt.num_segments)
+        masks = prediction_geometry(gt, pred) if geometry is None else geometry
         ious = {'openpsg': masks.iou, 'fair': lambda: masks.resolved().iou()}
         union_iou = masks.pair_union_iou
     return {p: ious[p]() for p in protocols}, union_iou if cfg.mode == 'sgdet' else None
@@ -291,6 +295,23 @@ def _check_rows(image_id: str, pred: Prediction, num: int, num_predicates: int) 
                               f'expected shape {shape}, got {value.shape}')
         if not np.isfinite(value).all():
             raise input_error(image_id, f'prediction.{name}', 'contains NaN or infinite values')
+
+
+def prediction_geometry(gt: GroundTruth, pred: Prediction) -> MaskGeometry:
+    """Pixel counts of ``pred``'s masks against ``gt``'s id map, shared by both protocols and
+    PQ (:meth:`MaskGeometry.from_masks`).
+
+    Raises:
+        EvaluationError: the ground truth has no id map, or the masks are not one per segment at
+            the ground truth's size (or an RLE is damaged); the message names the image.
+    """
+    if gt.id_map is None:
+        raise input_error(gt.image_id, 'gt.id_map', 'the ground truth has no masks')
+    _check_masks(gt, pred, len(pred.labels))
+    try:
+        return MaskGeometry.from_masks(pred.masks, gt.id_map, gt.num_segments)
+    except ValueError as err:
+        raise input_error(gt.image_id, 'prediction.masks', str(err)) from err
 
 
 def _check_masks(gt: GroundTruth, pred: Prediction, num: int) -> None:

@@ -42,10 +42,11 @@ from ..fileio import write_files_atomically
 from ..paths import OutsideRootError, resolve_inside
 from ..safe_json import JSONFileError, describe, load_json
 from ..structures.labels import NUM_CLASSES, NUM_PREDICATES
-from ..structures.masks import VOID, encode_rle, id2rgb, id_map_to_masks, masks_to_boxes
+from ..parallel import parallel_map
+from ..structures.masks import VOID, id2rgb, id_map_segments
 from ..structures.scene_graph import Prediction, index_predictions
 from .panoptic import PQ_KEYS
-from .runner import evaluate, parallel_map
+from .runner import evaluate
 from .submission_folder import (PANSEG_DIR, RELATION_FILE, check_submission_dir,
                                 install_submission, make_staging_dir)
 
@@ -315,12 +316,12 @@ def _to_prediction(image_id: str, id_map: np.ndarray, labels: np.ndarray, relati
                    max_rels: int) -> Prediction:
     if max_rels > 0:
         relations = relations[:max_rels]
-    masks = id_map_to_masks(id_map, len(labels))
     r = len(relations)
     predicate_scores = np.zeros((r, NUM_PREDICATES), np.float32)
     predicate_scores[np.arange(r), relations[:, 2] - 1] = 1.0
+    masks, boxes = id_map_segments(id_map, len(labels))
     return Prediction(image_id=image_id, labels=labels, scores=np.ones(len(labels), np.float32),
-                      boxes=masks_to_boxes(masks), masks=encode_rle(masks),
+                      boxes=boxes, masks=masks,
                       pairs=relations[:, :2].copy(), predicate_scores=predicate_scores,
                       triplet_scores=np.arange(r, 0, -1, dtype=np.float32) / max(r, 1))
 
