@@ -31,11 +31,10 @@ from ..checks import (Check, boolean, integer, list_of, mapping, names, number, 
 from ..config import ConfigError, join_path
 from ..evaluation.runner import evaluate
 from ..registry import check_options
+from .amp import AMP_MODES
 from .checkpoint import CheckpointError
 
 logger = logging.getLogger('openpsg')
-
-AMP_MODES = ('none', 'bf16', 'fp16')
 
 
 @dataclass(frozen=True)
