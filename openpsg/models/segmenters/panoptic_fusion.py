@@ -26,7 +26,9 @@ def heuristic_fusion(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Te
         stuff_area_limit: a stuff class covering fewer pixels than this (after the things) is void.
 
     Pixels the semantic argmax calls "thing" but no instance covers are void. The stuff class of a
-    pixel is the semantic argmax there; each stuff class gives at most one segment.
+    pixel is the semantic argmax there; each stuff class gives at most one segment, scored by the
+    mean softmax probability of its pixels (computed in float32 whatever the logits' dtype: a
+    bfloat16 or float16 sum over thousands of pixels stops growing long before it is complete).
     """
     height, width = semantic_logits.shape[-2:]
     num_stuff = semantic_logits.shape[0] - 1
@@ -46,7 +48,7 @@ def heuristic_fusion(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Te
         laid.append(int(candidates[k]))
     things = torch.tensor(laid, dtype=torch.long, device=device).flip(0)  # lowest score first
 
-    probs, semantic = semantic_logits.softmax(0).max(0)
+    probs, semantic = semantic_logits.float().softmax(0).max(0)
     stuff_pixels = ~covered & (semantic < num_stuff)
     stuff_class = semantic[stuff_pixels]
     area = torch.bincount(stuff_class, minlength=num_stuff)
