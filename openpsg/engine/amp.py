@@ -10,8 +10,9 @@
     ``torch.autocast`` with bfloat16, on CUDA and on the CPU. Convolutions and matrix products
     run in bfloat16 (8 bits of mantissa, float32's exponent range, so no loss scaling is needed);
     normalisation, softmax-cross-entropy and the other ops autocast keeps in float32 stay there.
-    On a CPU it pays off where the CPU has bfloat16 matrix units (AVX512-BF16, AMX); elsewhere
-    the bfloat16 kernels are emulated and may be slower than float32.
+    On a CPU it can pay off only where the CPU has bfloat16 instructions (AVX512-BF16, AMX);
+    elsewhere PyTorch falls back to slow bfloat16 kernels (8-25x slower than float32 in
+    ``benchmarks/BENCHMARKS.md``).
 ``'fp16'``
     ``torch.autocast`` with float16 and the trainer's ``GradScaler`` (float16 overflows above
     65504, so the loss is scaled and steps with infinite gradients are skipped). CUDA only: on
