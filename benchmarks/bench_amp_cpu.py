@@ -1,8 +1,9 @@
 """CPU mixed precision: one training step and one prediction step of tiny configs in float32 and
 under bfloat16 autocast (what ``--amp bf16`` runs).
 
-    python benchmarks/bench_amp_cpu.py                       # 1 torch thread, the default configs
-    python benchmarks/bench_amp_cpu.py --threads 2 --steps 10 --configs configs/psgtr/psgtr_tiny_synth.py
+    python benchmarks/bench_amp_cpu.py                # 1 torch thread, the default configs
+    python benchmarks/bench_amp_cpu.py --threads 2 --steps 10 \
+        --configs configs/psgtr/psgtr_tiny_synth.py
 
 Each config's model is built with random weights (the weight files a config names are not read),
 two images of a small synthetic PSG set (written to a temporary folder) go through the config's
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'torch {torch.__version__}, {platform.processor() or platform.machine()}, bfloat16 '
           f'features: {cpu_bf16_features()}, {args.threads} thread(s), median of {args.steps} '
           'steps, batch of 2 synthetic images\n')
-    print(f'| config | train fp32 (s) | train bf16 (s) | bf16 / fp32 | predict fp32 (s) | '
+    print('| config | train fp32 (s) | train bf16 (s) | bf16 / fp32 | predict fp32 (s) | '
           'predict bf16 (s) | bf16 / fp32 |\n|---|---|---|---|---|---|---|')
     with tempfile.TemporaryDirectory() as data:
         generate_synthetic_psg(data, num_train=2, num_test=2, seed=0)
