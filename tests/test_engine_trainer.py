@@ -1,5 +1,5 @@
-"""Pieces of the training loop on the real synthetic data: gradient clipping, loss parsing, AMP on a
-CPU, best-checkpoint tracking."""
+"""Pieces of the training loop on the real synthetic data: gradient clipping, loss parsing, the AMP
+mode per device, best-checkpoint tracking."""
 import logging
 import os
 
@@ -8,7 +8,8 @@ import torch
 from test_engine_support import CONFIG, make_synth_psg
 
 from openpsg.config import Config
-from openpsg.engine.trainer import Trainer, parse_losses, resolve_amp
+from openpsg.engine.amp import resolve_amp
+from openpsg.engine.trainer import Trainer, parse_losses
 
 
 @pytest.fixture(scope='session')
@@ -59,11 +60,14 @@ def test_parse_losses_sums_loss_entries_only():
         parse_losses({'acc': torch.tensor(1.0)})
 
 
-def test_amp_falls_back_to_float32_on_the_cpu(caplog):
+def test_amp_bf16_runs_on_the_cpu_and_fp16_falls_back_to_float32(caplog):
     with caplog.at_level(logging.WARNING, logger='openpsg'):
-        assert resolve_amp('bf16', torch.device('cpu')) == 'none'
-    assert 'mixed precision (--amp bf16) needs CUDA' in caplog.text
+        assert resolve_amp('bf16', torch.device('cpu')) == 'bf16'
+        assert not caplog.text
+        assert resolve_amp('fp16', torch.device('cpu')) == 'none'
+    assert 'mixed precision --amp fp16 needs CUDA; running in float32 on cpu' in caplog.text
     assert resolve_amp('fp16', torch.device('cuda', 0)) == 'fp16'
+    assert resolve_amp('bf16', torch.device('cuda', 0)) == 'bf16'
     with pytest.raises(ValueError, match='amp: must be one of'):
         resolve_amp('fp8', torch.device('cpu'))
 

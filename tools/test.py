@@ -4,6 +4,7 @@
     python tools/test.py CONFIG CKPT --out work_dirs/x/preds.pth     # predictions for later use
     python tools/test.py CONFIG CKPT --submit submission             # challenge submission folder
     python tools/test.py CONFIG CKPT --show-dir vis                  # one figure per image
+    python tools/test.py CONFIG CKPT --eval sgdet --amp bf16         # predict under bf16 autocast
     torchrun --nproc_per_node=8 tools/test.py CONFIG CKPT --eval sgdet --launcher pytorch
 
 Every rank predicts its share of the test images; rank 0 collects them in dataset order and does
@@ -25,6 +26,7 @@ from openpsg.checks import integer
 from openpsg.config import Config, DictAction
 from openpsg.datasets.io import read_image
 from openpsg.datasets.loader import build_test_loader
+from openpsg.engine.amp import AMP_MODES, resolve_amp
 from openpsg.engine.checkpoint import load_weights
 from openpsg.engine.dist import (LAUNCHERS, destroy_dist, get_device, get_rank, get_world_size,
                                  init_dist)
@@ -68,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--show-dir', metavar='DIR', help='draw each image\'s prediction into DIR')
     parser.add_argument('--show-topk', type=int, default=20,
                         help='relations drawn per image (default 20)')
+    parser.add_argument('--amp', choices=AMP_MODES,
+                        help='predict under mixed precision: bf16 (CUDA or CPU autocast) or fp16 '
+                        '(CUDA) (default: the config\'s amp, else none)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. data.test.ann_file=...')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
@@ -126,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
         set_torch_threads()
         logger = get_logger(rank=get_rank())
+        device = get_device()
+        amp = resolve_amp(args.amp or cfg.get('amp') or 'none', device)
         test_cfg = cfg.data.test.copy()
         samples_per_gpu = integer(1)(test_cfg.pop('samples_per_gpu', 1),
                                      'data.test.samples_per_gpu')
@@ -135,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             check_evaluation(eval_kwargs, dataset, where='evaluation (with --eval, --eval-options)')
         model = MODELS.build(cfg.model)
         load_weights(model, args.checkpoint, strict=True)
-        model.to(get_device())
+        model.to(device)
         workers = integer(0)(cfg.data.get('workers_per_gpu', 0), 'data.workers_per_gpu')
         loader = build_test_loader(dataset, samples_per_gpu, workers, get_world_size(), get_rank())
-        predictions = collect_predictions(inference(model, loader), dataset.image_ids)
+        predictions = collect_predictions(inference(model, loader, amp=amp), dataset.image_ids)
         if predictions is None:
             return 0
         logger.info(f'{len(predictions)} predictions for {dataset!r}')

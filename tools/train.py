@@ -20,12 +20,12 @@ import time
 from openpsg import cli
 from openpsg.checks import integer
 from openpsg.config import Config, DictAction
+from openpsg.engine.amp import AMP_MODES
 from openpsg.engine.checkpoint import find_latest
 from openpsg.engine.dist import (LAUNCHERS, barrier, broadcast_object, destroy_dist, get_rank,
                                  get_world_size, init_dist)
 from openpsg.engine.env import collect_env, import_custom_modules, set_random_seed
 from openpsg.engine.logger import add_log_file, get_logger, start_log_buffer
-from openpsg.engine.settings import AMP_MODES
 from openpsg.engine.trainer import Trainer
 from openpsg.parallel import set_torch_threads
 
@@ -51,8 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'data.samples_per_gpu=2')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='pytorch: started by torchrun / torch.distributed.launch')
-    parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision on CUDA (default: the '
-                        'config\'s amp, else none)')
+    parser.add_argument('--amp', choices=AMP_MODES,
+                        help='mixed precision: bf16 (CUDA or CPU autocast) or fp16 (CUDA, with '
+                        'loss scaling) (default: the config\'s amp, else none)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     cli.add_debug_argument(parser)
     return parser.parse_args(argv)

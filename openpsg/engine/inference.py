@@ -24,6 +24,7 @@ from ..fileio import atomic_write
 from ..safe_json import JSONFileError, describe, load_json
 from ..structures import Prediction
 from ..structures.scene_graph import ARRAY_FIELDS
+from .amp import autocast
 from .dist import gather_objects, is_main_process
 
 FORMAT = 'openpsg-predictions'
@@ -36,8 +37,11 @@ class PredictionFileError(InputError, ValueError):
 
 
 @torch.no_grad()
-def inference(model: nn.Module, loader: Iterable, desc: str = 'test') -> list[Prediction]:
-    """``model(batch, mode='predict')`` over ``loader`` (this rank's share), in loader order.
+def inference(model: nn.Module, loader: Iterable, desc: str = 'test',
+              amp: str = 'none') -> list[Prediction]:
+    """``model(batch, mode='predict')`` over ``loader`` (this rank's share), in loader order,
+    under the autocast of ``amp`` (a mode :func:`~.amp.resolve_amp` returned for the model's
+    device).
 
     The model is put in eval mode. Predictions are returned compact (RLE masks), which keeps the
     memory of a whole test set small.
@@ -47,7 +51,8 @@ def inference(model: nn.Module, loader: Iterable, desc: str = 'test') -> list[Pr
     out: list[Prediction] = []
     total = len(loader) if hasattr(loader, '__len__') else None
     for batch in tqdm(loader, desc=desc, total=total, unit='batch', disable=not is_main_process()):
-        predictions = model(batch.to(device), mode='predict')
+        with autocast(device, amp):
+            predictions = model(batch.to(device), mode='predict')
         if len(predictions) != len(batch):
             raise RuntimeError(f'{type(model).__name__} returned {len(predictions)} predictions '
                                f'for a batch of {len(batch)} images')

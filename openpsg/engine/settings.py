@@ -28,12 +28,11 @@ from ..checks import (Check, boolean, integer, list_of, mapping, names, one_of, 
 from ..config import ConfigError, join_path
 from ..evaluation.runner import evaluate
 from ..registry import check_options
+from .amp import AMP_MODES
 from .checkpoint import CheckpointError
 from .optim import check_grad_clip
 
 logger = logging.getLogger('openpsg')
-
-AMP_MODES = ('none', 'bf16', 'fp16')
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..checks import integer, list_of, mapping, one_of
+from ..checks import integer, list_of, mapping
 from ..config import Config, ConfigError, read_dumped_config
 from ..datasets.loader import build_test_loader, build_train_loader
 from ..errors import InputError
@@ -34,6 +34,7 @@ from ..evaluation.runner import evaluate
 from ..fileio import stale_temp_files
 from ..registry import DATASETS, HOOKS, MODELS
 from ..structures import Batch
+from .amp import autocast, resolve_amp
 from .checkpoint import (LATEST, RUN_CHECKPOINT, CheckpointError, best_checkpoint_name,
                          check_meta, link_checkpoint, load_checkpoint, load_weights,
                          prune_checkpoints, save_checkpoint)
@@ -43,7 +44,7 @@ from .env import get_rng_state, library_versions, set_rng_state
 from .hooks import Hook, LoggerHook
 from .inference import collect_predictions, inference
 from .optim import build_grad_clipper, build_lr_scheduler, build_optimizer
-from .settings import (AMP_MODES, CHECKPOINT_CONFIG, DATA, EVALUATION, LOG_CONFIG,
+from .settings import (CHECKPOINT_CONFIG, DATA, EVALUATION, LOG_CONFIG,
                        OPTIMIZER_CONFIG, RUNNER, check_evaluation, evaluation_kwargs,
                        read_top_level, resume_changes)
 
@@ -92,16 +93,6 @@ def parse_losses(losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict
     return total, log_vars
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """The AMP mode that will run: ``amp`` on CUDA; ``'none'`` (with a warning) on the CPU."""
-    one_of(*AMP_MODES)(amp, 'amp')
-    if amp != 'none' and device.type != 'cuda':
-        logger.warning('mixed precision (--amp %s) needs CUDA; training in float32 on %s',
-                       amp, device)
-        return 'none'
-    return amp
-
-
 def training_triplets(train_set: Any) -> frozenset | None:
     """The ``(subject, object, predicate)`` label triplets of the training split, for zero-shot
     recall (``None`` for a dataset that cannot list them)."""
@@ -136,7 +127,8 @@ class Trainer:
         timestamp: names this run's log files.
         seed: seed of the data order and of every sample's random draws (same on every rank).
         validate: evaluate on ``data.val`` as ``cfg.evaluation`` says.
-        amp: ``'none'``, ``'bf16'`` or ``'fp16'`` (CUDA only; float32 on the CPU).
+        amp: ``'none'``, ``'bf16'`` (CUDA or CPU) or ``'fp16'`` (CUDA; float32 elsewhere), for
+            the training steps and the evaluation's predictions (:mod:`~openpsg.engine.amp`).
     """
 
     def __init__(self, cfg: Config, work_dir: str, timestamp: str, seed: int,
@@ -318,8 +310,9 @@ class Trainer:
         for hook in self.hooks:
             hook.before_run(self)
         logger.info('training for %d epochs of %d iterations (%d image(s) per GPU, %d GPU(s)), '
-                    'work dir %s', self.max_epochs, self.iters_per_epoch, self.samples_per_gpu,
-                    self.world_size, self.work_dir)
+                    'amp %s on %s, work dir %s', self.max_epochs, self.iters_per_epoch,
+                    self.samples_per_gpu, self.world_size, self.amp, self.device.type,
+                    self.work_dir)
         while self.epoch < self.max_epochs:
             self._train_epoch()
             self.epoch += 1
@@ -362,8 +355,7 @@ class Trainer:
 
     def _train_step(self, batch: Batch) -> dict[str, float]:
         batch = batch.to(self.device)
-        dtype = torch.bfloat16 if self.amp == 'bf16' else torch.float16
-        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != 'none'):
+        with autocast(self.device, self.amp):
             losses = self.ddp_model(batch, mode='loss')
         loss, log_vars = parse_losses(losses)
         if not torch.isfinite(loss) and self.amp != 'fp16':
@@ -404,7 +396,7 @@ class Trainer:
     # ------------------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
         """Predict ``data.val`` on every rank, score on rank 0, share the scores; track the best."""
-        local = inference(self.model, self.val_loader, desc='val')
+        local = inference(self.model, self.val_loader, desc='val', amp=self.amp)
         predictions = collect_predictions(local, self.val_set.image_ids)
         metrics = None
         if self.rank == 0:

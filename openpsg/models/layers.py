@@ -46,7 +46,9 @@ class ModulatedDeformConv2d(nn.Module):
         offset_mask = self.offset_mask(x)
         offset = offset_mask[:, :2 * self.taps]
         mask = offset_mask[:, 2 * self.taps:].sigmoid()
-        return self.conv(x, offset, mask)
+        # float32 outside autocast: torchvision's deform_conv2d has no bfloat16 CPU kernel
+        with torch.autocast(x.device.type, enabled=False):
+            return self.conv(x.float(), offset.float(), mask.float())
 
 
 class ConvStack(nn.Module):

@@ -156,10 +156,11 @@ class DeformableDETR(DeformableDETRBase):
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits ``(L, B, Q, C)`` and normalised cxcywh boxes ``(L, B, Q, 4)`` of every
         decoder layer: ``sigmoid(delta + inverse_sigmoid(reference))`` on the centre,
-        ``sigmoid(delta)`` on the size, where layer ``l`` uses the reference points it read."""
-        references = torch.cat([out.init_reference[None], out.inter_references[:-1]])
-        logits = torch.stack([head(h) for head, h in zip(self.class_embed, out.hs)])
-        deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)])
+        ``sigmoid(delta)`` on the size, where layer ``l`` uses the reference points it read.
+        Both are float32 also under autocast (matching, losses and post-processing read them)."""
+        references = torch.cat([out.init_reference[None], out.inter_references[:-1]]).float()
+        logits = torch.stack([head(h) for head, h in zip(self.class_embed, out.hs)]).float()
+        deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)]).float()
         centres = deltas[..., :2] + inverse_sigmoid(references)
         return logits, torch.cat([centres, deltas[..., 2:]], -1).sigmoid()
 

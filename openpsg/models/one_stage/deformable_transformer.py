@@ -271,7 +271,7 @@ class DeformableTransformer(nn.Module):
         query_pos, tgt = query_embed.split(d, dim=1)
         query_pos = query_pos[None].expand(b, -1, -1)
         tgt = tgt[None].expand(b, -1, -1)
-        init_reference = self.reference_points(query_pos).sigmoid()
+        init_reference = self.reference_points(query_pos).float().sigmoid()
         hs, inter_references, qks = self.decoder(tgt, init_reference, memory, spatial_shapes,
                                                  valid_ratios, query_pos, mask_flatten)
         return DeformableTransformerOutputs(

@@ -60,8 +60,9 @@ class DETR(DETRBase):
 
     def predict_boxes(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder outputs ``(L, B, Q, d)`` -> class logits ``(L, B, Q, C + 1)`` and normalised
-        cxcywh boxes ``(L, B, Q, 4)``."""
-        return self.class_embed(hs), self.bbox_embed(hs).sigmoid()
+        cxcywh boxes ``(L, B, Q, 4)``, float32 also under autocast (matching, losses and
+        post-processing read them)."""
+        return self.class_embed(hs).float(), self.bbox_embed(hs).float().sigmoid()
 
     def box_terms(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target],
                   matches: list[Match], num_boxes: float) -> dict[str, torch.Tensor]:

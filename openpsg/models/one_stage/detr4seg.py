@@ -105,7 +105,7 @@ class DETR4Seg(DETR):
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
         out = self.run_transformer(batch.imgs, batch.pad_mask)
-        scores, labels = self.class_embed(out.hs[-1]).softmax(-1).max(-1)
+        scores, labels = self.class_embed(out.hs[-1]).float().softmax(-1).max(-1)
         keep = (labels != self.num_classes) & (scores > self.threshold)
         batch_idx, query_idx = keep.nonzero(as_tuple=True)
         masks = self.mask_logits(out, batch_idx, query_idx) if len(batch_idx) else None

@@ -156,11 +156,12 @@ class EGTR(DeformableDETR):
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The head of :mod:`.egtr_head`: ``(predicate logits (B, Q, Q, P), connectivity logits
         (B, Q, Q), gates (B, Q, Q, L + 1))`` from every decoder layer's self-attention ``(q, k)``
-        ``(B, Q, d)`` and the last decoder output ``hidden (B, Q, d)``."""
+        ``(B, Q, d)`` and the last decoder output ``hidden (B, Q, d)``; the logits are float32 also
+        under autocast (losses, sampling and ranking read them)."""
         subjects, objects = pair_sources(self.proj_q, self.proj_k, self.final_sub_proj,
                                          self.final_obj_proj, self_attn_qk, hidden)
         z, gates = gated_sum(self.rel_predictor_gate, subjects, objects)
-        return self.rel_predictor(z), self.connectivity_layer(z)[..., 0], gates
+        return self.rel_predictor(z).float(), self.connectivity_layer(z)[..., 0].float(), gates
 
     def relation_outputs(self, out: DeformableTransformerOutputs, logits: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -136,6 +136,7 @@ def build_mask_branch(d_model: int, num_heads: int, backbone_channels: Sequence[
 def predict_masks(attention: MHAttentionMap, head: MaskHeadSmallConv, queries: torch.Tensor,
                   batch_idx: torch.Tensor, features: MaskFeatures) -> torch.Tensor:
     """Mask logits ``(K, H2, W2)`` at the size of C2 (stride 4) of the decoder outputs
-    ``queries (K, d)`` of images ``batch_idx (K,)``."""
+    ``queries (K, d)`` of images ``batch_idx (K,)``; float32 also under autocast (the mask
+    losses and the panoptic merge, which compares logits across queries, read them)."""
     return head(features.src, attention(queries, features.memory, features.mask, batch_idx),
-                features.fpns, batch_idx)
+                features.fpns, batch_idx).float()

@@ -165,7 +165,9 @@ class PSGFormer(DETRBase):
         self.drop_rug_bug = drop_rug_bug
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, FormerOutputs]:
-        """Encoder once, both decoders on its memory, all heads (``hs`` = object decoder)."""
+        """Encoder once, both decoders on its memory, all heads (``hs`` = object decoder); the
+        head outputs are float32 also under autocast (matching, losses and post-processing read
+        them)."""
         features, src, mask, pos = self.embed(batch.imgs, batch.pad_mask)
         memory, flat_mask, flat_pos = self.transformer.encode(src, mask, pos)
         hs = self.transformer.decoder(self.query_embed.weight, memory, flat_mask, flat_pos)
@@ -176,10 +178,11 @@ class PSGFormer(DETRBase):
         rel = F.normalize(rel_hs[-1], dim=-1)
         sub = F.normalize(self.sub_pointer(hs[-1]), dim=-1)
         obj = F.normalize(self.obj_pointer(hs[-1]), dim=-1)
-        return out, FormerOutputs(self.class_embed(hs), self.bbox_embed(hs).sigmoid(),
-                                  self.rel_class_embed(rel_hs),
-                                  rel @ sub.transpose(1, 2) / self.temperature,
-                                  rel @ obj.transpose(1, 2) / self.temperature)
+        return out, FormerOutputs(self.class_embed(hs).float(),
+                                  self.bbox_embed(hs).float().sigmoid(),
+                                  self.rel_class_embed(rel_hs).float(),
+                                  (rel @ sub.transpose(1, 2)).float() / self.temperature,
+                                  (rel @ obj.transpose(1, 2)).float() / self.temperature)
 
     def mask_logits(self, out: TransformerOutputs, batch_idx: torch.Tensor,
                     query_idx: torch.Tensor) -> torch.Tensor:

@@ -125,12 +125,14 @@ class PSGTr(DETRBase):
         self.drop_wall_other_bug = drop_wall_other_bug
 
     def forward_heads(self, batch: Batch) -> tuple[TransformerOutputs, TripletOutputs]:
-        """Transformer outputs and every decoder layer's triplet outputs ``(L, B, Q, ...)``."""
+        """Transformer outputs and every decoder layer's triplet outputs ``(L, B, Q, ...)``, float32
+        also under autocast (matching, losses and post-processing read them)."""
         out = self.run_transformer(batch.imgs, batch.pad_mask)
         hs = out.hs
-        return out, TripletOutputs(self.sub_class_embed(hs), self.obj_class_embed(hs),
-                                   self.rel_class_embed(hs), self.sub_bbox_embed(hs).sigmoid(),
-                                   self.obj_bbox_embed(hs).sigmoid())
+        return out, TripletOutputs(
+            self.sub_class_embed(hs).float(), self.obj_class_embed(hs).float(),
+            self.rel_class_embed(hs).float(), self.sub_bbox_embed(hs).float().sigmoid(),
+            self.obj_bbox_embed(hs).float().sigmoid())
 
     def mask_logits(self, branch: str, out: TransformerOutputs, batch_idx: torch.Tensor,
                     query_idx: torch.Tensor) -> torch.Tensor:

@@ -144,6 +144,11 @@ class HeadOutputs:
     regions: list[torch.Tensor]
     kernels: list[torch.Tensor]
 
+    def float(self) -> 'HeadOutputs':
+        """The same outputs in float32 (inference runs in float32 under mixed precision)."""
+        return HeadOutputs(self.encoded.float(), [c.float() for c in self.centres],
+                           [r.float() for r in self.regions], [k.float() for k in self.kernels])
+
 
 def _linear(in_features: int, out_features: int) -> nn.Linear:
     layer = nn.Linear(in_features, out_features)
@@ -276,11 +281,12 @@ class PanopticFCN(Segmenter):
         """:func:`~.panoptic_fcn_targets.panoptic_fcn_targets` of every image (per level)."""
         cfg = self.train_cfg
         sizes = [tuple(c.shape[-2:]) for c in out.centres]
-        return [panoptic_fcn_targets(sample, tuple(batch.imgs.shape[-2:]),
-                                     tuple(out.encoded.shape[-2:]), sizes, self.num_things,
-                                     self.num_stuff, cfg['instance_scales'], cfg['min_overlap'],
-                                     cfg['sigma_factor'])
-                for sample in batch.samples]
+        with torch.autocast(batch.imgs.device.type, enabled=False):  # targets in float32
+            return [panoptic_fcn_targets(sample, tuple(batch.imgs.shape[-2:]),
+                                         tuple(out.encoded.shape[-2:]), sizes, self.num_things,
+                                         self.num_stuff, cfg['instance_scales'],
+                                         cfg['min_overlap'], cfg['sigma_factor'])
+                    for sample in batch.samples]
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``loss_pos_th`` (focal loss of the centre heatmaps, summed, divided by the number of
@@ -370,8 +376,10 @@ class PanopticFCN(Segmenter):
         and ``stuff_area_limit`` (pixels at the output size). Thing scores: rescored kernel
         scores; stuff scores: the fused class scores.
         """
-        out = self.heads(feats)
-        return [self._segment_image(out, b, meta, rescale) for b, meta in enumerate(batch.metas)]
+        out = self.heads(feats).float()
+        with torch.autocast(batch.imgs.device.type, enabled=False):  # kernels, masks in float32
+            return [self._segment_image(out, b, meta, rescale)
+                    for b, meta in enumerate(batch.metas)]
 
     def _candidates(self, out: HeadOutputs, b: int) -> tuple[torch.Tensor, ...]:
         """Thing candidates (kernels, scores, classes; by decreasing score) and stuff candidates

@@ -50,6 +50,16 @@ def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_la
                             norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
+class Float32RPNHead(RPNHead):
+    """torchvision's RPN head whose objectness logits and box deltas leave in float32, also under
+    autocast: the RPN decodes the anchors into proposals in the deltas' dtype, and bfloat16 would
+    round proposal coordinates of 512-2048 px to 2-8 px."""
+
+    def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
 def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,
               post_nms_top_n_train: int = 1000, post_nms_top_n_test: int = 1000,
               nms_thresh: float = 0.7, fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3,
@@ -63,8 +73,8 @@ def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_
         raise ValueError(f'rpn.anchor_sizes needs one size per FPN level '
                          f'({len(FPN_LEVELS) + 1}), got {tuple(anchor_sizes)}')
     anchors = AnchorGenerator(tuple((int(a),) for a in anchor_sizes), ((0.5, 1.0, 2.0),) * 5)
-    head = RPNHead(in_channels, anchors.num_anchors_per_location()[0],
-                   conv_depth=2 if variant == 'v2' else 1)
+    head = Float32RPNHead(in_channels, anchors.num_anchors_per_location()[0],
+                          conv_depth=2 if variant == 'v2' else 1)
     return RegionProposalNetwork(
         anchors, head, fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction,
         pre_nms_top_n=dict(training=pre_nms_top_n_train, testing=pre_nms_top_n_test),
@@ -77,15 +87,16 @@ class ThingRoIHeads(RoIHeads):
 
     At test time every (RoI, class) pair scoring above ``score_thresh`` is a candidate box; one NMS
     at ``nms_thresh`` runs over all of them regardless of class and the best ``detections_per_img``
-    stay. Labels are predictor rows: ``1..num_classes - 1`` (0 is background).
+    stay. Labels are predictor rows: ``1..num_classes - 1`` (0 is background). Boxes and scores
+    are decoded in float32, also under autocast.
     """
 
     def postprocess_detections(self, class_logits: torch.Tensor, box_regression: torch.Tensor,
                                proposals: list[torch.Tensor], image_shapes: list[tuple[int, int]]
                                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         counts = [len(p) for p in proposals]
-        boxes = self.box_coder.decode(box_regression, proposals)  # (R, C, 4)
-        probs = class_logits.softmax(-1)
+        boxes = self.box_coder.decode(box_regression.float(), proposals)  # (R, C, 4)
+        probs = class_logits.float().softmax(-1)
         all_boxes, all_scores, all_labels = [], [], []
         for img_boxes, img_probs, shape in zip(boxes.split(counts), probs.split(counts), image_shapes):
             img_boxes = clip_boxes_to_image(img_boxes[:, 1:], shape)

@@ -106,8 +106,9 @@ def heuristic_fusion(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Te
         stuff_area_limit: a stuff class covering fewer pixels than this (after the things) is void.
 
     Pixels the semantic argmax calls "thing" but no instance covers are void. The stuff class of a
-    pixel is the semantic argmax there; each stuff class gives at most one segment, scored by its
-    mean softmax probability over its pixels.
+    pixel is the semantic argmax there; each stuff class gives at most one segment, scored by the
+    mean softmax probability of its pixels (computed in float32 whatever the logits' dtype: a
+    bfloat16 or float16 sum over thousands of pixels stops growing long before it is complete).
     """
     num_stuff = semantic_logits.shape[0] - 1
     candidates = torch.nonzero(scores > score_thr)[:, 0]
@@ -115,7 +116,7 @@ def heuristic_fusion(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Te
     owner, laid = paste_instances(masks[candidates] >= mask_thr, overlap_thr)
     things = candidates[torch.tensor(laid, dtype=torch.long, device=candidates.device)]
 
-    probs, semantic = semantic_logits.softmax(0).max(0)
+    probs, semantic = semantic_logits.float().softmax(0).max(0)
     stuff_map = free_stuff(semantic, owner < 0, num_stuff, stuff_area_limit)
     on_stuff = stuff_map >= 0
     area = torch.bincount(stuff_map[on_stuff], minlength=num_stuff)
