@@ -35,7 +35,7 @@ from ..engine.checkpoint import (CheckpointError, WeightsReport, checkpoint_name
 from ..engine.env import import_custom_modules
 from ..errors import InputError
 from ..registry import MODELS
-from ..structures import CLASSES, PREDICATES, collate_samples
+from ..structures import CLASSES, GT_SEGMENT_MODES, PREDICATES, collate_samples
 from .result import SceneGraphResult
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,6 @@ ANNOTATION_STEPS = frozenset({'LoadPanopticAnnotations', 'LoadAnnotations', 'Seg
 #: Model options that load initial weights from other files (ImageNet backbones, a trained
 #: segmenter); turned off when a whole checkpoint is loaded, which holds all the weights.
 INIT_WEIGHT_OPTIONS = {'pretrained': False, 'segmenter_checkpoint': None}
-#: Evaluation modes (a model's ``mode`` attribute) that need ground-truth segments.
-GT_MODES = ('predcls', 'sgcls')
 #: Shown when more keys differ than this (the rest are counted).
 _MAX_KEYS_SHOWN = 8
 
@@ -267,7 +265,7 @@ def init_model(config: str | os.PathLike | Config, checkpoint: str | os.PathLike
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ConfigError(f'{_config_name(cfg)}: cannot build the model: {reason}') from err
     mode = getattr(model, 'mode', 'sgdet')
-    if mode in GT_MODES:
+    if mode in GT_SEGMENT_MODES:
         raise ConfigError(f'{_config_name(cfg)}: the model runs in {mode} mode, which takes the '
                           'ground-truth segments of each image, and an image of your own has '
                           'none; use an SGDet config of the model (model.use_gt_box=False, '

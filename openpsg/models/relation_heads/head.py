@@ -9,15 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...datasets.statistics import load_frequency_counts
-from ...structures import NUM_CLASSES, NUM_PREDICATES, Sample
+from ...structures import MODES, NUM_CLASSES, NUM_PREDICATES, Sample
 from ..options import checked_options
 from .contracts import ObjectSet, RelationInputs, RelationOutputs, RelationResult, RelationTargets
 from .features import RoIFeatureExtractor, object_and_union_features
 from .frequency import FrequencyBias
 from .postprocess import object_scores, rank_relations
 from .sampling import RelationSampler, inference_pairs
-
-MODES = ('predcls', 'sgcls', 'sgdet')
 
 
 class RelationHead(nn.Module):
