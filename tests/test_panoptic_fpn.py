@@ -285,14 +285,14 @@ def test_tiny_config_sizes_fpn_heads_and_anchors(synth):
     assert params['roi_heads.box_predictor.cls_score.weight'].shape == (81, 256)
     assert len(model.roi_heads.mask_head) == 2
     assert params['roi_heads.mask_predictor.conv5_mask.weight'].shape == (64, 64, 2, 2)
-    assert all(p.requires_grad for p in model.backbone.body.parameters())  # trainable_layers=5
+    assert all(p.requires_grad for p in model.backbone.body.parameters())  # frozen_stages=-1
     assert [s[0] for s in model.rpn.anchor_generator.sizes] == [8, 16, 32, 64, 128]
     losses = model(collate_samples([synth[0], synth[1]], size_divisor=32), mode='loss')
     assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
     with pytest.raises(ValueError, match='one size per FPN level'):
         PanopticFPN(backbone=dict(depth=18), rpn=dict(anchor_sizes=(8, 16)))
-    with pytest.raises(ValueError, match='trainable_layers'):
-        PanopticFPN(backbone=dict(depth=18, trainable_layers=6))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        PanopticFPN(backbone=dict(depth=18, frozen_stages=5))
 
 
 def test_backbone_takes_a_resnet_state_dict_file_and_names_a_wrong_one(tmp_path):

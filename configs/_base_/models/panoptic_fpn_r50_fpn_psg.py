@@ -7,7 +7,7 @@ model = dict(
     variant='v1',
     # The ResNet-50 weights come with load_from (COCO Mask R-CNN); pretrained=True would start
     # from torchvision's ImageNet weights instead.
-    backbone=dict(depth=50, pretrained=False, trainable_layers=3),
+    backbone=dict(depth=50, pretrained=False, frozen_stages=1),
     num_things=80,
     num_stuff=53,
     rpn=dict(pre_nms_top_n_train=2000, pre_nms_top_n_test=1000,

@@ -212,7 +212,7 @@ class PanopticFCN(Segmenter):
     Args:
         backbone: :func:`~openpsg.models.backbones.resnet_fpn.build_resnet_fpn` options (``depth``
             18/34/50/101, ``pretrained`` (``True``: torchvision ImageNet weights, or a file),
-            ``trainable_layers``, ``out_channels``).
+            ``frozen_stages``, ``out_channels``).
         num_things, num_stuff: class counts; PSG classes are things ``0..num_things-1``, then stuff.
         position_head, kernel_head, feature_encoder: options of :class:`PositionHead`,
             :class:`KernelHead`, :class:`FeatureEncoder` (channels, convs, groups, deform).

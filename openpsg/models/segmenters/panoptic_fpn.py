@@ -41,12 +41,12 @@ DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.
                         stuff_area_limit=4096)
 
 
-def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_layers: int = 3,
+def build_backbone(depth: int = 50, pretrained: bool | str = False, frozen_stages: int = 1,
                    variant: str = 'v1', out_channels: int = 256) -> BackboneWithFPN:
     """ResNet-``depth`` + FPN (``out_channels``, levels '0'..'3' and 'pool'), see
     :func:`~openpsg.models.backbones.resnet_fpn.build_resnet_fpn`. The v2 variant puts BatchNorm in
     the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does."""
-    return build_resnet_fpn(depth, pretrained, trainable_layers, out_channels,
+    return build_resnet_fpn(depth, pretrained, frozen_stages, out_channels,
                             norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
@@ -154,7 +154,7 @@ class PanopticFPN(Segmenter):
 
     Args:
         backbone: :func:`build_backbone` options (``depth`` 18/34/50/101, ``pretrained``,
-            ``trainable_layers``, ``out_channels``).
+            ``frozen_stages``, ``out_channels``).
         variant: ``'v1'`` (torchvision ``maskrcnn_resnet50_fpn``) or ``'v2'``
             (``maskrcnn_resnet50_fpn_v2``: BatchNorm in FPN and heads, conv box head, 2-conv RPN).
         num_things, num_stuff: class counts; PSG classes are things ``0..num_things-1`` then stuff.
