@@ -35,7 +35,7 @@ def model_options() -> dict:
     options = {'model.backbone.pretrained': None}
     if 'threshold' in model:
         options['model.threshold'] = 0.0
-    for key in ('subject_score_thr', 'object_score_thr', 'predicate_score_thr', 'claim_threshold'):
+    for key in ('subject_score_thr', 'object_score_thr', 'predicate_score_thr', 'claim_thr'):
         if key in model.get('test_cfg', {}):
             options[f'model.test_cfg.{key}'] = 0.0
     return options

@@ -21,8 +21,8 @@ model = dict(
                       sub_pointer=2.0, obj_pointer=2.0),
     focal_alpha=0.25,
     focal_gamma=2.0,
-    test_cfg=dict(max_per_img=100, mask_threshold=0.85, thing_iou=0.5,
-                  claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
+    test_cfg=dict(max_per_img=100, mask_thr=0.85, thing_iou_thr=0.5,
+                  claim_thr=0.5),  # single_mpo: pixels no mask claims stay void
     # 'legacy': OpenPSG's published numbers; 'openpsg_panoptic': its eval_pan_rels=True (README)
     output='single_mpo',
     drop_rug_bug=False,  # output='openpsg_panoptic' only: OpenPSG's rug-merged drop

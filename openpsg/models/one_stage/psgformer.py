@@ -103,9 +103,9 @@ class PSGFormer(DETRBase):
         rel_matcher: :class:`~.triplet_matcher.IdMatcher` arguments.
         loss_weights: ``ce, bbox, giou, mask (focal), dice, rel_ce, sub_pointer, obj_pointer``.
         focal_alpha, focal_gamma: of the mask focal loss.
-        test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks of the thing
-            de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge),
-            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+        test_cfg: ``max_per_img`` (rows ranked), ``mask_thr`` (binary masks of the thing
+            de-duplication and of ``legacy`` rows), ``thing_iou_thr`` (panoptic merge),
+            ``claim_thr`` (``single_mpo``: pixels no candidate claims with a larger
             probability are void).
         output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
             published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
@@ -119,8 +119,8 @@ class PSGFormer(DETRBase):
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
                             'rel_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
-    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'thing_iou': 0.5,
-                        'claim_threshold': 0.5}
+    default_test_cfg = {'max_per_img': 100, 'mask_thr': 0.85, 'thing_iou_thr': 0.5,
+                        'claim_thr': 0.5}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
@@ -309,9 +309,9 @@ class PSGFormer(DETRBase):
         panoptic = triplet_prediction(
             meta, logits, labels, scores, rows.take((rows.sub >= 0) & (rows.obj >= 0)),
             'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
-            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
-            cfg['claim_threshold'])
+            cfg['mask_thr'], cfg['thing_iou_thr'], self.num_thing_classes,
+            cfg['claim_thr'])
         if self.output != 'legacy':
             return panoptic
         return legacy_prediction(meta, logits, labels, scores, rows, panoptic,
-                                 cfg['mask_threshold'])
+                                 cfg['mask_thr'])

@@ -71,11 +71,11 @@ class PSGTr(DETRBase):
         matcher: :class:`~.triplet_matcher.HTriMatcher` arguments.
         loss_weights: ``sub_ce, obj_ce, rel_ce, sub_bbox, obj_bbox, sub_giou, obj_giou, sub_dice,
             obj_dice``.
-        test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks), ``dedup_iou``
+        test_cfg: ``max_per_img`` (rows ranked), ``mask_thr`` (binary masks), ``dedup_iou_thr``
             (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
             ``predicate_score_thr`` (the rows of the panoptic merge are above all three;
-            ``'legacy'`` rows ignore them), ``thing_iou`` (panoptic merge of thing masks),
-            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+            ``'legacy'`` rows ignore them), ``thing_iou_thr`` (panoptic merge of thing masks),
+            ``claim_thr`` (``single_mpo``: pixels no candidate claims with a larger
             probability are void).
         output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
             published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
@@ -90,9 +90,9 @@ class PSGTr(DETRBase):
     default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
                             'obj_bbox': 5.0, 'sub_giou': 2.0, 'obj_giou': 2.0, 'sub_dice': 1.0,
                             'obj_dice': 1.0}
-    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'dedup_iou': 0.5,
+    default_test_cfg = {'max_per_img': 100, 'mask_thr': 0.85, 'dedup_iou_thr': 0.5,
                         'subject_score_thr': 0.5, 'object_score_thr': 0.5,
-                        'predicate_score_thr': 0.3, 'thing_iou': 0.5, 'claim_threshold': 0.5}
+                        'predicate_score_thr': 0.3, 'thing_iou_thr': 0.5, 'claim_thr': 0.5}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
@@ -208,8 +208,8 @@ class PSGTr(DETRBase):
         2. the ``max_per_img`` best (query, predicate) cells of the predicate softmax, ranked;
         3. each row's subject/object mask = its query's mask logits at original size
            (:func:`~.triplet_postprocess.logits_at_original`; binary: ``sigmoid >
-           mask_threshold``);
-        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``):
+           mask_thr``);
+        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou_thr``):
            the ``'legacy'`` rows, returned with the panoptic map of step 5;
         5. rows kept with subject score > ``subject_score_thr``, object score >
            ``object_score_thr``, predicate score > ``predicate_score_thr`` (and, with
@@ -239,9 +239,9 @@ class PSGTr(DETRBase):
         per_row = row_query.cpu().numpy()
         rows = Rows(per_row, per_row + len(used), rel_probs[query].cpu().numpy(),
                     rank_scores.cpu().numpy())
-        binary = (logits.sigmoid() > cfg['mask_threshold']).cpu().numpy()
+        binary = (logits.sigmoid() > cfg['mask_thr']).cpu().numpy()
         deduplicated = dedup_triplets(labels[rows.sub], labels[rows.obj], predicate.cpu().numpy(),
-                                      binary[rows.sub], binary[rows.obj], cfg['dedup_iou'])
+                                      binary[rows.sub], binary[rows.obj], cfg['dedup_iou_thr'])
         passed = (deduplicated & (scores[rows.sub] > cfg['subject_score_thr'])
                   & (scores[rows.obj] > cfg['object_score_thr'])
                   & (rows.scores > cfg['predicate_score_thr']))
@@ -256,9 +256,9 @@ class PSGTr(DETRBase):
             meta, logits[torch.as_tensor(cands, device=logits.device)], labels[cands],
             scores[cands], Rows(np.arange(num), np.arange(num) + num, kept.probs, kept.scores),
             'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
-            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
-            cfg['claim_threshold'])
+            cfg['mask_thr'], cfg['thing_iou_thr'], self.num_thing_classes,
+            cfg['claim_thr'])
         if self.output != 'legacy':
             return panoptic
         return legacy_prediction(meta, logits, labels, scores, rows.take(deduplicated), panoptic,
-                                 cfg['mask_threshold'])
+                                 cfg['mask_thr'])
