@@ -243,7 +243,8 @@ def init_model(config: str | os.PathLike | Config, checkpoint: str | os.PathLike
             initial weights from elsewhere (:data:`INIT_WEIGHT_OPTIONS`) are turned off.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:N'``; a device this machine lacks raises
             :class:`DeviceError`.
-        cfg_options: config overrides, ``{'model.threshold': 0.5}`` or ``['model.threshold=0.5']``.
+        cfg_options: config overrides, ``{'model.test_cfg.max_per_img': 50}`` or
+            ``['model.test_cfg.max_per_img=50']``.
         strict: raise :class:`~openpsg.engine.checkpoint.CheckpointError` (naming both files)
             when a weight is missing, unexpected or of another shape; ``False`` loads what fits
             and logs a warning.
