@@ -356,14 +356,14 @@ def test_predict_returns_panoptic_predictions_at_original_size(synth):
     for pred, back in zip(preds, model(mirrored, mode='predict')):
         np.testing.assert_array_equal(back.pan_id_map, pred.pan_id_map[:, ::-1])
         np.testing.assert_array_equal(back.labels, pred.labels)
-    with pytest.raises(ValueError, match='unknown keys'):
+    with pytest.raises(ValueError, match=r"PanopticFPN: unknown test_cfg keys \['score_threshold'\]"):
         PanopticFPN(backbone=dict(depth=18), test_cfg=dict(score_threshold=0.5))
 
 
 # ---------------------------------------------------------------------------------- real config
 def test_r50_config_trains_and_predicts_on_a_coco_sized_image():
     cfg = Config.fromfile(str(ROOT / 'configs' / 'panoptic_fpn' / 'panoptic_fpn_r50_fpn_1x_psg.py'))
-    assert cfg.model.test_cfg == dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.5,
+    assert cfg.model.test_cfg == dict(score_thr=0.6, nms_iou_thr=0.5, max_per_img=100, mask_thr=0.5,
                                       overlap_thr=0.5, stuff_area_limit=4096)
     assert cfg.optimizer.lr == 0.02 and cfg.lr_config.step == [8, 11] and cfg.runner.max_epochs == 12
     torch.manual_seed(0)
