@@ -30,7 +30,7 @@ def make_sample(labels=(0, 5, 80)):
 def test_initial_loss_is_log_of_the_number_of_classes():
     model = MODELS.build(dict(type='FrequencyBaseline'))
     batch = Batch(torch.zeros(1, 3, 5, 8), torch.zeros(1, 5, 8, dtype=torch.bool), [make_sample()])
-    loss = model(batch, mode='loss')['loss_rel']
+    loss = model(batch, mode='loss')['loss_relation']
     # zero logits: uniform over 56 predicates + no-relation for every pair
     assert loss.item() == pytest.approx(math.log(57))
     loss.backward()

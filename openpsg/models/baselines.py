@@ -85,7 +85,7 @@ class FrequencyBaseline(PSGModel):
                 per_image.append(self.logits.sum() * 0)
                 continue
             per_image.append(F.cross_entropy(self.pair_logits(sample.labels, pairs), targets))
-        return {'loss_rel': torch.stack(per_image).mean()}
+        return {'loss_relation': torch.stack(per_image).mean()}
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
