@@ -17,7 +17,7 @@ model = dict(
     temperature=0.1,
     matcher=dict(cls=4.0, bbox=3.0, giou=2.0),
     rel_matcher=dict(sub=1.0, obj=1.0, predicate=1.0),
-    loss_weights=dict(ce=4.0, bbox=3.0, giou=2.0, mask=1.0, dice=1.0, rel_ce=2.0,
+    loss_weights=dict(ce=4.0, bbox=3.0, giou=2.0, mask=1.0, dice=1.0, relation_ce=2.0,
                       sub_pointer=2.0, obj_pointer=2.0),
     focal_alpha=0.25,
     focal_gamma=2.0,

@@ -101,7 +101,7 @@ class PSGFormer(DETRBase):
         matcher: :class:`~.triplet_matcher.ObjectMatcher` arguments (OpenPSG: cls 4, bbox 3,
             giou 2).
         rel_matcher: :class:`~.triplet_matcher.IdMatcher` arguments.
-        loss_weights: ``ce, bbox, giou, mask (focal), dice, rel_ce, sub_pointer, obj_pointer``.
+        loss_weights: ``ce, bbox, giou, mask (focal), dice, relation_ce, sub_pointer, obj_pointer``.
         focal_alpha, focal_gamma: of the mask focal loss.
         test_cfg: ``max_per_img`` (rows ranked), ``mask_thr`` (binary masks of the thing
             de-duplication and of ``legacy`` rows), ``thing_iou_thr`` (panoptic merge),
@@ -118,7 +118,7 @@ class PSGFormer(DETRBase):
     """
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
-                            'rel_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
+                            'relation_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
     default_test_cfg = {'max_per_img': 100, 'mask_thr': 0.85, 'thing_iou_thr': 0.5,
                         'claim_thr': 0.5}
 
@@ -228,7 +228,8 @@ class PSGFormer(DETRBase):
                 pointer[name] = pointer[name] + F.cross_entropy(restricted, position[pointed[col]],
                                                                 reduction='sum')
             num_rows += len(rows)
-        losses = {'rel_ce': no_object_cross_entropy(rel_logits, targets, self.no_relation_weight)}
+        losses = {'relation_ce': no_object_cross_entropy(rel_logits, targets,
+                                                         self.no_relation_weight)}
         if with_pointers:
             losses.update({name: value / max(num_rows, 1) for name, value in pointer.items()})
         return losses

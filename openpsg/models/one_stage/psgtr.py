@@ -69,8 +69,8 @@ class PSGTr(DETRBase):
         aux_loss: also supervise the class/box outputs of every earlier decoder layer.
         no_relation_weight: class weight of "no relation" in the predicate loss (OpenPSG 0.02).
         matcher: :class:`~.triplet_matcher.HTriMatcher` arguments.
-        loss_weights: ``sub_ce, obj_ce, rel_ce, sub_bbox, obj_bbox, sub_giou, obj_giou, sub_dice,
-            obj_dice``.
+        loss_weights: ``sub_ce, obj_ce, relation_ce, sub_bbox, obj_bbox, sub_giou, obj_giou,
+            sub_dice, obj_dice``.
         test_cfg: ``max_per_img`` (rows ranked), ``mask_thr`` (binary masks), ``dedup_iou_thr``
             (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
             ``predicate_score_thr`` (the rows of the panoptic merge are above all three;
@@ -87,7 +87,7 @@ class PSGTr(DETRBase):
         feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
 
-    default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
+    default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'relation_ce': 2.0, 'sub_bbox': 5.0,
                             'obj_bbox': 5.0, 'sub_giou': 2.0, 'obj_giou': 2.0, 'sub_dice': 1.0,
                             'obj_dice': 1.0}
     default_test_cfg = {'max_per_img': 100, 'mask_thr': 0.85, 'dedup_iou_thr': 0.5,
@@ -162,7 +162,8 @@ class PSGTr(DETRBase):
                                       reduction='sum') / num_matched,
             'obj_ce': F.cross_entropy(out.obj_logits[batch_idx, query_idx], tgt.obj_labels,
                                       reduction='sum') / num_matched,
-            'rel_ce': no_object_cross_entropy(out.rel_logits, rel_targets, self.no_relation_weight),
+            'relation_ce': no_object_cross_entropy(out.rel_logits, rel_targets,
+                                                   self.no_relation_weight),
             'sub_bbox': sub_bbox, 'obj_bbox': obj_bbox, 'sub_giou': sub_giou, 'obj_giou': obj_giou,
         }
 
