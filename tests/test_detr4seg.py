@@ -68,7 +68,7 @@ def test_loss_weights_scale_the_terms_and_images_without_objects_work():
     only_empty = a(collate_samples([empty]))
     assert all(torch.isfinite(v) for v in only_empty.values())
     assert only_empty['loss_bbox'] == 0 and only_empty['loss_dice'] == 0 and only_empty['loss_ce'] > 0
-    with pytest.raises(ValueError, match="unknown loss_weights \\['dcie'\\]"):
+    with pytest.raises(ValueError, match="unknown loss_weights keys \\['dcie'\\]"):
         tiny_model(loss_weights=dict(dcie=1.0))
 
 

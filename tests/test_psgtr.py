@@ -115,7 +115,7 @@ def test_loss_weights_aux_loss_and_images_without_relations():
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses['loss_sub_ce'] == 0 and losses['loss_obj_dice'] == 0
     assert losses['loss_relation_ce'] > 0
-    with pytest.raises(ValueError, match="unknown loss_weights \\['rel'\\]"):
+    with pytest.raises(ValueError, match="unknown loss_weights keys \\['rel'\\]"):
         PSGTr(**TINY, loss_weights=dict(rel=1.0))
     with pytest.raises(ValueError, match='output must be one of'):
         PSGTr(**TINY, output='triplets')

@@ -84,7 +84,7 @@ class DETR4Seg(DETR):
                          matcher, loss_weights, feature_level)
         self.bbox_attention, self.mask_head = build_mask_branch(
             self.transformer.d_model, self.transformer.nhead, self.backbone[0].num_channels)
-        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'DETR4Seg', 'test_cfg keys')
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'DETR4Seg', 'test_cfg')
         self.num_thing_classes = num_thing_classes
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma

@@ -160,7 +160,7 @@ class PSGFormer(DETRBase):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGFormer',
-                                        'test_cfg keys')
+                                        'test_cfg')
         self.output = check_output(output, 'PSGFormer', 'drop_rug_bug', drop_rug_bug)
         self.drop_rug_bug = drop_rug_bug
 

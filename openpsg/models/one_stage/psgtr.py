@@ -120,7 +120,7 @@ class PSGTr(DETRBase):
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGTr',
                                             'loss_weights')
         self.criterion = SetCriterion(self.loss_weights, aux_loss)
-        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg keys')
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg')
         self.output = check_output(output, 'PSGTr', 'drop_wall_other_bug', drop_wall_other_bug)
         self.drop_wall_other_bug = drop_wall_other_bug
 

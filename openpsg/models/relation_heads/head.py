@@ -57,7 +57,7 @@ class RelationHead(nn.Module):
         if mode not in MODES:
             raise ValueError(f'relation head mode must be one of {MODES}, got {mode!r}')
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights,
-                                            type(self).__name__, 'loss_weights keys')
+                                            type(self).__name__, 'loss_weights')
         self.mode = mode
         self.num_classes = num_classes
         self.num_predicates = num_predicates

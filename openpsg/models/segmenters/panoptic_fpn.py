@@ -162,9 +162,10 @@ class PanopticFPN(Segmenter):
         rpn: :func:`build_rpn` options. roi_head: :func:`build_roi_heads` sampling and size options.
         semantic_head: :class:`SemanticFPNHead` options (``inner_channels``, ``num_groups``,
             ``loss_weight``).
-        test_cfg: ``score_thr``, ``nms_iou_thr`` (class-agnostic), ``max_per_img`` for the detections;
-            ``mask_thr``, ``overlap_thr``, ``stuff_area_limit`` (pixels at the resolution the
-            fusion runs at) for :func:`heuristic_fusion`. Defaults: :data:`DEFAULT_TEST_CFG`.
+        test_cfg: ``score_thr``, ``nms_iou_thr`` (class-agnostic), ``max_per_img`` for the
+            detections; ``mask_thr``, ``overlap_thr``, ``stuff_area_limit`` (pixels at the
+            resolution the fusion runs at) for :func:`heuristic_fusion`. Defaults:
+            :data:`DEFAULT_TEST_CFG`.
 
     Input images come from the pipeline already resized and normalised (no
     ``GeneralizedRCNNTransform``); ``meta.img_shape`` tells each image's valid region in the batch.
@@ -181,7 +182,7 @@ class PanopticFPN(Segmenter):
         self.variant = variant
         self.num_things = num_things
         self.num_stuff = num_stuff
-        self.test_cfg = checked_options(DEFAULT_TEST_CFG, test_cfg, 'PanopticFPN', 'test_cfg keys')
+        self.test_cfg = checked_options(DEFAULT_TEST_CFG, test_cfg, 'PanopticFPN', 'test_cfg')
         self.backbone = build_backbone(**(backbone or {}), variant=variant)
         channels = self.backbone.out_channels
         self.feature_levels = tuple(FeatureLevel(name, 4 * 2**k, channels)
