@@ -13,7 +13,7 @@ from torchvision.models.detection import (MaskRCNN_ResNet50_FPN_Weights, maskrcn
                                           maskrcnn_resnet50_fpn_v2)
 
 from openpsg.config import Config
-from openpsg.datasets import PSGDataset
+from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.datasets.synthetic import generate_synthetic_psg
 from openpsg.datasets.transforms import Compose, PackSample
 from openpsg.engine.checkpoint import load_weights
@@ -244,7 +244,8 @@ def test_semantic_target_by_hand_and_bad_masks():
     # stride 4 samples pixel centres (1, 1), (1, 5), (5, 1), (5, 5)
     assert semantic_target(sample, 80, 53).tolist() == [[53, 255], [45, 45]]
     sample.masks = torch.zeros(2, 0, 0, dtype=torch.bool)
-    with pytest.raises(ValueError, match=r"image_id=42: field 'masks'"):
+    with pytest.raises(DatasetError, match=r"<sample>: image_id=42: masks: the semantic head needs "
+                                           r"one mask per object at the image size \(2, 8, 8\)"):
         semantic_target(sample, 80, 53)
 
 

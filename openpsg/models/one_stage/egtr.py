@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from ...registry import DATASETS, MODELS
 from ...structures import (NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample,
                            normalized_boxes_to_original)
+from ..sample_checks import checked_rels
 from .deformable_detr import DeformableDETR
 from .deformable_transformer import DeformableTransformerOutputs
 from .egtr_head import QK, gated_sum, pair_sources, relation_modules
@@ -59,7 +60,7 @@ from .pair_ranking import rank_pairs, softmax_object_scores
 from .relation_sampling import query_relation_targets, sample_relation_entries
 from .relation_smoothing import (check_smoothing, match_weights, perfect_match_cost,
                                  query_weights, smoothed_targets)
-from .targets import box_targets, checked_rels
+from .targets import box_targets
 
 
 def frequency_counts(cache: str | None, dataset: Mapping[str, Any] | None, num_classes: int,

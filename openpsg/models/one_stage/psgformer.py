@@ -48,11 +48,12 @@ from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASS
                            ImageMeta, Prediction)
 from ..options import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy, sigmoid_focal_loss
+from ..sample_checks import checked_rels
 from .detr_base import MLP, DETRBase, TransformerOutputs
 from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
-from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
+from .targets import Size, box_targets, masks_at_loss_resolution
 from .transformer import TransformerDecoder
 from .triplet_matcher import IdMatcher, ObjectMatcher
 from .triplet_postprocess import (Rows, check_output, legacy_prediction, logits_at_original,
