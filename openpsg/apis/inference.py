@@ -156,25 +156,6 @@ def _config_name(cfg: Config) -> str:
     return cfg.filename or '<Config object>'
 
 
-def _short(keys: Sequence[str]) -> str:
-    more = len(keys) - _MAX_KEYS_SHOWN
-    return ', '.join(keys[:_MAX_KEYS_SHOWN]) + (f', ... ({more} more)' if more > 0 else '')
-
-
-def _mismatch_text(report: WeightsReport) -> str:
-    parts = []
-    if report.missing:
-        parts.append(f'{len(report.missing)} weight(s) of the model are missing from the '
-                     f'checkpoint: {_short(report.missing)}')
-    if report.unexpected:
-        parts.append(f'{len(report.unexpected)} weight(s) in the checkpoint are not in the model: '
-                     f'{_short(report.unexpected)}')
-    if report.mismatched:
-        shapes = [f'{k} (checkpoint {list(a)} vs model {list(b)})' for k, a, b in report.mismatched]
-        parts.append(f'{len(shapes)} weight(s) have another shape: {_short(shapes)}')
-    return '; '.join(parts)
-
-
 def _load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, cfg: Config,
                      strict: bool) -> Any:
     """Load the weights into ``model``; returns the checkpoint's ``meta`` (``None`` if none; not
@@ -184,7 +165,7 @@ def _load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, cfg: Confi
     report = load_weights(model, path)
     if not report.clean:
         message = (f'checkpoint {path} does not match config {_config_name(cfg)}: '
-                   f'{_mismatch_text(report)}')
+                   f'{"; ".join(report.lines(_MAX_KEYS_SHOWN))}')
         if strict:
             raise CheckpointError(message + ' (was it trained with another config? '
                                   'init_model(..., strict=False) loads what fits)')
