@@ -8,6 +8,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from drawing_checks import text_lines, tinted_share
 from fixtures.psg_tiny.paint import write_psg_tiny
 from PIL import Image
 
@@ -65,25 +66,7 @@ def run(tool: ModuleType, argv: list[str], capsys: pytest.CaptureFixture) -> tup
 #: image 1002 of the psg_tiny fixture (20 x 30, grey): segment -> (x1, y1, x2, y2) rectangle and
 #: class (dog, person, grass-merged); the rest is void
 SEGMENTS_1002 = {0: ((3, 5, 12, 15), 2), 1: ((15, 2, 27, 18), 0), 2: ((0, 18, 30, 20), 3)}
-SCALE = 20            # drawn enlarged to 400 x 600 (short side >= 384)
-LINE_STEP = 13 + 4    # relation-list lines: font 13 px (400 / 30) plus 4 px
-
-
-def tinted_share(region: np.ndarray, color: np.ndarray) -> float:
-    """Share of the pixels of ``region (h, w, 3)`` that are a grey pixel tinted half-way to
-    ``color``: ``pixel - color / 2`` is grey (the fixture's images are grey)."""
-    rest = region.astype(int) - (color.astype(int) + 1) // 2
-    return float((rest.max(-1) - rest.min(-1) <= 2).mean())
-
-
-def text_lines(panel: np.ndarray) -> int:
-    """Lines of dark text in a relation-list panel, counted from its top (4 px margin)."""
-    dark = (panel.max(-1) < 100).any(1)
-    n = 0
-    while dark[4 + n * LINE_STEP:4 + n * LINE_STEP + 11].any():
-        n += 1
-    assert not dark[4 + n * LINE_STEP:].any(), 'text below the last line'
-    return n
+SCALE = 20  # drawn enlarged to 400 x 600 (short side >= 384); font 13 px (400 / 30)
 
 
 def test_draws_chosen_images(tool: ModuleType, data: dict, capsys: pytest.CaptureFixture) -> None:
@@ -110,8 +93,8 @@ def test_draws_chosen_images(tool: ModuleType, data: dict, capsys: pytest.Captur
         assert (void.max(-1) - void.min(-1) <= 2).all()  # grey, not tinted
     # the lists: the title and the 3 ground-truth relations (a duplicate removed); the title and
     # the --topk 2 predicted ones
-    assert text_lines(figure[:, 30 * SCALE + 4:30 * SCALE + 104]) == 1 + 3
-    assert text_lines(figure[:, pred_x + 30 * SCALE + 4:pred_x + 30 * SCALE + 104]) == 1 + 2
+    assert text_lines(figure[:, 30 * SCALE + 4:30 * SCALE + 104], 13) == 1 + 3
+    assert text_lines(figure[:, pred_x + 30 * SCALE + 4:pred_x + 30 * SCALE + 104], 13) == 1 + 2
     # the graph of the top 2 predictions, (dog#0, grass#2) and (person#1, dog#0): their three
     # nodes filled with the segments' colours, right of the prediction drawing
     right = figure[:, pred_x + 30 * SCALE:]
