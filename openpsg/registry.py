@@ -105,7 +105,7 @@ def _binding_error(err: TypeError, kwargs: Mapping[str, Any], path: str) -> str 
     key, parts = match['key'], match['owner'].split('.')
     owner = parts[-2] if parts[-1] == '__init__' and len(parts) > 1 else parts[-1]
     paths = _find_key(kwargs, key, path)
-    where = paths[0].rsplit('.', 1)[0] if len(paths) == 1 else path
+    where = paths[0].rpartition('.')[0] if len(paths) == 1 else path
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

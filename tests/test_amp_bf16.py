@@ -186,7 +186,7 @@ FAMILIES = {
                                                   num_rel_queries=6)),
                         'scenes', psgformer_heads, segments_comparable=False),
     'DETR4Seg': Family(lambda: MODELS.build(dict(type='DETR4Seg', **TINY, num_queries=10,
-                                                 threshold=0.0)),
+                                                 test_cfg=dict(score_thr=0.0))),
                        'scenes', detr4seg_heads, SEGMENTS, segments_comparable=False),
     'DETR': Family(lambda: MODELS.build(dict(
         type='DETR', backbone=dict(type='ResNet', depth=18, frozen_stages=1), num_queries=6,
@@ -401,7 +401,7 @@ def test_train_and_test_tools_run_bf16_on_the_cpu(tmp_path):
     synth = make_synth_psg(tmp_path / 'psg', num_train=1, num_test=1)
     config = str(ROOT / 'configs' / 'detr4seg' / 'detr4seg_tiny_synth.py')
     options = [*data_options(synth), 'runner.max_epochs=1', 'data.samples_per_gpu=1',
-               'log_config.interval=1', 'evaluation.interval=1', 'model.threshold=0.0']
+               'log_config.interval=1', 'evaluation.interval=1', 'model.test_cfg.score_thr=0.0']
     losses = {}
     for amp in ('none', 'bf16'):
         work_dir = tmp_path / amp

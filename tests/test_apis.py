@@ -33,9 +33,8 @@ def model_options() -> dict:
     score threshold the model has at 0, so that it keeps segments and relations."""
     model = Config.fromfile(model_config()).model
     options = {'model.backbone.pretrained': None}
-    if 'threshold' in model:
-        options['model.threshold'] = 0.0
-    for key in ('subject_score_thr', 'object_score_thr', 'predicate_score_thr', 'claim_threshold'):
+    for key in ('score_thr', 'subject_score_thr', 'object_score_thr', 'predicate_score_thr',
+                'claim_thr'):
         if key in model.get('test_cfg', {}):
             options[f'model.test_cfg.{key}'] = 0.0
     return options

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from openpsg.engine.checkpoint import (CheckpointError, find_latest, link_checkpoint,
-                                       load_checkpoint, load_weights, prune_checkpoints,
-                                       save_checkpoint)
+from openpsg.engine.checkpoint import (CheckpointError, WeightsReport, find_latest,
+                                       link_checkpoint, load_checkpoint, load_weights,
+                                       prune_checkpoints, save_checkpoint)
 from openpsg.engine.env import get_rng_state, set_rng_state
 
 
@@ -101,6 +101,18 @@ def test_load_weights_reports_missing_unexpected_and_mismatched(tmp_path):
     bare = tmp_path / 'bare.pth'
     torch.save(Small().state_dict(), bare)  # a bare state dict, as torchvision ships them
     assert load_weights(Small(), bare, strict=True).clean
+
+
+def test_weights_report_lines_list_at_most_max_keys():
+    report = WeightsReport(missing=[f'm{i}' for i in range(5)], unexpected=['u0'],
+                           mismatched=[(f's{i}', (2,), (3,)) for i in range(4)])
+    assert report.lines(max_keys=2) == [
+        'missing keys in the checkpoint (5): m0, m1, ... (3 more)',
+        'unexpected keys in the checkpoint (1): u0',
+        'shape mismatch for s0: checkpoint [2] vs model [3] (not loaded)',
+        'shape mismatch for s1: checkpoint [2] vs model [3] (not loaded)',
+        '2 more shape mismatch(es)']
+    assert len(report.lines()) == 2 + 4 and 'm4' in report.lines()[0]
 
 
 def test_rng_snapshot_survives_a_weights_only_round_trip(tmp_path):

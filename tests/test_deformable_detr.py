@@ -261,7 +261,7 @@ def test_one_step_gives_every_loss_and_gradients():
         assert param.grad is not None and param.grad.abs().sum() > 0
     no_aux = tiny_model(aux_loss=False, loss_weights=dict(ce=1.0))
     assert set(no_aux(collate_samples([box_sample()]))) == {'loss_ce', 'loss_bbox', 'loss_giou'}
-    with pytest.raises(ValueError, match="unknown loss_weights \\['mask'\\]"):
+    with pytest.raises(ValueError, match="unknown loss_weights keys \\['mask'\\]"):
         tiny_model(loss_weights=dict(mask=1.0))
 
 

@@ -17,10 +17,12 @@ import torch
 from fixtures.hostile_images import noise, write_png_bomb, write_truncated
 from fixtures.tree_snapshot import snapshot
 from PIL import Image
+from scipy.ndimage import binary_erosion
 from test_apis import model_config, model_options, scene
 
 from openpsg.apis import SceneGraphResult, init_model
 from openpsg.engine.checkpoint import save_checkpoint
+from openpsg.visualization import class_colors
 from openpsg.visualization.draw import MAX_DRAWING_SIDE
 from openpsg.visualization.graph import MAX_SIZE
 
@@ -121,10 +123,47 @@ def test_folder_run_writes_three_files_per_good_image(files: dict[str, Path],
     result = SceneGraphResult.from_json(json.loads((out / 'b_street.json').read_text()))
     assert result.image_id == 'b_street' and result.image_size == (48, 64)
     assert result.num_segments > 0
-    with Image.open(out / 'b_street_panoptic.png') as im:
-        assert im.size[0] / im.size[1] == pytest.approx(64 / 48)  # the image, enlarged
-    with Image.open(out / 'a_field_graph.png') as im:
-        assert im.mode == 'RGB'
+    check_drawings(out, 'b_street', scene(48, 64, 0), topk=5)
+    for name in ('a_field', 'b_street'):
+        check_graph(out, name, topk=5)
+
+
+def check_drawings(out: Path, name: str, image: np.ndarray, topk: int) -> None:
+    """``NAME_panoptic.png`` is ``image`` enlarged 8x (48 px -> 384) with every segment of
+    ``NAME.json`` tinted half-way to its class colour (inside the mask, 2 px from its outline;
+    names written over a few pixels), the rest of the image unchanged."""
+    result = SceneGraphResult.from_json(json.loads((out / f'{name}.json').read_text()))
+    with Image.open(out / f'{name}_panoptic.png') as im:
+        drawn = np.asarray(im).astype(int)
+    k = 8
+    assert drawn.shape == (image.shape[0] * k, image.shape[1] * k, 3)
+    big = image.repeat(k, 0).repeat(k, 1).astype(int)
+    masks = result.prediction.dense_masks(result.image_size).repeat(k, 1).repeat(k, 2)
+    assert (masks.sum(0) <= 1).all()  # one segment per pixel
+    checked = 0
+    for mask, color in zip(masks, class_colors(result.prediction.labels).astype(int)):
+        inner = binary_erosion(mask, iterations=2)
+        if inner.sum() >= 100:
+            tinted = (big[inner] + color + 1) // 2
+            assert (drawn[inner] == tinted).all(-1).mean() > 0.9
+            checked += 1
+    assert checked > 0
+    outside = ~masks.any(0)
+    if outside.any():
+        assert (drawn[outside] == big[outside]).all(-1).mean() > 0.9
+
+
+def check_graph(out: Path, name: str, topk: int) -> None:
+    """``NAME_graph.png`` shows a node in its segment's class colour for every segment of the
+    ``topk`` triplets of ``NAME.json``."""
+    result = SceneGraphResult.from_json(json.loads((out / f'{name}.json').read_text()))
+    with Image.open(out / f'{name}_graph.png') as im:
+        graph = np.asarray(im)
+    colors = class_colors(result.prediction.labels)
+    nodes = {s for t in result.top_triplets(topk) for s in (t.subject, t.object)}
+    assert nodes, 'the untrained model keeps relations (model_options)'
+    for segment in nodes:
+        assert (graph == colors[segment]).all(-1).sum() > 200, segment
 
 
 def test_extreme_aspect_ratios_give_bounded_drawings(files: dict[str, Path],

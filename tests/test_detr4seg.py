@@ -68,12 +68,12 @@ def test_loss_weights_scale_the_terms_and_images_without_objects_work():
     only_empty = a(collate_samples([empty]))
     assert all(torch.isfinite(v) for v in only_empty.values())
     assert only_empty['loss_bbox'] == 0 and only_empty['loss_dice'] == 0 and only_empty['loss_ce'] > 0
-    with pytest.raises(ValueError, match="unknown loss_weights \\['dcie'\\]"):
+    with pytest.raises(ValueError, match="unknown loss_weights keys \\['dcie'\\]"):
         tiny_model(loss_weights=dict(dcie=1.0))
 
 
 def test_predict_returns_a_wellformed_prediction_at_original_size():
-    model = tiny_model(threshold=0.0).eval()
+    model = tiny_model(test_cfg=dict(score_thr=0.0)).eval()
     small, _ = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(96, 128))  # resized by 0.5
     large, _ = sky_grass_scene('b', 56, 72, (16, 36, 30, 50), HORSE)
     preds = model(collate_samples([small, large]), mode='predict')
@@ -97,12 +97,12 @@ def test_predict_returns_a_wellformed_prediction_at_original_size():
 
 
 def test_predict_undoes_a_horizontal_flip_and_handles_no_kept_query():
-    model = tiny_model(threshold=0.0).eval()
+    model = tiny_model(test_cfg=dict(score_thr=0.0)).eval()
     plain = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0]]), 'predict')[0]
     flipped = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, flip=True)[0]]),
                     'predict')[0]
     np.testing.assert_array_equal(flipped.pan_id_map, plain.pan_id_map[:, ::-1])
-    model.threshold = 1.0  # no probability exceeds 1: nothing kept
+    model.test_cfg['score_thr'] = 1.0  # no probability exceeds 1: nothing kept
     empty = model(collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON, ori_shape=(50, 70))[0]]),
                   'predict')[0]
     assert empty.num_segments == 0 and empty.masks.shape == (0, 50, 70)
@@ -137,7 +137,7 @@ def test_bad_targets_name_the_image_and_the_field():
     with pytest.raises(DatasetError, match=r'img7\.jpg: image_id=img7: masks: DETR4Seg needs one mask'):
         model(collate_samples([no_masks]))
     bad_label = Sample(**{**sample.__dict__, 'labels': torch.tensor([SKY, GRASS, 140])})
-    with pytest.raises(DatasetError, match=r'image_id=img7: labels: values must be in 0\.\.132'):
+    with pytest.raises(DatasetError, match=r'image_id=img7: labels: classes \[140\] are outside 0\.\.132'):
         model(collate_samples([bad_label]))
     flat_box = sample.boxes.clone()
     flat_box[2, 3] = flat_box[2, 1]
@@ -158,7 +158,7 @@ def mean_matched_iou(preds, scenes) -> float:
 def test_short_overfit_learns_the_panoptic_maps():
     """200 steps on two 48x64 scenes (backbone frozen): classes, boxes and masks are learned."""
     model = tiny_model(backbone=dict(type='ResNet', depth=18, frozen_stages=4), num_queries=5,
-                       threshold=0.5)
+                       test_cfg=dict(score_thr=0.5))
     scenes = [sky_grass_scene('a', 48, 64, (24, 44, 6, 32), PERSON), sky_grass_scene('b', 48, 64, (18, 40, 32, 58), HORSE)]
     batch = collate_samples([s for s, _ in scenes])
 

@@ -76,7 +76,7 @@ def build_r50(model_type: str):
     cfg = Config.fromfile(ROOT / 'configs' / '_base_' / 'models' / 'detr4seg_r50.py').model.to_dict()
     cfg['type'] = model_type
     if model_type == 'DETR':  # the box detector has no mask branch settings
-        for key in ('threshold', 'focal_alpha', 'focal_gamma', 'loss_weights'):
+        for key in ('test_cfg', 'focal_alpha', 'focal_gamma', 'loss_weights'):
             cfg.pop(key)
     return MODELS.build(cfg)
 

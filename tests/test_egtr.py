@@ -298,7 +298,7 @@ def test_relation_losses_by_hand():
     # entries with the unmatched query 1: (0, 1) 3.0, (1, 0) 2.5, (1, 1) 0.2, (1, 2) 0.1,
     # (2, 1) -2.0 -> the 2 hardest are (0, 1) and (1, 0)
     expected = (bce(1.5, w0) + bce(0.5, 0) + bce(3.0, 0) + bce(2.5, 0)) / 4
-    assert terms['rel'].item() == pytest.approx(expected, rel=1e-5)
+    assert terms['relation'].item() == pytest.approx(expected, rel=1e-5)
     conn_expected = sum(bce(connectivity[i, j].item(), float((i, j) == (2, 0)))
                         for i in range(3) for j in range(3)) / 9
     assert terms['connectivity'].item() == pytest.approx(conn_expected, rel=1e-5)
@@ -309,7 +309,7 @@ def test_relation_losses_by_hand():
                                   matches, costs)
     everything = sum(bce(rel[i, j, 0].item(), w0 if (i, j) == (2, 0) else 0.0)
                      for i in range(3) for j in range(3)) / 9
-    assert terms['rel'].item() == pytest.approx(everything, rel=1e-5)
+    assert terms['relation'].item() == pytest.approx(everything, rel=1e-5)
 
 
 def test_every_loss_term_is_present_and_finite(tmp_path):
@@ -318,17 +318,18 @@ def test_every_loss_term_is_present_and_finite(tmp_path):
     torch.manual_seed(0)
     model = tiny_egtr(use_freq_bias=True, freq_cache=str(cache)).train()
     losses = model(scene_batch())
-    assert set(losses) == {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_rel', 'loss_connectivity',
-                           'uncertainty', 'rel_gate_0', 'rel_gate_1', 'rel_gate_2'}
+    assert set(losses) == {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_relation',
+                           'loss_connectivity', 'uncertainty', 'rel_gate_0', 'rel_gate_1',
+                           'rel_gate_2'}
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
-    assert losses['loss_rel'] > 0 and losses['loss_connectivity'] > 0
+    assert losses['loss_relation'] > 0 and losses['loss_connectivity'] > 0
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert model.proj_q[0].weight.grad.abs().sum() > 0
     assert model.transformer.decoder.layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
     # a batch without any relation: 0, not NaN (EGTR's mean over no entry)
     empty = collate_samples([sky_grass_scene('c', 64, 64, (30, 60, 20, 50), PERSON, rels=())[0]])
     losses = model(empty)
-    assert losses['loss_rel'].item() == 0 and torch.isfinite(losses['loss_connectivity'])
+    assert losses['loss_relation'].item() == 0 and torch.isfinite(losses['loss_connectivity'])
 
 
 def test_frequency_bias_is_added_by_argmax_class(tmp_path):
@@ -388,7 +389,7 @@ def test_vg_config_has_egtr_recipe():
     m = cfg.model
     assert (m.type, m.num_classes, m.num_predicates, m.num_queries, m.aux_loss) == \
         ('EGTR', 150, 50, 200, False)
-    assert dict(m.loss_weights) == {'ce': 2.0, 'bbox': 5.0, 'giou': 2.0, 'rel': 15.0,
+    assert dict(m.loss_weights) == {'ce': 2.0, 'bbox': 5.0, 'giou': 2.0, 'relation': 15.0,
                                     'connectivity': 30.0}
     assert (m.matcher.cost_class, m.matcher.cost_bbox, m.matcher.cost_giou) == (2.0, 5.0, 2.0)
     assert (m.smoothing, m.rel_sample_negatives, m.rel_sample_nonmatching) == (1e-14, 80, 80)
@@ -451,7 +452,8 @@ def test_r50_vg_config_train_and_test_step_at_800x1333(tmp_path):
     start = time.perf_counter()
     losses = model(batch)
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
-    assert {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_rel', 'loss_connectivity'} <= set(losses)
+    assert {'loss_ce', 'loss_bbox', 'loss_giou', 'loss_relation',
+            'loss_connectivity'} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
     assert model.proj_k[5].weight.grad.abs().sum() > 0
     model.eval()
@@ -509,7 +511,7 @@ log_config = dict(interval=1, hooks=[dict(type='TextLoggerHook')])
     assert train_tool.main([str(config), '--work-dir', str(work_dir), '--seed', '0']) == 0
     records = [json.loads(line) for line in next(work_dir.glob('*.log.json')).open()]
     train = [r for r in records if r['mode'] == 'train']
-    assert len(train) == 2 and all(math.isfinite(r['loss_rel']) for r in train)
+    assert len(train) == 2 and all(math.isfinite(r['loss_relation']) for r in train)
     val = [r for r in records if r['mode'] == 'val']
     assert len(val) == 2 and 'sgdet/openpsg/R@20' in val[0] and 'PQ' not in val[0]
     out = tmp_path / 'preds.pth'

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from openpsg.datasets import DatasetError
 from openpsg.models.baselines import FrequencyBaseline
 from openpsg.registry import MODELS
 from openpsg.structures import Batch, ImageMeta, Sample
@@ -30,7 +31,7 @@ def make_sample(labels=(0, 5, 80)):
 def test_initial_loss_is_log_of_the_number_of_classes():
     model = MODELS.build(dict(type='FrequencyBaseline'))
     batch = Batch(torch.zeros(1, 3, 5, 8), torch.zeros(1, 5, 8, dtype=torch.bool), [make_sample()])
-    loss = model(batch, mode='loss')['loss_rel']
+    loss = model(batch, mode='loss')['loss_relation']
     # zero logits: uniform over 56 predicates + no-relation for every pair
     assert loss.item() == pytest.approx(math.log(57))
     loss.backward()
@@ -81,9 +82,10 @@ def test_labels_outside_the_table_are_reported():
     model = FrequencyBaseline(num_classes=10)
     batch = Batch(torch.zeros(1, 3, 5, 8), torch.zeros(1, 5, 8, dtype=torch.bool),
                   [make_sample(labels=(0, 5, 80))])
-    with pytest.raises(ValueError, match=r'image_id=img7: labels \[80\] are outside 0..9 '
-                                         r'\(model num_classes=10\)'):
+    with pytest.raises(DatasetError, match=r'image_id=img7: labels: classes \[80\] are outside '
+                                           r'0\.\.9 \(the model has 10 classes\)'):
         model(batch, mode='loss')
     model = FrequencyBaseline(num_predicates=5)
-    with pytest.raises(ValueError, match=r'image_id=img7: rels \[7\] are outside 0..4'):
+    with pytest.raises(DatasetError, match=r'image_id=img7: rels: predicates \[7\] are outside '
+                                           r'0\.\.4'):
         model(batch, mode='loss')

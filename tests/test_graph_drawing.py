@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from openpsg.structures import CLASSES, PREDICATES
 from openpsg.visualization import class_colors
+from openpsg.visualization.draw import load_font
 from openpsg.visualization.graph import (GraphLayout, draw_scene_graph, force_layout,
                                          format_score, scene_graph_layout)
 
@@ -16,8 +18,8 @@ RELS = np.array([[0, 1, 46], [0, 2, 14], [1, 2, 14], [1, 0, 2], [0, 1, 3], [4, 4
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 
 
-def layout(**kwargs) -> GraphLayout:
-    return scene_graph_layout(LABELS, RELS, CLASSES, PREDICATES, SCORES, **kwargs)
+def layout(predicate_names=PREDICATES, **kwargs) -> GraphLayout:
+    return scene_graph_layout(LABELS, RELS, CLASSES, predicate_names, SCORES, **kwargs)
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> bool:
@@ -73,6 +75,20 @@ def test_nodes_are_drawn_in_their_mask_colours() -> None:
         cy = int((y1 + y2) / 2)
         assert tuple(image[cy, int(x1) + 3]) == tuple(colors[seg]), f'node {seg}'
         assert tuple(image[cy, int(x2) - 3]) == tuple(colors[seg]), f'node {seg}'
+    # each node's name is written in the middle of its node, in black or white (whichever reads
+    # on the fill), as wide as Pillow measures the text
+    font = load_font(14)
+    for seg, box in zip(lay.nodes, lay.boxes):
+        x1, y1, x2, y2 = box.round().astype(int)
+        inner = image[y1 + 2:y2 - 1, x1 + 2:x2 - 1].astype(int)
+        ink = (inner != colors[seg]).any(-1)  # text pixels, antialiased edges included
+        ys, xs = np.nonzero(ink)
+        name = f'{CLASSES[LABELS[seg]]}#{seg}'
+        left, _, right, _ = ImageDraw.Draw(Image.new('RGB', (1, 1))).textbbox((0, 0), name,
+                                                                               font=font)
+        assert abs((xs.max() - xs.min() + 1) - (right - left)) <= 2, name
+        assert abs((xs.min() + xs.max()) / 2 - (inner.shape[1] - 1) / 2) <= 2, name
+        assert abs((ys.min() + ys.max()) / 2 - (inner.shape[0] - 1) / 2) <= 3, name
     custom = np.array([[10, 200, 30], [200, 10, 30], [30, 10, 200], [0, 0, 0], [90, 90, 90]],
                       np.uint8)
     image = draw_scene_graph(LABELS, RELS, CLASSES, PREDICATES, scores=SCORES, colors=custom)
@@ -88,10 +104,19 @@ def test_edge_labels_are_written_in_their_boxes() -> None:
         inner = image[y1 + 2:y2 - 1, x1 + 2:x2 - 1]
         assert has_dark_text(inner), edge.text
         assert (inner.min(-1) == 255).mean() > 0.5  # white label background
-    # the labels say what the predicate names and scores say
-    one = draw_scene_graph(LABELS, RELS, CLASSES, PREDICATES, scores=SCORES, size=(500, 400))
-    other = draw_scene_graph(LABELS, RELS, CLASSES, ['x'] * len(PREDICATES), size=(500, 400))
-    assert (other != one).any()
+    # the labels say what the predicate names say, and nothing else does: with every name
+    # reversed (the same letters, so the same widths and layout) only the label boxes change
+    reversed_names = [name[::-1] for name in PREDICATES]
+    assert [e.label_box.tolist() for e in layout(predicate_names=reversed_names).edges] == \
+        [e.label_box.tolist() for e in lay.edges]
+    other = draw_scene_graph(LABELS, RELS, CLASSES, reversed_names, scores=SCORES)
+    changed = (other != image).any(-1)
+    in_labels = np.zeros_like(changed)
+    for edge in lay.edges:
+        x1, y1, x2, y2 = edge.label_box.round().astype(int)
+        in_labels[y1:y2 + 1, x1:x2 + 1] = True
+        assert changed[y1:y2 + 1, x1:x2 + 1].sum() > 50, edge.text
+    assert not (changed & ~in_labels).any()
 
 
 def test_fixed_size_title_and_empty_graph() -> None:

@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from openpsg.config import Config
-from openpsg.datasets import PSGDataset
+from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.datasets.synthetic import generate_synthetic_psg
 from openpsg.evaluation import evaluate
 from openpsg.models.segmenters import PanopticFCN, SegmentResult, combine_things_and_stuff
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOSS_KEYS = {'loss_pos_th', 'loss_pos_st', 'loss_seg_th', 'loss_seg_st'}
 NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 #: ResNet-18 with 32-channel FPN and heads, 16-d kernels: fast enough for unit tests.
-TINY = dict(backbone=dict(depth=18, out_channels=32, trainable_layers=5),
+TINY = dict(backbone=dict(depth=18, out_channels=32, frozen_stages=-1),
             position_head=dict(channels=32, num_groups=8),
             kernel_head=dict(channels=32, num_groups=8),
             feature_encoder=dict(merge_channels=32, merge_groups=8, channels=16))
@@ -180,11 +180,13 @@ def test_stuff_soft_targets_by_hand():
 def test_bad_samples_are_named():
     sample = person_grass_sky()
     sample.masks = torch.zeros(3, 64, 64, dtype=torch.bool)
-    with pytest.raises(ValueError, match=r"image_id=7: field 'masks' has shape \(3, 64, 64\)"):
+    with pytest.raises(DatasetError, match=r"image_id=7: masks: PanopticFCN needs one mask per "
+                                           r"object at the image size .* got \(3, 64, 64\)"):
         panoptic_fcn_targets(sample, (128, 128), (32, 32), LEVELS_128, 80, 53)
     sample = person_grass_sky()
     sample.labels = torch.tensor([0, 125, 140])
-    with pytest.raises(ValueError, match=r"image_id=7: field 'labels' holds classes outside 0..132"):
+    with pytest.raises(DatasetError, match=r"image_id=7: labels: classes \[140\] are outside "
+                                           r"0\.\.132"):
         panoptic_fcn_targets(sample, (128, 128), (32, 32), LEVELS_128, 80, 53)
 
 
@@ -306,7 +308,7 @@ def overfitted(scenes) -> tuple[PanopticFCN, float, float]:
     initialised ResNet-18 frozen (FPN and heads train), stuff area limit scaled to 128 px as in
     the tiny config. Returns the model and the PQ before and after."""
     dataset, batch = scenes
-    model = tiny_model(backbone=dict(depth=18, out_channels=32, trainable_layers=0),
+    model = tiny_model(backbone=dict(depth=18, out_channels=32, frozen_stages=4),
                        test_cfg=dict(stuff_area_limit=160))
     before = evaluate(model.eval()(batch, mode='predict'), dataset, metrics=('PQ',))['PQ']
     params = [p for p in model.parameters() if p.requires_grad]
@@ -394,7 +396,7 @@ def test_imagenet_resnet_weights_load_into_the_backbone(tmp_path):
     body = model.backbone.body
     assert torch.equal(body.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
     assert torch.equal(body.bn1.running_var, reference.bn1.running_var)
-    # the default trainable_layers=3: stem and layer1 frozen
+    # the default frozen_stages=1: stem and layer1 frozen
     assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
     assert body.layer2[0].conv1.weight.requires_grad
     with pytest.raises(ValueError, match='r18.pth: not the weights of this ResNet'):

@@ -13,7 +13,7 @@ from torchvision.models.detection import (MaskRCNN_ResNet50_FPN_Weights, maskrcn
                                           maskrcnn_resnet50_fpn_v2)
 
 from openpsg.config import Config
-from openpsg.datasets import PSGDataset
+from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.datasets.synthetic import generate_synthetic_psg
 from openpsg.datasets.transforms import Compose, PackSample
 from openpsg.engine.checkpoint import load_weights
@@ -244,7 +244,8 @@ def test_semantic_target_by_hand_and_bad_masks():
     # stride 4 samples pixel centres (1, 1), (1, 5), (5, 1), (5, 5)
     assert semantic_target(sample, 80, 53).tolist() == [[53, 255], [45, 45]]
     sample.masks = torch.zeros(2, 0, 0, dtype=torch.bool)
-    with pytest.raises(ValueError, match=r"image_id=42: field 'masks'"):
+    with pytest.raises(DatasetError, match=r"<sample>: image_id=42: masks: the semantic head needs "
+                                           r"one mask per object at the image size \(2, 8, 8\)"):
         semantic_target(sample, 80, 53)
 
 
@@ -285,14 +286,14 @@ def test_tiny_config_sizes_fpn_heads_and_anchors(synth):
     assert params['roi_heads.box_predictor.cls_score.weight'].shape == (81, 256)
     assert len(model.roi_heads.mask_head) == 2
     assert params['roi_heads.mask_predictor.conv5_mask.weight'].shape == (64, 64, 2, 2)
-    assert all(p.requires_grad for p in model.backbone.body.parameters())  # trainable_layers=5
+    assert all(p.requires_grad for p in model.backbone.body.parameters())  # frozen_stages=-1
     assert [s[0] for s in model.rpn.anchor_generator.sizes] == [8, 16, 32, 64, 128]
     losses = model(collate_samples([synth[0], synth[1]], size_divisor=32), mode='loss')
     assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
     with pytest.raises(ValueError, match='one size per FPN level'):
         PanopticFPN(backbone=dict(depth=18), rpn=dict(anchor_sizes=(8, 16)))
-    with pytest.raises(ValueError, match='trainable_layers'):
-        PanopticFPN(backbone=dict(depth=18, trainable_layers=6))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        PanopticFPN(backbone=dict(depth=18, frozen_stages=5))
 
 
 def test_backbone_takes_a_resnet_state_dict_file_and_names_a_wrong_one(tmp_path):
@@ -356,14 +357,14 @@ def test_predict_returns_panoptic_predictions_at_original_size(synth):
     for pred, back in zip(preds, model(mirrored, mode='predict')):
         np.testing.assert_array_equal(back.pan_id_map, pred.pan_id_map[:, ::-1])
         np.testing.assert_array_equal(back.labels, pred.labels)
-    with pytest.raises(ValueError, match='unknown keys'):
+    with pytest.raises(ValueError, match=r"PanopticFPN: unknown test_cfg keys \['score_threshold'\]"):
         PanopticFPN(backbone=dict(depth=18), test_cfg=dict(score_threshold=0.5))
 
 
 # ---------------------------------------------------------------------------------- real config
 def test_r50_config_trains_and_predicts_on_a_coco_sized_image():
     cfg = Config.fromfile(str(ROOT / 'configs' / 'panoptic_fpn' / 'panoptic_fpn_r50_fpn_1x_psg.py'))
-    assert cfg.model.test_cfg == dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.5,
+    assert cfg.model.test_cfg == dict(score_thr=0.6, nms_iou_thr=0.5, max_per_img=100, mask_thr=0.5,
                                       overlap_thr=0.5, stuff_area_limit=4096)
     assert cfg.optimizer.lr == 0.02 and cfg.lr_config.step == [8, 11] and cfg.runner.max_epochs == 12
     torch.manual_seed(0)

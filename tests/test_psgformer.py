@@ -34,7 +34,7 @@ def test_one_step_gives_every_loss_and_gradients_reach_both_branches():
     batch = collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
                              sky_grass_scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]])
     losses = model(batch, mode='loss')
-    per_layer = ['ce', 'bbox', 'giou', 'rel_ce']
+    per_layer = ['ce', 'bbox', 'giou', 'relation_ce']
     expected = {f'loss_{n}' for n in per_layer + ['mask', 'dice', 'sub_pointer', 'obj_pointer']}
     expected |= {f'loss_{n}_d0' for n in per_layer}
     assert set(losses) == expected
@@ -53,7 +53,7 @@ def test_one_step_gives_every_loss_and_gradients_reach_both_branches():
     no_rels = collate_samples([Sample(**{**batch.samples[0].__dict__,
                                          'rels': torch.zeros(0, 3, dtype=torch.int64)})])
     losses = model(no_rels)
-    assert losses['loss_sub_pointer'] == 0 and losses['loss_rel_ce'] > 0
+    assert losses['loss_sub_pointer'] == 0 and losses['loss_relation_ce'] > 0
     assert all(torch.isfinite(v) for v in losses.values())
 
 
@@ -95,8 +95,9 @@ def test_relation_targets_and_the_pointer_loss():
     targets[rows] = pred[cols]
     ce = F.cross_entropy(heads.rel_logits[0, 0], targets, reduction='none')
     weight = torch.where(targets == 8, 0.02, 1.0)
-    torch.testing.assert_close(losses['rel_ce'], (weight * ce).sum() / weight.sum())
-    assert set(model.relation_losses(heads, 0, [(sub, obj, pred)], [match], False)) == {'rel_ce'}
+    torch.testing.assert_close(losses['relation_ce'], (weight * ce).sum() / weight.sum())
+    assert set(model.relation_losses(heads, 0, [(sub, obj, pred)], [match],
+                                     False)) == {'relation_ce'}
 
 
 def brute_force_min(cost: torch.Tensor) -> float:

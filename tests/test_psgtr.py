@@ -33,7 +33,7 @@ def test_one_step_gives_every_loss_and_gradients_reach_the_heads():
     batch = collate_samples([sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0],
                              sky_grass_scene('b', 40, 56, (16, 36, 30, 50), HORSE)[0]])
     losses = model(batch, mode='loss')
-    per_layer = ['sub_ce', 'obj_ce', 'rel_ce', 'sub_bbox', 'obj_bbox', 'sub_giou', 'obj_giou']
+    per_layer = ['sub_ce', 'obj_ce', 'relation_ce', 'sub_bbox', 'obj_bbox', 'sub_giou', 'obj_giou']
     expected = {f'loss_{n}' for n in per_layer + ['sub_dice', 'obj_dice']}
     expected |= {f'loss_{n}_d0' for n in per_layer}
     assert set(losses) == expected
@@ -68,7 +68,7 @@ def test_layer_losses_follow_openpsg_normalisation():
     torch.testing.assert_close(losses['obj_ce'],
                                F.cross_entropy(out.obj_logits[0, 1:2], target.obj_labels))
     ce = F.cross_entropy(out.rel_logits[0], torch.tensor([3, 0, 3]), reduction='none')
-    torch.testing.assert_close(losses['rel_ce'], (0.02 * ce[0] + ce[1] + 0.02 * ce[2]) / 1.04)
+    torch.testing.assert_close(losses['relation_ce'], (0.02 * ce[0] + ce[1] + 0.02 * ce[2]) / 1.04)
     torch.testing.assert_close(losses['sub_bbox'],
                                (out.sub_boxes[0, 1] - target.sub_boxes[0]).abs().sum())
     scale = torch.tensor([100.0, 40.0, 100.0, 40.0])
@@ -100,20 +100,22 @@ def test_box_losses_are_divided_by_the_matched_queries():
 
 def test_loss_weights_aux_loss_and_images_without_relations():
     a = PSGTr(**TINY, num_queries=10, aux_loss=False)
-    b = PSGTr(**TINY, num_queries=10, aux_loss=False, loss_weights=dict(rel_ce=4.0, sub_dice=3.0))
+    b = PSGTr(**TINY, num_queries=10, aux_loss=False,
+              loss_weights=dict(relation_ce=4.0, sub_dice=3.0))
     b.load_state_dict(a.state_dict())
     sample = sky_grass_scene('a', 48, 64, (20, 44, 6, 30), PERSON)[0]
     batch = collate_samples([sample])
     la, lb = a(batch), b(batch)
     assert len(la) == 9
-    torch.testing.assert_close(lb['loss_rel_ce'], 2 * la['loss_rel_ce'])
+    torch.testing.assert_close(lb['loss_relation_ce'], 2 * la['loss_relation_ce'])
     torch.testing.assert_close(lb['loss_sub_dice'], 3 * la['loss_sub_dice'])
     torch.testing.assert_close(lb['loss_obj_giou'], la['loss_obj_giou'])
     no_rels = Sample(**{**sample.__dict__, 'rels': torch.zeros(0, 3, dtype=torch.int64)})
     losses = a(collate_samples([no_rels]))
     assert all(torch.isfinite(v) for v in losses.values())
-    assert losses['loss_sub_ce'] == 0 and losses['loss_obj_dice'] == 0 and losses['loss_rel_ce'] > 0
-    with pytest.raises(ValueError, match="unknown loss_weights \\['rel'\\]"):
+    assert losses['loss_sub_ce'] == 0 and losses['loss_obj_dice'] == 0
+    assert losses['loss_relation_ce'] > 0
+    with pytest.raises(ValueError, match="unknown loss_weights keys \\['rel'\\]"):
         PSGTr(**TINY, loss_weights=dict(rel=1.0))
     with pytest.raises(ValueError, match='output must be one of'):
         PSGTr(**TINY, output='triplets')
@@ -124,10 +126,11 @@ def test_bad_targets_name_the_image_and_the_field():
     sample = sky_grass_scene('img7', 48, 64, (20, 44, 6, 30), PERSON)[0]
     bad_rel = Sample(**{**sample.__dict__, 'rels': torch.tensor([[2, 3, 14]])})
     with pytest.raises(DatasetError,
-                       match=r'img7\.jpg: image_id=img7: rels: subject/object must index'):
+                       match=r'img7\.jpg: image_id=img7: rels: subject/object \[\[2, 3\]\] must '
+                             r'index the 3 segments'):
         model(collate_samples([bad_rel]))
     bad_pred = Sample(**{**sample.__dict__, 'rels': torch.tensor([[2, 1, NUM_PREDICATES]])})
-    with pytest.raises(DatasetError, match='image_id=img7: rels: .*predicates be in 0..55'):
+    with pytest.raises(DatasetError, match=r'image_id=img7: rels: predicates \[56\] are outside 0\.\.55'):
         model(collate_samples([bad_pred]))
     no_masks = Sample(**{**sample.__dict__, 'masks': torch.zeros(3, 0, 0, dtype=torch.bool)})
     with pytest.raises(DatasetError, match='image_id=img7: masks: PSGTr needs one mask per object'):

@@ -263,7 +263,7 @@ def test_frequency_baseline_sgd_step_by_hand():
     model = FrequencyBaseline(num_classes=3, num_predicates=3, neg_per_image=None)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     batch = baseline_batch()
-    loss = model(batch, mode='loss')['loss_rel']
+    loss = model(batch, mode='loss')['loss_relation']
     assert loss.item() == pytest.approx(math.log(4))  # zero logits: uniform over 3 + 1 classes
     optimizer.zero_grad()
     loss.backward()
@@ -275,8 +275,8 @@ def test_frequency_baseline_sgd_step_by_hand():
     assert model.logits[1, 0].tolist() == pytest.approx([a, a, a, b])  # no relation
     assert model.logits[0, 0].tolist() == [0, 0, 0, 0]  # no pair of classes (0, 0)
     z = math.exp(b) + 3 * math.exp(a)
-    assert model(batch, mode='loss')['loss_rel'].item() == pytest.approx(-math.log(math.exp(b) / z),
-                                                                         rel=1e-6)
+    loss = model(batch, mode='loss')['loss_relation']
+    assert loss.item() == pytest.approx(-math.log(math.exp(b) / z), rel=1e-6)
     pred, = model(batch, mode='predict')
     # the relation first, then the five others, tied at exp(a) / z, in row-major order
     assert pred.pairs.tolist() == [[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]

@@ -5,6 +5,7 @@ import torchvision
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from openpsg.models.backbones import ResNet
+from openpsg.models.backbones.resnet_fpn import build_resnet_fpn
 
 
 @pytest.fixture
@@ -79,3 +80,25 @@ def test_dilation_puts_c5_at_stride_16_with_the_same_weights():
     torch.testing.assert_close(c5, expected)
     with pytest.raises(ValueError, match='dilation .DC5. needs bottleneck blocks'):
         ResNet(18, dilation=True)
+
+
+@pytest.mark.parametrize('frozen_stages, trained', [
+    (-1, {'conv1', 'layer1', 'layer2', 'layer3', 'layer4'}),
+    (0, {'layer1', 'layer2', 'layer3', 'layer4'}),
+    (1, {'layer2', 'layer3', 'layer4'}),
+    (3, {'layer4'}),
+    (4, set())])
+def test_frozen_stages_means_the_same_in_every_backbone(frozen_stages, trained):
+    """mmdet's convention in the DETR-family ResNet and in the segmenters' ResNet-FPN alike; the
+    FPN itself always trains."""
+    fpn = build_resnet_fpn(18, frozen_stages=frozen_stages, out_channels=16)
+    for trunk in (ResNet(18, frozen_stages=frozen_stages).body, fpn.body):
+        assert {n.split('.')[0] for n, p in trunk.named_parameters() if p.requires_grad} == trained
+    assert all(p.requires_grad for p in fpn.fpn.parameters())
+
+
+def test_frozen_stages_out_of_range_is_named():
+    for build in (lambda k: ResNet(18, frozen_stages=k),
+                  lambda k: build_resnet_fpn(18, frozen_stages=k)):
+        with pytest.raises(ValueError, match=r'frozen_stages must be in -1\.\.4.*got 5'):
+            build(5)

@@ -70,7 +70,7 @@ def test_logged_learning_rates_follow_warmup_and_steps(synth, trained):
         i, epoch = r['step'] - 1, r['epoch'] - 1
         warmup = 1 - (1 - i / 4) * 0.8 if i < 4 else 1.0
         assert r['lr'] == pytest.approx(0.1 * 0.5 ** (epoch >= 1) * warmup)
-        assert math.isfinite(r['loss_rel']) and r['loss'] == pytest.approx(r['loss_rel'])
+        assert math.isfinite(r['loss_relation']) and r['loss'] == pytest.approx(r['loss_relation'])
     val = [r for r in records if r['mode'] == 'val']
     assert [r['epoch'] for r in val] == [1, 2]
     assert {'predcls/openpsg/R@20', 'predcls/fair/mR@50', 'predcls/fair/zR@20'} <= set(val[0])

@@ -115,14 +115,14 @@ def test_merge_candidates_stuff_things_and_vanished():
     lg = torch.stack([logits(m) for m in masks])
     lg[4] -= 1  # the car (label 3) never wins a pixel
     segment_of, id_map, seg_labels, seg_scores = merge_candidates(
-        lg, np.stack(masks), labels, scores, thing_iou=0.4)
+        lg, np.stack(masks), labels, scores, thing_iou_thr=0.4)
     # person 1 (IoU 0.5 with person 0) joins it; the two grass candidates are one stuff segment
     assert segment_of.tolist() == [0, 0, 1, 1, VOID]
     assert seg_labels.tolist() == [PERSON, GRASS]
     np.testing.assert_allclose(seg_scores, [0.9, 0.7])
     np.testing.assert_array_equal(id_map, np.where(left, 0, 1))
     segment_of, id_map, seg_labels, _ = merge_candidates(lg, np.stack(masks), labels, scores,
-                                                         thing_iou=0.5)  # IoU 0.5 is not > 0.5
+                                                         thing_iou_thr=0.5)  # IoU 0.5 is not > 0.5
     assert segment_of.tolist() == [0, VOID, 1, 1, VOID] and seg_labels.tolist() == [PERSON, GRASS]
 
 
@@ -134,11 +134,11 @@ def test_merge_candidates_leaves_unclaimed_pixels_void_with_a_claim_threshold():
     _, filled, _, _ = merge_candidates(lg, binary, labels, scores)
     np.testing.assert_array_equal(filled, np.where(PERSON_M, 0, 1))  # OpenPSG: wall -> grass
     segment_of, id_map, seg_labels, _ = merge_candidates(lg, binary, labels, scores,
-                                                         claim_threshold=0.5)
+                                                         claim_thr=0.5)
     np.testing.assert_array_equal(id_map, np.select([PERSON_M, GRASS_M], [0, 1], VOID))
     assert segment_of.tolist() == [0, 1] and seg_labels.tolist() == [PERSON, GRASS]
     segment_of, id_map, seg_labels, _ = merge_candidates(lg - 9, binary, labels, scores,
-                                                         claim_threshold=0.5)
+                                                         claim_thr=0.5)
     assert segment_of.tolist() == [VOID, VOID] and len(seg_labels) == 0 and (id_map == VOID).all()
 
 
@@ -295,7 +295,7 @@ def test_psgtr_thresholds_and_dedup_are_configurable():
     low = psgtr_hand_made(output='openpsg_panoptic', test_cfg=dict(max_per_img=6,
                                                                    subject_score_thr=0.3))
     assert rows_of(low(batch, mode='predict')[0])[:2] == [(PERSON, WALL, 3), (PERSON, GRASS, 21)]
-    no_dedup = psgtr_hand_made(output='legacy', test_cfg=dict(max_per_img=6, dedup_iou=1.0))
+    no_dedup = psgtr_hand_made(output='legacy', test_cfg=dict(max_per_img=6, dedup_iou_thr=1.0))
     np.testing.assert_allclose(no_dedup(batch, mode='predict')[0].triplet_scores,
                                [0.7, 0.6, 0.5, 0.45, 0.4, 0.35], atol=1e-5)
     strict = dict(max_per_img=6, predicate_score_thr=0.9)  # no row passes
@@ -323,7 +323,7 @@ def psgformer_hand_made(**kwargs) -> PSGFormer:
     standing on 0.8 (r0), on 0.6 (r1), walking on 0.55 (r2), in front of 0.3 (r1), standing on
     0.25 (r2), walking on 0.1 (r0). The wall region is no object's: its pixels go to grass, whose
     logits there are the largest, where every pixel is assigned (OpenPSG) and are void in
-    ``single_mpo`` (no probability there is above ``claim_threshold``)."""
+    ``single_mpo`` (no probability there is above ``claim_thr``)."""
     model = PSGFormer(**TINY, num_queries=4, num_rel_queries=3,
                       test_cfg=dict(max_per_img=6), **kwargs).eval()
     labels = torch.stack([cls(PERSON, 0.9), cls(GRASS, 0.3), cls(RUG, 0.7), cls(133, 0.99)])

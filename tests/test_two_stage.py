@@ -34,7 +34,7 @@ PIPELINE = [dict(type='LoadImage'), dict(type='LoadPanopticAnnotations', with_re
             dict(type='Pad', size_divisor=32), dict(type='PackSample')]
 CLASSES = ('person', 'horse', 'dog', 'grass-merged', 'sky-other-merged')
 SEGMENTER = dict(type='PanopticFPN',
-                 backbone=dict(depth=18, pretrained=False, trainable_layers=0), num_things=3,
+                 backbone=dict(depth=18, pretrained=False, frozen_stages=4), num_things=3,
                  num_stuff=2, rpn=dict(pre_nms_top_n_test=50, post_nms_top_n_test=20),
                  semantic_head=dict(inner_channels=16, num_groups=4),
                  test_cfg=dict(score_thr=0.2, max_per_img=3, stuff_area_limit=16))

@@ -8,12 +8,14 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from drawing_checks import text_lines, tinted_share
 from fixtures.psg_tiny.paint import write_psg_tiny
 from PIL import Image
 
 from openpsg.datasets import PSGDataset
 from openpsg.engine.inference import save_predictions
 from openpsg.structures import NUM_PREDICATES, Prediction, masks_to_boxes
+from openpsg.visualization import class_colors
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / 'configs' / '_base_' / 'datasets' / 'psg_synth.py')
@@ -61,6 +63,12 @@ def run(tool: ModuleType, argv: list[str], capsys: pytest.CaptureFixture) -> tup
     return rc, captured.out + captured.err
 
 
+#: image 1002 of the psg_tiny fixture (20 x 30, grey): segment -> (x1, y1, x2, y2) rectangle and
+#: class (dog, person, grass-merged); the rest is void
+SEGMENTS_1002 = {0: ((3, 5, 12, 15), 2), 1: ((15, 2, 27, 18), 0), 2: ((0, 18, 30, 20), 3)}
+SCALE = 20  # drawn enlarged to 400 x 600 (short side >= 384); font 13 px (400 / 30)
+
+
 def test_draws_chosen_images(tool: ModuleType, data: dict, capsys: pytest.CaptureFixture) -> None:
     out = data['tmp'] / 'vis'
     rc, text = run(tool, [CONFIG, str(data['pred_file']), '--out', str(out), '--image-ids', '1002',
@@ -69,9 +77,29 @@ def test_draws_chosen_images(tool: ModuleType, data: dict, capsys: pytest.Captur
     assert [p.name for p in out.iterdir()] == ['1002.png']
     with Image.open(out / '1002.png') as im:
         figure = np.asarray(im)
-    # ground truth | prediction | graph: wider than two enlarged image figures, and coloured
-    assert figure.shape[1] > 2 * 384 and figure.shape[2] == 3
-    assert len({tuple(c) for c in figure.reshape(-1, 3)[::7]}) > 20
+    # ground truth | prediction | graph, each figure an image drawing and its relation list
+    assert figure.shape[0] == 20 * SCALE and figure.shape[2] == 3
+    white = (figure[0] == 255).all(-1)
+    assert white[30 * SCALE:30 * SCALE + 4].all()  # the gap after the ground-truth drawing
+    pred_x = 30 * SCALE + 4 + int(np.argmax(~white[30 * SCALE + 4:]))  # the prediction drawing
+    colors = class_colors([label for _, label in SEGMENTS_1002.values()])
+    for x0 in (0, pred_x):  # both drawings tint each segment (eroded by 3 px) in its class colour
+        for seg, ((x1, y1, x2, y2), _) in SEGMENTS_1002.items():
+            region = figure[y1 * SCALE + 3:y2 * SCALE - 3, x0 + x1 * SCALE + 3:x0 + x2 * SCALE - 3]
+            assert tinted_share(region, colors[seg]) > 0.9, (x0, seg)
+            others = [c for i, c in enumerate(colors) if i != seg]
+            assert max(tinted_share(region, c) for c in others) == 0, (x0, seg)
+        void = figure[3:5 * SCALE - 3, x0 + 3:x0 + 3 * SCALE - 3]  # left of and above segment 0
+        assert (void.max(-1) - void.min(-1) <= 2).all()  # grey, not tinted
+    # the lists: the title and the 3 ground-truth relations (a duplicate removed); the title and
+    # the --topk 2 predicted ones
+    assert text_lines(figure[:, 30 * SCALE + 4:30 * SCALE + 104], 13) == 1 + 3
+    assert text_lines(figure[:, pred_x + 30 * SCALE + 4:pred_x + 30 * SCALE + 104], 13) == 1 + 2
+    # the graph of the top 2 predictions, (dog#0, grass#2) and (person#1, dog#0): their three
+    # nodes filled with the segments' colours, right of the prediction drawing
+    right = figure[:, pred_x + 30 * SCALE:]
+    for seg, color in enumerate(colors):
+        assert (right == color).all(-1).sum() > 300, seg
 
 
 def test_random_choice_is_seeded(tool: ModuleType, data: dict,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drawing_checks import text_lines, tinted_share
 from fixtures.psg_tiny.paint import write_psg_tiny
 from PIL import Image
 
@@ -137,6 +138,12 @@ def test_compose_sample_figure_writes_png(tmp_path: Path) -> None:
                                 min_size=96)
     # short side 32 < 96: enlarged x3 to 96 x 144, the relation panel on the right
     assert fig.shape[0] == 96 and fig.shape[1] > 144 + 4 and fig.dtype == np.uint8
+    person, grass = class_colors([0, 125]).astype(int)
+    assert fig[14, 14].tolist() == [(100 + c + 1) // 2 for c in person]   # inside mask 0 (x3)
+    assert fig[90, 140].tolist() == [(100 + c + 1) // 2 for c in grass]   # inside mask 1
+    assert fig[5, 100].tolist() == [100, 100, 100]                        # no mask there
+    assert (fig[:, 144:148] == 255).all()                                 # the gap
+    assert text_lines(fig[:, 148:], font_size=10) == 2  # 'image 1' and the relation (font 96 / 30)
     with Image.open(out_file) as im:
         assert im.format == 'PNG' and im.size == (fig.shape[1], 96)
         np.testing.assert_array_equal(np.asarray(im.convert('RGB')), fig)
@@ -228,6 +235,17 @@ def test_browse_dataset_image_size(tmp_path: Path, capsys: pytest.CaptureFixture
     # drawn enlarged x3 (short side >= 384), relation list on the right
     with Image.open(out / '1002.png') as im:
         assert im.format == 'PNG' and im.size[1] == 384 and im.size[0] > 3 * 192
+        figure = np.asarray(im.convert('RGB'))
+    # its segments (x1, y1, x2, y2) -> class, at 6.4 x 3 = 19.2 drawing px per image px, each
+    # tinted in its class colour (dog, person, grass-merged) well inside its rectangle
+    scale = 19.2
+    for (x1, y1, x2, y2), label in [((3, 5, 12, 15), 2), ((15, 2, 27, 18), 0),
+                                    ((0, 18, 30, 20), 3)]:
+        region = figure[int(y1 * scale) + 4:int(y2 * scale) - 4,
+                        int(x1 * scale) + 4:int(x2 * scale) - 4]
+        assert tinted_share(region, class_colors([label])[0]) > 0.9, label
+    # title and the 3 relations of the test image (one exact duplicate removed); font 384 / 30
+    assert text_lines(figure[:, 576 + 4:], font_size=13) == 1 + 3
 
 
 def test_browse_dataset_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

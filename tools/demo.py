@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='draw only relations scoring at least this (default 0)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config entries, e.g. model.threshold=0.5')
+                        help='override config entries, e.g. model.test_cfg.max_per_img=50')
     cli.add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.topk < 0:

@@ -36,16 +36,16 @@ from openpsg.engine.logger import get_logger
 from openpsg.engine.settings import check_evaluation, evaluation_kwargs
 from openpsg.engine.trainer import training_triplets
 from openpsg.evaluation.fair_protocol import DEDUP_MODES
-from openpsg.evaluation.runner import evaluate, format_results
+from openpsg.evaluation.runner import PANOPTIC, evaluate, format_results
 from openpsg.evaluation.submission import write_submission
 from openpsg.evaluation.submission_folder import check_submission_dir
 from openpsg.fileio import atomic_write
 from openpsg.parallel import set_torch_threads
 from openpsg.registry import DATASETS, MODELS
-from openpsg.structures import Prediction
+from openpsg.structures import MODES, Prediction
 from openpsg.visualization import compose_sample_figure
 
-METRICS = ('predcls', 'sgcls', 'sgdet', 'PQ')
+METRICS = (*MODES, PANOPTIC)
 PROTOCOLS = {'openpsg': ('openpsg',), 'fair': ('fair',), 'both': ('openpsg', 'fair')}
 
 

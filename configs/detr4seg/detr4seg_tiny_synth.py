@@ -14,7 +14,7 @@ model = dict(
     transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
                      dim_feedforward=256, dropout=0.0),
     num_queries=20,
-    threshold=0.5,
+    test_cfg=dict(score_thr=0.5),
 )
 optimizer = dict(type='AdamW', lr=3e-4, weight_decay=1e-4,
                  paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))

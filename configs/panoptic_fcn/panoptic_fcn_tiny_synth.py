@@ -11,7 +11,7 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(depth=18, pretrained=False, trainable_layers=5, out_channels=64),
+    backbone=dict(depth=18, pretrained=False, frozen_stages=-1, out_channels=64),
     position_head=dict(channels=64, num_groups=16),
     kernel_head=dict(channels=64, num_groups=16),
     feature_encoder=dict(merge_channels=64, merge_groups=16),

@@ -13,7 +13,7 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(depth=18, pretrained=False, trainable_layers=5, out_channels=64),
+    backbone=dict(depth=18, pretrained=False, frozen_stages=-1, out_channels=64),
     # Anchors 8..128 px: the synthetic things are 6-60 px tall at this resolution.
     rpn=dict(pre_nms_top_n_train=1000, pre_nms_top_n_test=500, post_nms_top_n_train=256,
              post_nms_top_n_test=200, batch_size_per_image=128,

@@ -35,7 +35,7 @@ from ..engine.checkpoint import (CheckpointError, WeightsReport, checkpoint_name
 from ..engine.env import import_custom_modules
 from ..errors import InputError
 from ..registry import MODELS
-from ..structures import CLASSES, PREDICATES, collate_samples
+from ..structures import CLASSES, GT_SEGMENT_MODES, PREDICATES, collate_samples
 from .result import SceneGraphResult
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,6 @@ ANNOTATION_STEPS = frozenset({'LoadPanopticAnnotations', 'LoadAnnotations', 'Seg
 #: Model options that load initial weights from other files (ImageNet backbones, a trained
 #: segmenter); turned off when a whole checkpoint is loaded, which holds all the weights.
 INIT_WEIGHT_OPTIONS = {'pretrained': False, 'segmenter_checkpoint': None}
-#: Evaluation modes (a model's ``mode`` attribute) that need ground-truth segments.
-GT_MODES = ('predcls', 'sgcls')
 #: Shown when more keys differ than this (the rest are counted).
 _MAX_KEYS_SHOWN = 8
 
@@ -158,25 +156,6 @@ def _config_name(cfg: Config) -> str:
     return cfg.filename or '<Config object>'
 
 
-def _short(keys: Sequence[str]) -> str:
-    more = len(keys) - _MAX_KEYS_SHOWN
-    return ', '.join(keys[:_MAX_KEYS_SHOWN]) + (f', ... ({more} more)' if more > 0 else '')
-
-
-def _mismatch_text(report: WeightsReport) -> str:
-    parts = []
-    if report.missing:
-        parts.append(f'{len(report.missing)} weight(s) of the model are missing from the '
-                     f'checkpoint: {_short(report.missing)}')
-    if report.unexpected:
-        parts.append(f'{len(report.unexpected)} weight(s) in the checkpoint are not in the model: '
-                     f'{_short(report.unexpected)}')
-    if report.mismatched:
-        shapes = [f'{k} (checkpoint {list(a)} vs model {list(b)})' for k, a, b in report.mismatched]
-        parts.append(f'{len(shapes)} weight(s) have another shape: {_short(shapes)}')
-    return '; '.join(parts)
-
-
 def _load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, cfg: Config,
                      strict: bool) -> Any:
     """Load the weights into ``model``; returns the checkpoint's ``meta`` (``None`` if none; not
@@ -186,7 +165,7 @@ def _load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike, cfg: Confi
     report = load_weights(model, path)
     if not report.clean:
         message = (f'checkpoint {path} does not match config {_config_name(cfg)}: '
-                   f'{_mismatch_text(report)}')
+                   f'{"; ".join(report.lines(_MAX_KEYS_SHOWN))}')
         if strict:
             raise CheckpointError(message + ' (was it trained with another config? '
                                   'init_model(..., strict=False) loads what fits)')
@@ -245,7 +224,8 @@ def init_model(config: str | os.PathLike | Config, checkpoint: str | os.PathLike
             initial weights from elsewhere (:data:`INIT_WEIGHT_OPTIONS`) are turned off.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:N'``; a device this machine lacks raises
             :class:`DeviceError`.
-        cfg_options: config overrides, ``{'model.threshold': 0.5}`` or ``['model.threshold=0.5']``.
+        cfg_options: config overrides, ``{'model.test_cfg.max_per_img': 50}`` or
+            ``['model.test_cfg.max_per_img=50']``.
         strict: raise :class:`~openpsg.engine.checkpoint.CheckpointError` (naming both files)
             when a weight is missing, unexpected or of another shape; ``False`` loads what fits
             and logs a warning.
@@ -267,7 +247,7 @@ def init_model(config: str | os.PathLike | Config, checkpoint: str | os.PathLike
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ConfigError(f'{_config_name(cfg)}: cannot build the model: {reason}') from err
     mode = getattr(model, 'mode', 'sgdet')
-    if mode in GT_MODES:
+    if mode in GT_SEGMENT_MODES:
         raise ConfigError(f'{_config_name(cfg)}: the model runs in {mode} mode, which takes the '
                           'ground-truth segments of each image, and an image of your own has '
                           'none; use an SGDet config of the model (model.use_gt_box=False, '

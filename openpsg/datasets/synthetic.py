@@ -200,6 +200,11 @@ class _Group:
     def box(self) -> tuple[int, int, int, int] | None:
         return _box(np.logical_or.reduce([layer.mask for layer in self.layers]))
 
+    def add(self, layer: _Layer, *intents: _Intent) -> None:
+        """Place ``layer`` in the group with the relations it is drawn with."""
+        self.layers.append(layer)
+        self.intents.extend(intents)
+
 
 class _Canvas:
     """Pixel-centre coordinate grids ``yy, xx (H, W)`` plus everything placed so far."""
@@ -727,10 +732,31 @@ def _feet(c: _Canvas, g: _Ground) -> tuple[float, float, int]:
     return float(rng.uniform(0.08, 0.92) * c.w), float(rng.uniform(g.top, g.bottom)), f
 
 
+def _sized_spot(c: _Canvas, g: _Ground, scale: float = 1.0, low: float = 0.9, high: float = 1.1
+               ) -> tuple[float, float, int, float]:
+    """:func:`_feet` on ``g`` and the height of what stands there: ``scale`` times a person's height
+    at that depth, times a random factor in ``[low, high)``."""
+    cx, by, f = _feet(c, g)
+    return cx, by, f, scale * g.person_h * g.scale(by) * c.rng.uniform(low, high)
+
+
+def _on_ground(layer: _Layer, g: _Ground, cx: float, by: float, predicate: str = 'on') -> _Group:
+    """A group of ``layer`` standing on the ground ``g`` with its feet at ``(cx, by)``."""
+    return _Group([layer], [_Intent(layer, g.layer, predicate, 'rests_on')], (g.layer, cx, by))
+
+
+def _maybe_mount(c: _Canvas, group: _Group, carrier: _Layer, chance: float, cx: float, by: float,
+                 h: float, f: int, pose: _Pose, predicate: str) -> None:
+    """With probability ``chance``, add a person of height ``h`` (feet at ``(cx, by)``, facing
+    ``f``, drawn in ``pose``) in front of ``carrier``, which the person is ``predicate``."""
+    if c.rng.random() < chance:
+        person = _person(c, cx, by, h, f, pose, 10.05 + by)
+        group.add(person, _Intent(person, carrier, predicate, 'overlap'))
+
+
 def _standing(c: _Canvas, s: _Setting, kind: str) -> _Group:
     g = s.ground
-    cx, by, f = _feet(c, g)
-    h = g.person_h * g.scale(by) * c.rng.uniform(0.9, 1.1)
+    cx, by, f, h = _sized_spot(c, g)
     pose = _Pose(kind)
     person = _person(c, cx, by, h, f, pose, 10 + by)
     intents = [_Intent(person, g.layer, 'standing on', 'rests_on')]
@@ -740,59 +766,49 @@ def _standing(c: _Canvas, s: _Setting, kind: str) -> _Group:
     if kind == 'kick':
         r = 0.09 * h
         ball = _ball(c, pose.foot[0] + f * r * 0.9, by - r, r, 10.05 + by)
-        group.layers.append(ball)
-        group.intents += [_Intent(person, ball, 'kicking', 'touches'),
-                          _Intent(ball, g.layer, 'on', 'rests_on')]
+        group.add(ball, _Intent(person, ball, 'kicking', 'touches'),
+                  _Intent(ball, g.layer, 'on', 'rests_on'))
     elif kind == 'hold_up':
         umbrella = _umbrella(c, pose.hand, by - 1.25 * h, 0.32 * h, 10.05 + by)
-        group.layers.append(umbrella)
-        group.intents += [_Intent(person, umbrella, 'holding', 'touches'),
-                          _Intent(umbrella, person, 'over', 'over')]
+        group.add(umbrella, _Intent(person, umbrella, 'holding', 'touches'),
+                  _Intent(umbrella, person, 'over', 'over'))
     elif kind == 'hold':
         size = 0.13 * h
         cup = _cup(c, pose.hand[0] + f * 0.1 * size, pose.hand[1] + 0.6 * size, size, 10.05 + by)
-        group.layers.append(cup)
-        group.intents.append(_Intent(person, cup, 'holding', 'touches'))
+        group.add(cup, _Intent(person, cup, 'holding', 'touches'))
     return group
 
 
 def _horse(c: _Canvas, s: _Setting) -> _Group:
     g = s.ground
-    cx, by, f = _feet(c, g)
-    hh = 0.85 * g.person_h * g.scale(by) * c.rng.uniform(0.9, 1.1)
+    cx, by, f, hh = _sized_spot(c, g, 0.85)
     horse = _quadruped(c, 'horse', cx, by, hh, f, 'stand', 10 + by)
-    group = _Group([horse], [_Intent(horse, g.layer, 'standing on', 'rests_on')], (g.layer, cx, by))
-    if c.rng.random() < 0.35:
-        back = by - 0.65 * hh - 0.2 * hh
-        rider = _person(c, cx + f * 0.1 * hh, by, 0.9 * hh, f, _Pose('ride', seat_y=back), 10.05 + by)
-        group.layers.append(rider)
-        group.intents.append(_Intent(rider, horse, 'riding', 'overlap'))
+    group = _on_ground(horse, g, cx, by, 'standing on')
+    back = by - 0.65 * hh - 0.2 * hh
+    _maybe_mount(c, group, horse, 0.35, cx + f * 0.1 * hh, by, 0.9 * hh, f,
+                 _Pose('ride', seat_y=back), 'riding')
     return group
 
 
 def _dog(c: _Canvas, s: _Setting) -> _Group:
     g = s.ground
-    cx, by, f = _feet(c, g)
-    hh = 0.38 * g.person_h * g.scale(by) * c.rng.uniform(0.85, 1.15)
+    cx, by, f, hh = _sized_spot(c, g, 0.38, 0.85, 1.15)
     gait = _pick(c.rng, ('stand', 'stand', 'run', 'lie') if s.wall else ('stand', 'stand', 'run'))
     dog = _quadruped(c, 'dog', cx, by, hh, f, gait, 10 + by)
     predicate = {'stand': 'standing on', 'run': 'running on', 'lie': 'lying on'}[gait]
-    return _Group([dog], [_Intent(dog, g.layer, predicate, 'rests_on')], (g.layer, cx, by))
+    return _on_ground(dog, g, cx, by, predicate)
 
 
 def _seat(c: _Canvas, s: _Setting, kind: str) -> _Group:
     """A bench (outdoors) or chair (indoors), sometimes with a person sitting on it."""
     g = s.ground
-    cx, by, f = _feet(c, g)
-    h = g.person_h * g.scale(by) * c.rng.uniform(0.9, 1.1)
+    cx, by, f, h = _sized_spot(c, g)
     seat_y = by - 0.3 * h
     seat = (_bench(c, cx, by, 0.75 * h, seat_y, 10 + by) if kind == 'bench'
             else _chair(c, cx, by, 0.3 * h, seat_y, f, 10 + by))
-    group = _Group([seat], [_Intent(seat, g.layer, 'on', 'rests_on')], (g.layer, cx, by))
-    if c.rng.random() < 0.45:
-        person = _person(c, cx - f * 0.05 * h, by, h, f, _Pose('sit', seat_y=seat_y), 10.05 + by)
-        group.layers.append(person)
-        group.intents.append(_Intent(person, seat, 'sitting on', 'overlap'))
+    group = _on_ground(seat, g, cx, by)
+    _maybe_mount(c, group, seat, 0.45, cx - f * 0.05 * h, by, h, f, _Pose('sit', seat_y=seat_y),
+                 'sitting on')
     return group
 
 
@@ -803,7 +819,7 @@ def _table_set(c: _Canvas, s: _Setting) -> _Group:
     length = h * c.rng.uniform(0.7, 1.0)
     top_y = by - 0.42 * h
     table = _table(c, cx, by, length, top_y, 10 + by)
-    group = _Group([table], [_Intent(table, g.layer, 'on', 'rests_on')], (g.layer, cx, by))
+    group = _on_ground(table, g, cx, by)
     n = int(c.rng.choice(3, p=(0.25, 0.45, 0.3)))
     slots = c.rng.permutation(3)[:n]
     for k, slot in enumerate(slots):
@@ -812,32 +828,26 @@ def _table_set(c: _Canvas, s: _Setting) -> _Group:
             item = _tv(c, x, top_y, 0.3 * h, 10.05 + by)
         else:
             item = _cup(c, x, top_y, 0.12 * h, 10.05 + by + 0.01 * k)
-        group.layers.append(item)
-        group.intents.append(_Intent(item, table, 'on', 'rests_on'))
+        group.add(item, _Intent(item, table, 'on', 'rests_on'))
     return group
 
 
 def _bike(c: _Canvas, s: _Setting) -> _Group:
     g = s.ground
-    cx, by, f = _feet(c, g)
-    h = g.person_h * g.scale(by) * c.rng.uniform(0.9, 1.1)
+    cx, by, f, h = _sized_spot(c, g)
     bike, saddle_y = _bicycle(c, cx, by, 0.17 * h, f, 10 + by)
-    group = _Group([bike], [_Intent(bike, g.layer, 'on', 'rests_on')], (g.layer, cx, by))
-    if c.rng.random() < 0.6:
-        rider = _person(c, cx - f * 0.06 * h, by, h, f, _Pose('ride', seat_y=saddle_y), 10.05 + by)
-        group.layers.append(rider)
-        group.intents.append(_Intent(rider, bike, 'riding', 'overlap'))
+    group = _on_ground(bike, g, cx, by)
+    _maybe_mount(c, group, bike, 0.6, cx - f * 0.06 * h, by, h, f, _Pose('ride', seat_y=saddle_y),
+                 'riding')
     return group
 
 
 def _vehicle(c: _Canvas, s: _Setting) -> _Group:
     g = s.ground
-    cx, by, f = _feet(c, g)
-    length = 1.2 * g.person_h * g.scale(by) * c.rng.uniform(0.9, 1.1)
+    cx, by, f, length = _sized_spot(c, g, 1.2)
     lit = bool(c.rng.random() < 0.4)
     car = _car(c, cx, by, length, f, lit, 10 + by)
-    return _Group([car], [_Intent(car, g.layer, 'driving on' if lit else 'parked on', 'rests_on')],
-                  (g.layer, cx, by))
+    return _on_ground(car, g, cx, by, 'driving on' if lit else 'parked on')
 
 
 def _flyer(c: _Canvas, s: _Setting, kind: str) -> _Group | None:

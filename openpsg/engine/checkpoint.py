@@ -181,17 +181,27 @@ class WeightsReport:
     def clean(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
-    def lines(self) -> list[str]:
+    def lines(self, max_keys: int | None = None) -> list[str]:
+        """One line for the missing keys, one for the unexpected keys and one per mismatched
+        shape; with ``max_keys``, at most that many keys and shape lines each, the rest counted."""
+        def listed(keys: list[str]) -> str:
+            more = len(keys) - max_keys if max_keys is not None else 0
+            shown = keys[:max_keys] if max_keys is not None else keys
+            return ', '.join(shown) + (f', ... ({more} more)' if more > 0 else '')
+
         out = []
         if self.missing:
             out.append(f'missing keys in the checkpoint ({len(self.missing)}): '
-                       f'{", ".join(self.missing)}')
+                       f'{listed(self.missing)}')
         if self.unexpected:
             out.append(f'unexpected keys in the checkpoint ({len(self.unexpected)}): '
-                       f'{", ".join(self.unexpected)}')
-        for key, file_shape, model_shape in self.mismatched:
+                       f'{listed(self.unexpected)}')
+        for key, file_shape, model_shape in self.mismatched[:max_keys]:
             out.append(f'shape mismatch for {key}: checkpoint {list(file_shape)} vs model '
                        f'{list(model_shape)} (not loaded)')
+        hidden = len(self.mismatched) - len(self.mismatched[:max_keys])
+        if hidden:
+            out.append(f'{hidden} more shape mismatch(es)')
         return out
 
 

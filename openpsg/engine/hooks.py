@@ -6,7 +6,8 @@ one per evaluation. ``custom_hooks`` lists any other registered :class:`Hook`; t
 rank. A record is a flat dict::
 
     {'mode': 'train', 'epoch': 3, 'iter': 40, 'iters_per_epoch': 120, 'step': 280, 'lr': 1e-4,
-     'time': 0.21, 'data_time': 0.01, 'eta': 3600.0, 'loss': 0.7, 'loss_rel': 0.7, 'grad_norm': 2.1}
+     'time': 0.21, 'data_time': 0.01, 'eta': 3600.0, 'loss': 0.7, 'loss_relation': 0.7,
+     'grad_norm': 2.1}
     {'mode': 'val', 'epoch': 3, 'step': 360, 'sgdet/openpsg/R@20': 27.1, ...}
 
 ``epoch`` and ``iter`` are 1-based, ``step`` counts the training iterations done.

@@ -20,12 +20,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..parallel import parallel_map, resolve_workers
+from ..structures.labels import MODES
 from ..structures.scene_graph import GroundTruth, Prediction, index_predictions
 from .matching import MaskGeometry
 from .panoptic import PQ_KEYS, PQStat, pq_stats_counts, pq_stats_image, summarize_pq
 from .sgg import SGGConfig, evaluate_image, prediction_geometry, summarize
 
-SGG_MODES = ('predcls', 'sgcls', 'sgdet')
 PANOPTIC = 'PQ'
 
 
@@ -59,16 +59,16 @@ def evaluate(predictions: Iterable[Prediction], dataset: Any,
         ``'sgdet/openpsg/R@20'``, ``'sgdet/fair/ng-mR@50'``) for each scene-graph mode, and
         ``PQ, SQ, RQ, PQ_th, SQ_th, RQ_th, PQ_st, SQ_st, RQ_st`` when PQ is asked for.
     """
-    unknown = [m for m in metrics if m not in SGG_MODES + (PANOPTIC,)]
+    unknown = [m for m in metrics if m not in MODES + (PANOPTIC,)]
     if unknown or not metrics:
         raise ValueError(f'evaluate: unknown metric(s) {unknown}; choose from '
-                         f'{list(SGG_MODES) + [PANOPTIC]}')
+                         f'{list(MODES) + [PANOPTIC]}')
     if match is None:
         match = 'mask' if getattr(dataset, 'with_masks', True) else 'box'
     configs = {mode: SGGConfig(mode=mode, protocols=tuple(protocols), ks=tuple(ks), iou_thr=iou_thr,
                                match=match, dedup=dedup, num_predicates=len(dataset.predicates),
                                zero_shot_triplets=zero_shot_triplets)
-               for mode in SGG_MODES if mode in metrics}
+               for mode in MODES if mode in metrics}
     is_thing = np.arange(len(dataset.classes)) < dataset.num_things
     scoring = _Scoring(dataset, configs, is_thing if PANOPTIC in metrics else None)
 

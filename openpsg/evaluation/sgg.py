@@ -37,13 +37,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..structures.labels import MODES
 from ..structures.scene_graph import GroundTruth, Prediction
 from .fair_protocol import DEDUP_MODES, fair_triplet_hits
 from .matching import (BoxGeometry, EvaluationError, MaskGeometry, Relations, UnionIoU,
                        input_error)
 from .openpsg_protocol import openpsg_triplet_hits
 
-MODES = ('predcls', 'sgcls', 'sgdet')
 PROTOCOLS = ('openpsg', 'fair')
 MATCH_KINDS = ('mask', 'box')
 OPENPSG_BOX_EPS = 1e-6  # mmdet bbox_overlaps clamps the union to this

@@ -21,6 +21,7 @@ from ..structures import (NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample
 from ..structures.pairs import ordered_pairs
 from .base import PSGModel
 from .relation_heads.sampling import sample_negatives
+from .sample_checks import check_labels, checked_rels
 
 
 @MODELS.register()
@@ -56,14 +57,9 @@ class FrequencyBaseline(PSGModel):
             return self.logits[0, 0].expand(len(pairs), -1)
         return self.logits[labels[pairs[:, 0]], labels[pairs[:, 1]]]
 
-    def _check_labels(self, sample: Sample) -> None:
-        checks = (('labels', sample.labels, self.num_classes, 'num_classes'),
-                  ('rels', sample.rels[:, 2], self.num_predicates, 'num_predicates'))
-        for field, values, size, name in checks:
-            bad = values[(values < 0) | (values >= size)].unique().tolist()
-            if bad:
-                raise ValueError(f'image_id={sample.meta.image_id}: {field} {bad} are outside '
-                                 f'0..{size - 1} (model {name}={size})')
+    def _check_sample(self, sample: Sample) -> None:
+        check_labels(sample, self.num_classes)
+        checked_rels(sample, self.num_predicates)
 
     def _training_pairs(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs ``(R, 2)`` and target classes ``(R,)``: every relation, then sampled negatives."""
@@ -79,20 +75,20 @@ class FrequencyBaseline(PSGModel):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         per_image = []
         for sample in batch.samples:
-            self._check_labels(sample)
+            self._check_sample(sample)
             pairs, targets = self._training_pairs(sample)
             if len(pairs) == 0:
                 per_image.append(self.logits.sum() * 0)
                 continue
             per_image.append(F.cross_entropy(self.pair_logits(sample.labels, pairs), targets))
-        return {'loss_rel': torch.stack(per_image).mean()}
+        return {'loss_relation': torch.stack(per_image).mean()}
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
         return [self._predict_one(sample) for sample in batch.samples]
 
     def _predict_one(self, sample: Sample) -> Prediction:
-        self._check_labels(sample)
+        self._check_sample(sample)
         labels = sample.labels
         pairs = ordered_pairs(len(labels), labels.device)
         probs = self.pair_logits(labels, pairs).float().softmax(-1)

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
-from ..datasets.errors import DatasetError, problem
 from ..registry import MODELS
 from ..structures import (Batch, Prediction, Sample, boxes_to_original, id_map_to_masks,
                           masks_to_id_map, nearest_to_original)
 from .base import PSGModel
 from .relation_heads import ObjectSet, RelationHead, RelationResult, assign_object_targets
+from .sample_checks import check_boxes, check_labels, checked_rels
 from .segmenters.base import Segmenter, SegmentResult, check_feature_levels
 
 #: Relation-head options that come from the segmenter's ``feature_levels``, never from a config.
@@ -40,26 +40,6 @@ def mode_name(use_gt_box: bool, use_gt_label: bool) -> str:
         raise ConfigError('use_gt_label=True needs use_gt_box=True (ground-truth labels come with '
                           'the ground-truth objects)')
     return 'predcls' if use_gt_label else 'sgcls' if use_gt_box else 'sgdet'
-
-
-def check_sample(sample: Sample, num_classes: int, num_predicates: int) -> None:
-    """Raise :class:`DatasetError` naming the file, image and field when a sample's labels or
-    relations do not fit the model."""
-    meta, n = sample.meta, len(sample.labels)
-
-    def fail(field: str, message: str) -> None:
-        raise DatasetError(problem(meta.file_name or '<sample>', meta.image_id, field, message))
-
-    bad = sample.labels[(sample.labels < 0) | (sample.labels >= num_classes)]
-    if len(bad):
-        fail('labels', f'classes {bad.tolist()} are outside 0..{num_classes - 1}')
-    if len(sample.boxes) != n:
-        fail('boxes', f'{len(sample.boxes)} boxes for {n} objects')
-    rels = sample.rels
-    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n):
-        fail('rels', f'subject/object indices outside 0..{n - 1}')
-    if len(rels) and (rels[:, 2].min() < 0 or rels[:, 2].max() >= num_predicates):
-        fail('rels', f'predicates outside 0..{num_predicates - 1}')
 
 
 def build_segmenter(cfg: Mapping[str, Any]) -> Segmenter:
@@ -158,7 +138,9 @@ class TwoStageSceneGraph(PSGModel):
         """The objects of every image and, in SGDet, the segmenter's ``SegmentResult`` s."""
         head = self.relation_head
         for sample in batch.samples:
-            check_sample(sample, head.num_classes, head.num_predicates)
+            check_labels(sample, head.num_classes)
+            check_boxes(sample)
+            checked_rels(sample, head.num_predicates)
         if self.mode != 'sgdet':
             return [ObjectSet(boxes=s.boxes, img_shape=tuple(s.meta.img_shape),
                               labels=s.labels if self.mode == 'predcls' else None,

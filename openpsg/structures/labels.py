@@ -9,6 +9,8 @@ Conventions (one place, converted only at file boundaries):
   "no relation" class use index ``num_predicates`` (56 for PSG), the last index, like objects.
 * **Relations** are integer rows ``(subject_index, object_index, predicate)`` where the indices
   point into the image's list of segments.
+* **Modes** (:data:`MODES`) name the scene-graph task by what the ground truth gives the model:
+  ``predcls`` the segments and their labels, ``sgcls`` the segments, ``sgdet`` nothing.
 
 File formats that differ are converted at their reader/writer only:
 the challenge submission (``relation.json``) stores 1-based predicates and 1-based
@@ -49,6 +51,11 @@ PREDICATES: tuple[str, ...] = (
     'playing', 'touching', 'pushing', 'pulling', 'opening', 'cooking', 'talking to', 'throwing',
     'slicing', 'driving', 'riding', 'parked on', 'driving on', 'about to hit', 'kicking',
     'swinging', 'entering', 'exiting', 'enclosing', 'leaning on')
+
+#: The scene-graph tasks, by what the ground truth gives (module docstring).
+MODES: tuple[str, ...] = ('predcls', 'sgcls', 'sgdet')
+#: The modes that take the ground-truth segments of each image.
+GT_SEGMENT_MODES: tuple[str, ...] = ('predcls', 'sgcls')
 
 NUM_THING_CLASSES = len(THING_CLASSES)  # 80
 NUM_CLASSES = len(CLASSES)  # 133

@@ -14,5 +14,5 @@ model = dict(
     loss_weights=dict(ce=1.0, bbox=5.0, giou=2.0, mask=1.0, dice=1.0),
     focal_alpha=0.25,
     focal_gamma=2.0,
-    threshold=0.85,
+    test_cfg=dict(score_thr=0.85),
 )

@@ -14,7 +14,7 @@ model = dict(
     num_queries=200,
     aux_loss=False,
     matcher=dict(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, alpha=0.25, gamma=2.0),
-    loss_weights=dict(ce=2.0, bbox=5.0, giou=2.0, rel=15.0, connectivity=30.0),
+    loss_weights=dict(ce=2.0, bbox=5.0, giou=2.0, relation=15.0, connectivity=30.0),
     focal_alpha=0.25,
     focal_gamma=2.0,
     smoothing=1e-14,

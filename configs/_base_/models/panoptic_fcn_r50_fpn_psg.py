@@ -6,7 +6,7 @@ model = dict(
     # Stem and layer1 frozen. The segmenter's training config starts from ImageNet weights
     # (pretrained=True); as the first stage of a two-stage model the weights come from the
     # trained segmenter's checkpoint instead.
-    backbone=dict(depth=50, pretrained=False, trainable_layers=3, out_channels=256),
+    backbone=dict(depth=50, pretrained=False, frozen_stages=1, out_channels=256),
     num_things=80,
     num_stuff=53,
     position_head=dict(channels=256, num_convs=3, num_groups=32, deform=True),

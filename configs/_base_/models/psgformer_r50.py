@@ -17,12 +17,12 @@ model = dict(
     temperature=0.1,
     matcher=dict(cls=4.0, bbox=3.0, giou=2.0),
     rel_matcher=dict(sub=1.0, obj=1.0, predicate=1.0),
-    loss_weights=dict(ce=4.0, bbox=3.0, giou=2.0, mask=1.0, dice=1.0, rel_ce=2.0,
+    loss_weights=dict(ce=4.0, bbox=3.0, giou=2.0, mask=1.0, dice=1.0, relation_ce=2.0,
                       sub_pointer=2.0, obj_pointer=2.0),
     focal_alpha=0.25,
     focal_gamma=2.0,
-    test_cfg=dict(max_per_img=100, mask_threshold=0.85, thing_iou=0.5,
-                  claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
+    test_cfg=dict(max_per_img=100, mask_thr=0.85, thing_iou_thr=0.5,
+                  claim_thr=0.5),  # single_mpo: pixels no mask claims stay void
     # 'legacy': OpenPSG's published numbers; 'openpsg_panoptic': its eval_pan_rels=True (README)
     output='single_mpo',
     drop_rug_bug=False,  # output='openpsg_panoptic' only: OpenPSG's rug-merged drop

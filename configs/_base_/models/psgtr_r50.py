@@ -14,11 +14,11 @@ model = dict(
     no_relation_weight=0.02,
     matcher=dict(sub_cls=1.0, obj_cls=1.0, predicate_cls=2.0, bbox=5.0, giou=2.0,
                  cls_scale=1.2, box_scale=1.0),
-    loss_weights=dict(sub_ce=1.0, obj_ce=1.0, rel_ce=2.0, sub_bbox=5.0, obj_bbox=5.0,
+    loss_weights=dict(sub_ce=1.0, obj_ce=1.0, relation_ce=2.0, sub_bbox=5.0, obj_bbox=5.0,
                       sub_giou=2.0, obj_giou=2.0, sub_dice=1.0, obj_dice=1.0),
-    test_cfg=dict(max_per_img=100, mask_threshold=0.85, dedup_iou=0.5, subject_score_thr=0.5,
-                  object_score_thr=0.5, predicate_score_thr=0.3, thing_iou=0.5,
-                  claim_threshold=0.5),  # single_mpo: pixels no mask claims stay void
+    test_cfg=dict(max_per_img=100, mask_thr=0.85, dedup_iou_thr=0.5, subject_score_thr=0.5,
+                  object_score_thr=0.5, predicate_score_thr=0.3, thing_iou_thr=0.5,
+                  claim_thr=0.5),  # single_mpo: pixels no mask claims stay void
     # 'legacy': OpenPSG's published numbers; 'openpsg_panoptic': its eval_pan_rels=True (README)
     output='single_mpo',
     drop_wall_other_bug=False,  # output='openpsg_panoptic' only: OpenPSG's wall-other drop

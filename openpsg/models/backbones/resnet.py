@@ -1,5 +1,12 @@
 """ResNet trunk (torchvision) with frozen batch norm, returning C2-C5 and their padding masks;
-optionally C5 dilated (DC5)."""
+optionally C5 dilated (DC5).
+
+How much of a ResNet trains is ``frozen_stages`` in every backbone config (this :class:`ResNet`
+and the ResNet-FPN of the panoptic segmenters), with mmdet's meaning (:func:`freeze_stages`):
+``-1`` trains everything, ``0`` freezes the stem (conv1 + bn1), ``k >= 1`` also freezes
+``layer1..layerk``, ``4`` freezes the whole trunk. Whole modules (a two-stage model's segmenter,
+a neck) are frozen by the config's top-level ``freeze_modules`` instead (see the README).
+"""
 from __future__ import annotations
 
 import os
@@ -62,6 +69,20 @@ def load_trunk_weights(net: nn.Module, state: Mapping[str, torch.Tensor], source
                          f'unexpected {unexpected[:8]}')
 
 
+def freeze_stages(trunk: nn.Module, frozen_stages: int) -> None:
+    """Stop the gradient of the first stages of ``trunk``, a torchvision ResNet or the
+    ``IntermediateLayerGetter`` over one (parameters named ``conv1.*``, ``layer1.*``, ...):
+    ``frozen_stages=-1`` none, ``0`` the stem (conv1 + bn1), ``k`` in ``1..4`` the stem and
+    ``layer1..layerk``. Other parameters are left as they are."""
+    if not -1 <= frozen_stages <= 4:
+        raise ValueError(f'backbone frozen_stages must be in -1..4 (-1 trains everything, 4 '
+                         f'freezes the trunk), got {frozen_stages}')
+    frozen = () if frozen_stages < 0 else ('conv1', 'bn1', *_STAGES[:frozen_stages])
+    for name, param in trunk.named_parameters():
+        if name.split('.')[0] in frozen:
+            param.requires_grad_(False)
+
+
 def load_pretrained_trunk(net: nn.Module, depth: int, pretrained: bool | str,
                           prefix: str = '') -> None:
     """Load ``pretrained`` (see :func:`imagenet_state_dict`) into the torchvision ResNet ``net``,
@@ -77,8 +98,7 @@ def load_pretrained_trunk(net: nn.Module, depth: int, pretrained: bool | str,
 class ResNet(nn.Module):
     """A torchvision ResNet-18/34/50/101 without its classifier, every BatchNorm frozen.
 
-    ``frozen_stages`` follows the mmdet convention: ``-1`` trains everything, ``0`` freezes the
-    stem (conv1 + bn1), ``k >= 1`` also freezes ``layer1..layerk``. ``pretrained``: ``None``/``False``
+    ``frozen_stages``: see :func:`freeze_stages` (``1``: stem and layer1 frozen). ``pretrained``: ``None``/``False``
     (random init), ``True`` (torchvision ImageNet weights from the torch hub cache) or a path to a
     torchvision ResNet state dict or to a checkpoint (``state_dict`` inside) of a model that holds
     the ResNet under the key prefix ``pretrained_prefix``, e.g. ``'backbone.body.'`` for a trained
@@ -98,8 +118,6 @@ class ResNet(nn.Module):
         super().__init__()
         if depth not in RESNET_CHANNELS:
             raise ValueError(f'ResNet depth must be one of {sorted(RESNET_CHANNELS)}, got {depth}')
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
         if dilation and depth < 50:
             raise ValueError(f'ResNet dilation (DC5) needs bottleneck blocks (depth 50 or 101), got '
                              f'depth {depth}')
@@ -112,10 +130,7 @@ class ResNet(nn.Module):
             net, return_layers={stage: str(i) for i, stage in enumerate(_STAGES)})
         self.num_channels = list(RESNET_CHANNELS[depth])
         self.strides = [4, 8, 16, 16 if dilation else 32]
-        frozen = [] if frozen_stages < 0 else ['conv1', 'bn1', *_STAGES[:frozen_stages]]
-        for name, param in self.body.named_parameters():
-            if name.split('.')[0] in frozen:
-                param.requires_grad_(False)
+        freeze_stages(self.body, frozen_stages)
 
     def forward(self, imgs: torch.Tensor, pad_mask: torch.Tensor
                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

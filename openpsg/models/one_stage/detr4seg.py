@@ -15,6 +15,7 @@ from ...registry import MODELS
 from ...structures import (NUM_CLASSES, NUM_THING_CLASSES, VOID, Batch, ImageMeta, Prediction,
                            id_map_to_masks, logits_to_original, masks_to_boxes, no_relations)
 from ..losses import dice_loss, sigmoid_focal_loss
+from ..options import checked_options
 from .detr import DETR
 from .detr_base import TransformerOutputs
 from .mask_head import build_mask_branch, predict_masks
@@ -64,23 +65,26 @@ class DETR4Seg(DETR):
     inference.
 
     Inference (:meth:`predict`): the last layer's queries whose most probable class is not "no
-    object" and has probability > ``threshold`` are kept and :func:`panoptic_prediction` turns their
-    masks into the image's panoptic segmentation (stuff classes: labels >= ``num_thing_classes``).
+    object" and has probability > ``test_cfg['score_thr']`` (DETR's 0.85) are kept and
+    :func:`panoptic_prediction` turns their masks into the image's panoptic segmentation (stuff
+    classes: labels >= ``num_thing_classes``).
     """
 
     default_loss_weights = {'ce': 1.0, 'bbox': 5.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0}
+    default_test_cfg = {'score_thr': 0.85}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_queries: int = 100, aux_loss: bool = True,
                  eos_coef: float = 0.1, matcher: Mapping[str, float] | None = None,
-                 loss_weights: Mapping[str, float] | None = None, threshold: float = 0.85,
+                 loss_weights: Mapping[str, float] | None = None,
+                 test_cfg: Mapping[str, Any] | None = None,
                  num_thing_classes: int = NUM_THING_CLASSES, focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0, feature_level: int = 3) -> None:
         super().__init__(backbone, transformer, num_classes, num_queries, aux_loss, eos_coef,
                          matcher, loss_weights, feature_level)
         self.bbox_attention, self.mask_head = build_mask_branch(
             self.transformer.d_model, self.transformer.nhead, self.backbone[0].num_channels)
-        self.threshold = threshold
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'DETR4Seg', 'test_cfg')
         self.num_thing_classes = num_thing_classes
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
@@ -106,7 +110,7 @@ class DETR4Seg(DETR):
     def predict(self, batch: Batch) -> list[Prediction]:
         out = self.run_transformer(batch.imgs, batch.pad_mask)
         scores, labels = self.class_embed(out.hs[-1]).float().softmax(-1).max(-1)
-        keep = (labels != self.num_classes) & (scores > self.threshold)
+        keep = (labels != self.num_classes) & (scores > self.test_cfg['score_thr'])
         batch_idx, query_idx = keep.nonzero(as_tuple=True)
         masks = self.mask_logits(out, batch_idx, query_idx) if len(batch_idx) else None
         predictions = []

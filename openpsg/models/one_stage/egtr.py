@@ -14,7 +14,7 @@ Training (only the last decoder layer is matched for the relations; ``aux_loss``
 detection losses of the other layers, off in EGTR's scene-graph stage):
 
 * ``loss_ce``, ``loss_bbox``, ``loss_giou``: Deformable DETR's detection losses (weights 2, 5, 2);
-* ``loss_rel`` (weight 15): binary cross-entropy with logits of the sampled entries
+* ``loss_relation`` (weight 15): binary cross-entropy with logits of the sampled entries
   (:mod:`.relation_sampling`: positives, 80 hard negatives and 80 hard non-matching entries per
   positive) against the targets smoothed by the matching cost (:mod:`.relation_smoothing`),
   averaged over all sampled entries of the batch; in eval mode every entry is used, as EGTR's
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from ...registry import DATASETS, MODELS
 from ...structures import (NUM_CLASSES, NUM_PREDICATES, Batch, Prediction, Sample,
                            normalized_boxes_to_original)
+from ..sample_checks import checked_rels
 from .deformable_detr import DeformableDETR
 from .deformable_transformer import DeformableTransformerOutputs
 from .egtr_head import QK, gated_sum, pair_sources, relation_modules
@@ -59,7 +60,7 @@ from .pair_ranking import rank_pairs, softmax_object_scores
 from .relation_sampling import query_relation_targets, sample_relation_entries
 from .relation_smoothing import (check_smoothing, match_weights, perfect_match_cost,
                                  query_weights, smoothed_targets)
-from .targets import box_targets, checked_rels
+from .targets import box_targets
 
 
 def frequency_counts(cache: str | None, dataset: Mapping[str, Any] | None, num_classes: int,
@@ -97,7 +98,7 @@ class EGTR(DeformableDETR):
             focal_gamma: as :class:`~.deformable_detr.DeformableDETR` (EGTR: 200 queries, no aux
             loss, matcher costs class 2, L1 5, GIoU 2).
         num_predicates: ``P`` (50 for Visual Genome, 56 for PSG): the dataset's.
-        loss_weights: ``ce`` 2, ``bbox`` 5, ``giou`` 2, ``rel`` 15, ``connectivity`` 30.
+        loss_weights: ``ce`` 2, ``bbox`` 5, ``giou`` 2, ``relation`` 15, ``connectivity`` 30.
         smoothing: ``s`` of the adaptive label smoothing (1e-14; 0 = hard targets).
         rel_sample_negatives, rel_sample_nonmatching: sampled entries per positive (80, 80;
             ``None`` = all); ``*_largest``: the hardest (True) or random.
@@ -112,7 +113,7 @@ class EGTR(DeformableDETR):
             adjustment).
     """
 
-    default_loss_weights = {'ce': 2.0, 'bbox': 5.0, 'giou': 2.0, 'rel': 15.0,
+    default_loss_weights = {'ce': 2.0, 'bbox': 5.0, 'giou': 2.0, 'relation': 15.0,
                             'connectivity': 30.0}
     default_test_cfg = {'max_per_img': 100, 'graph_constraint': True,
                         'logit_adjustment_tau': None}
@@ -195,7 +196,7 @@ class EGTR(DeformableDETR):
     def relation_losses(self, rel: torch.Tensor, connectivity: torch.Tensor,
                         samples: list[Sample], matches: list[Match], costs: list[torch.Tensor]
                         ) -> dict[str, torch.Tensor]:
-        """Unweighted ``rel`` and ``connectivity`` losses and the logged ``uncertainty``, from
+        """Unweighted ``relation`` and ``connectivity`` losses and the logged ``uncertainty``, from
         the relation outputs ``(B, Q, Q, P)`` / ``(B, Q, Q)`` and the last layer's matches and
         matched costs (module docstring)."""
         num_queries = rel.shape[1]
@@ -224,7 +225,7 @@ class EGTR(DeformableDETR):
         rel_terms = torch.cat(rel_terms)
         uncertainty = torch.cat(uncertainty)
         return {
-            'rel': rel_terms.mean() if len(rel_terms) else rel.sum() * 0,
+            'relation': rel_terms.mean() if len(rel_terms) else rel.sum() * 0,
             'connectivity': torch.cat(connectivity_terms).mean(),
             'uncertainty': uncertainty.mean() if len(uncertainty) else rel.new_zeros(()),
         }
@@ -236,7 +237,7 @@ class EGTR(DeformableDETR):
         costs = [self.matched_costs(lg, bx, t, m).detach()
                  for lg, bx, t, m in zip(logits[-1], boxes[-1], targets, matches)]
         terms = self.relation_losses(rel, connectivity, batch.samples, matches, costs)
-        losses['loss_rel'] = self.loss_weights['rel'] * terms['rel']
+        losses['loss_relation'] = self.loss_weights['relation'] * terms['relation']
         losses['loss_connectivity'] = self.loss_weights['connectivity'] * terms['connectivity']
         losses['uncertainty'] = terms['uncertainty']
         for layer, value in enumerate(gates.detach().flatten(0, 2).mean(0)):

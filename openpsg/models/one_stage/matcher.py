@@ -75,16 +75,25 @@ class HungarianMatcher:
         self.cost_bbox = cost_bbox
         self.cost_giou = cost_giou
 
+    def cost(self, logits: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+             target_boxes: torch.Tensor) -> torch.Tensor:
+        """One image's ``(Q, N)`` matching cost (:func:`detr_cost` with this matcher's weights)."""
+        return detr_cost(logits, boxes, labels, target_boxes, self.cost_class, self.cost_bbox,
+                         self.cost_giou)
+
     @torch.no_grad()
     def __call__(self, logits: torch.Tensor, boxes: torch.Tensor,
                  targets: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Match]:
-        return [linear_assignment(detr_cost(lg.float(), bx.float(), labels, tgt_boxes.float(),
-                                            self.cost_class, self.cost_bbox, self.cost_giou))
+        return [linear_assignment(self.cost(lg.float(), bx.float(), labels, tgt_boxes.float()))
                 for lg, bx, (labels, tgt_boxes) in zip(logits, boxes, targets)]
 
     def __repr__(self) -> str:
-        return (f'HungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, '
-                f'cost_giou={self.cost_giou})')
+        return (f'{type(self).__name__}(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, '
+                f'cost_giou={self.cost_giou}{self.extra_repr()})')
+
+    def extra_repr(self) -> str:
+        """More ``, name=value`` settings for ``repr`` (subclasses)."""
+        return ''
 
 
 def focal_class_cost(probs: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25,
@@ -129,14 +138,11 @@ class FocalHungarianMatcher(HungarianMatcher):
         self.alpha = alpha
         self.gamma = gamma
 
-    @torch.no_grad()
-    def __call__(self, logits: torch.Tensor, boxes: torch.Tensor,
-                 targets: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Match]:
-        return [linear_assignment(focal_detr_cost(lg.float(), bx.float(), labels, tgt_boxes.float(),
-                                                  self.cost_class, self.cost_bbox, self.cost_giou,
-                                                  self.alpha, self.gamma))
-                for lg, bx, (labels, tgt_boxes) in zip(logits, boxes, targets)]
+    def cost(self, logits: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+             target_boxes: torch.Tensor) -> torch.Tensor:
+        """One image's ``(Q, N)`` matching cost (:func:`focal_detr_cost`)."""
+        return focal_detr_cost(logits, boxes, labels, target_boxes, self.cost_class,
+                               self.cost_bbox, self.cost_giou, self.alpha, self.gamma)
 
-    def __repr__(self) -> str:
-        return (f'FocalHungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, '
-                f'cost_giou={self.cost_giou}, alpha={self.alpha}, gamma={self.gamma})')
+    def extra_repr(self) -> str:
+        return f', alpha={self.alpha}, gamma={self.gamma}'

@@ -30,19 +30,19 @@ def greedy_groups(similar: np.ndarray) -> np.ndarray:
 
 
 def merge_candidates(logits: torch.Tensor, binary: np.ndarray | None, labels: np.ndarray,
-                     scores: np.ndarray, thing_iou: float | None = 0.5,
+                     scores: np.ndarray, thing_iou_thr: float | None = 0.5,
                      num_thing_classes: int = NUM_THING_CLASSES,
-                     claim_threshold: float | None = None
+                     claim_thr: float | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Panoptic merge of ``K >= 1`` candidates (OpenPSG's, in its order of operations).
 
     ``logits (K, H, W)`` at original size, ``labels (K,)``, ``scores (K,)``. Candidates of one stuff
     class (label >= ``num_thing_classes``) merge into the first of them; thing candidates of one
     class merge greedily (:func:`greedy_groups`, in candidate order) when the IoU of their binary
-    masks ``binary (K, H, W)`` with the group's first candidate exceeds ``thing_iou`` (``None``:
+    masks ``binary (K, H, W)`` with the group's first candidate exceeds ``thing_iou_thr`` (``None``:
     things never merge, ``binary`` unused). Each pixel goes to the candidate with the largest logit
     (the first on ties: the argmax of OpenPSG's per-pixel softmax), i.e. to that candidate's group;
-    with ``claim_threshold`` only where that candidate's probability exceeds it (other pixels are
+    with ``claim_thr`` only where that candidate's probability exceeds it (other pixels are
     void), with ``None`` every pixel (OpenPSG).
 
     Returns ``segment_of (K,)`` (segment of each candidate, -1 if its group got no pixel),
@@ -58,17 +58,17 @@ def merge_candidates(logits: torch.Tensor, binary: np.ndarray | None, labels: np
             rep[k] = first_stuff.setdefault(label, k)
         else:
             things[label].append(k)
-    if thing_iou is not None:
+    if thing_iou_thr is not None:
         for members in things.values():
             if len(members) < 2:
                 continue
             members = np.asarray(members)
             rep[members] = members[greedy_groups(mask_iou(binary[members],
-                                                          binary[members]) > thing_iou)]
+                                                          binary[members]) > thing_iou_thr)]
     best, winner = logits.max(0)
     owner = rep[winner.cpu().numpy()]
-    if claim_threshold is not None:
-        owner[(best.sigmoid() <= claim_threshold).cpu().numpy()] = num
+    if claim_thr is not None:
+        owner[(best.sigmoid() <= claim_thr).cpu().numpy()] = num
     present = np.unique(owner[owner < num])
     renumber = np.full(num + 1, VOID, dtype=np.int64)
     renumber[present] = np.arange(len(present))

@@ -48,11 +48,12 @@ from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASS
                            ImageMeta, Prediction)
 from ..options import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy, sigmoid_focal_loss
+from ..sample_checks import checked_rels
 from .detr_base import MLP, DETRBase, TransformerOutputs
 from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
-from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
+from .targets import Size, box_targets, masks_at_loss_resolution
 from .transformer import TransformerDecoder
 from .triplet_matcher import IdMatcher, ObjectMatcher
 from .triplet_postprocess import (Rows, check_output, legacy_prediction, logits_at_original,
@@ -101,11 +102,11 @@ class PSGFormer(DETRBase):
         matcher: :class:`~.triplet_matcher.ObjectMatcher` arguments (OpenPSG: cls 4, bbox 3,
             giou 2).
         rel_matcher: :class:`~.triplet_matcher.IdMatcher` arguments.
-        loss_weights: ``ce, bbox, giou, mask (focal), dice, rel_ce, sub_pointer, obj_pointer``.
+        loss_weights: ``ce, bbox, giou, mask (focal), dice, relation_ce, sub_pointer, obj_pointer``.
         focal_alpha, focal_gamma: of the mask focal loss.
-        test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks of the thing
-            de-duplication and of ``legacy`` rows), ``thing_iou`` (panoptic merge),
-            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+        test_cfg: ``max_per_img`` (rows ranked), ``mask_thr`` (binary masks of the thing
+            de-duplication and of ``legacy`` rows), ``thing_iou_thr`` (panoptic merge),
+            ``claim_thr`` (``single_mpo``: pixels no candidate claims with a larger
             probability are void).
         output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
             published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
@@ -118,9 +119,9 @@ class PSGFormer(DETRBase):
     """
 
     default_loss_weights = {'ce': 4.0, 'bbox': 3.0, 'giou': 2.0, 'mask': 1.0, 'dice': 1.0,
-                            'rel_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
-    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'thing_iou': 0.5,
-                        'claim_threshold': 0.5}
+                            'relation_ce': 2.0, 'sub_pointer': 2.0, 'obj_pointer': 2.0}
+    default_test_cfg = {'max_per_img': 100, 'mask_thr': 0.85, 'thing_iou_thr': 0.5,
+                        'claim_thr': 0.5}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
@@ -160,7 +161,7 @@ class PSGFormer(DETRBase):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGFormer',
-                                        'test_cfg keys')
+                                        'test_cfg')
         self.output = check_output(output, 'PSGFormer', 'drop_rug_bug', drop_rug_bug)
         self.drop_rug_bug = drop_rug_bug
 
@@ -231,7 +232,8 @@ class PSGFormer(DETRBase):
                 pointer[name] = pointer[name] + F.cross_entropy(restricted, position[pointed[col]],
                                                                 reduction='sum')
             num_rows += len(rows)
-        losses = {'rel_ce': no_object_cross_entropy(rel_logits, targets, self.no_relation_weight)}
+        losses = {'relation_ce': no_object_cross_entropy(rel_logits, targets,
+                                                         self.no_relation_weight)}
         if with_pointers:
             losses.update({name: value / max(num_rows, 1) for name, value in pointer.items()})
         return losses
@@ -312,9 +314,9 @@ class PSGFormer(DETRBase):
         panoptic = triplet_prediction(
             meta, logits, labels, scores, rows.take((rows.sub >= 0) & (rows.obj >= 0)),
             'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
-            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
-            cfg['claim_threshold'])
+            cfg['mask_thr'], cfg['thing_iou_thr'], self.num_thing_classes,
+            cfg['claim_thr'])
         if self.output != 'legacy':
             return panoptic
         return legacy_prediction(meta, logits, labels, scores, rows, panoptic,
-                                 cfg['mask_threshold'])
+                                 cfg['mask_thr'])

@@ -36,11 +36,12 @@ from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASS
                            ImageMeta, Prediction, Sample)
 from ..options import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy
+from ..sample_checks import checked_rels
 from .detr_base import MLP, DETRBase, TransformerOutputs
 from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
-from .targets import Size, box_targets, checked_rels, masks_at_loss_resolution
+from .targets import Size, box_targets, masks_at_loss_resolution
 from .triplet_matcher import HTriMatcher, TripletOutputs, TripletTargets
 from .triplet_postprocess import (Rows, check_output, dedup_triplets, legacy_prediction,
                                   logits_at_original, top_triplets, triplet_prediction)
@@ -69,13 +70,13 @@ class PSGTr(DETRBase):
         aux_loss: also supervise the class/box outputs of every earlier decoder layer.
         no_relation_weight: class weight of "no relation" in the predicate loss (OpenPSG 0.02).
         matcher: :class:`~.triplet_matcher.HTriMatcher` arguments.
-        loss_weights: ``sub_ce, obj_ce, rel_ce, sub_bbox, obj_bbox, sub_giou, obj_giou, sub_dice,
-            obj_dice``.
-        test_cfg: ``max_per_img`` (rows ranked), ``mask_threshold`` (binary masks), ``dedup_iou``
+        loss_weights: ``sub_ce, obj_ce, relation_ce, sub_bbox, obj_bbox, sub_giou, obj_giou,
+            sub_dice, obj_dice``.
+        test_cfg: ``max_per_img`` (rows ranked), ``mask_thr`` (binary masks), ``dedup_iou_thr``
             (triplet de-duplication), ``subject_score_thr``, ``object_score_thr``,
             ``predicate_score_thr`` (the rows of the panoptic merge are above all three;
-            ``'legacy'`` rows ignore them), ``thing_iou`` (panoptic merge of thing masks),
-            ``claim_threshold`` (``single_mpo``: pixels no candidate claims with a larger
+            ``'legacy'`` rows ignore them), ``thing_iou_thr`` (panoptic merge of thing masks),
+            ``claim_thr`` (``single_mpo``: pixels no candidate claims with a larger
             probability are void).
         output: ``'single_mpo'``, ``'legacy'`` (OpenPSG's ``eval_pan_rels=False``, behind its
             published numbers) or ``'openpsg_panoptic'`` (OpenPSG's ``eval_pan_rels=True``); see
@@ -87,12 +88,12 @@ class PSGTr(DETRBase):
         feature_level: the backbone map the transformer reads (see :class:`~.detr_base.DETRBase`).
     """
 
-    default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'rel_ce': 2.0, 'sub_bbox': 5.0,
+    default_loss_weights = {'sub_ce': 1.0, 'obj_ce': 1.0, 'relation_ce': 2.0, 'sub_bbox': 5.0,
                             'obj_bbox': 5.0, 'sub_giou': 2.0, 'obj_giou': 2.0, 'sub_dice': 1.0,
                             'obj_dice': 1.0}
-    default_test_cfg = {'max_per_img': 100, 'mask_threshold': 0.85, 'dedup_iou': 0.5,
+    default_test_cfg = {'max_per_img': 100, 'mask_thr': 0.85, 'dedup_iou_thr': 0.5,
                         'subject_score_thr': 0.5, 'object_score_thr': 0.5,
-                        'predicate_score_thr': 0.3, 'thing_iou': 0.5, 'claim_threshold': 0.5}
+                        'predicate_score_thr': 0.3, 'thing_iou_thr': 0.5, 'claim_thr': 0.5}
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_predicates: int = NUM_PREDICATES,
@@ -120,7 +121,7 @@ class PSGTr(DETRBase):
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, 'PSGTr',
                                             'loss_weights')
         self.criterion = SetCriterion(self.loss_weights, aux_loss)
-        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg keys')
+        self.test_cfg = checked_options(self.default_test_cfg, test_cfg, 'PSGTr', 'test_cfg')
         self.output = check_output(output, 'PSGTr', 'drop_wall_other_bug', drop_wall_other_bug)
         self.drop_wall_other_bug = drop_wall_other_bug
 
@@ -164,7 +165,8 @@ class PSGTr(DETRBase):
                                       reduction='sum') / num_matched,
             'obj_ce': F.cross_entropy(out.obj_logits[batch_idx, query_idx], tgt.obj_labels,
                                       reduction='sum') / num_matched,
-            'rel_ce': no_object_cross_entropy(out.rel_logits, rel_targets, self.no_relation_weight),
+            'relation_ce': no_object_cross_entropy(out.rel_logits, rel_targets,
+                                                   self.no_relation_weight),
             'sub_bbox': sub_bbox, 'obj_bbox': obj_bbox, 'sub_giou': sub_giou, 'obj_giou': obj_giou,
         }
 
@@ -210,8 +212,8 @@ class PSGTr(DETRBase):
         2. the ``max_per_img`` best (query, predicate) cells of the predicate softmax, ranked;
         3. each row's subject/object mask = its query's mask logits at original size
            (:func:`~.triplet_postprocess.logits_at_original`; binary: ``sigmoid >
-           mask_threshold``);
-        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou``):
+           mask_thr``);
+        4. triplet de-duplication (:func:`~.triplet_postprocess.dedup_triplets`, ``dedup_iou_thr``):
            the ``'legacy'`` rows, returned with the panoptic map of step 5;
         5. rows kept with subject score > ``subject_score_thr``, object score >
            ``object_score_thr``, predicate score > ``predicate_score_thr`` (and, with
@@ -241,9 +243,9 @@ class PSGTr(DETRBase):
         per_row = row_query.cpu().numpy()
         rows = Rows(per_row, per_row + len(used), rel_probs[query].cpu().numpy(),
                     rank_scores.cpu().numpy())
-        binary = (logits.sigmoid() > cfg['mask_threshold']).cpu().numpy()
+        binary = (logits.sigmoid() > cfg['mask_thr']).cpu().numpy()
         deduplicated = dedup_triplets(labels[rows.sub], labels[rows.obj], predicate.cpu().numpy(),
-                                      binary[rows.sub], binary[rows.obj], cfg['dedup_iou'])
+                                      binary[rows.sub], binary[rows.obj], cfg['dedup_iou_thr'])
         passed = (deduplicated & (scores[rows.sub] > cfg['subject_score_thr'])
                   & (scores[rows.obj] > cfg['object_score_thr'])
                   & (rows.scores > cfg['predicate_score_thr']))
@@ -258,9 +260,9 @@ class PSGTr(DETRBase):
             meta, logits[torch.as_tensor(cands, device=logits.device)], labels[cands],
             scores[cands], Rows(np.arange(num), np.arange(num) + num, kept.probs, kept.scores),
             'single_mpo' if self.output == 'single_mpo' else 'openpsg_panoptic',
-            cfg['mask_threshold'], cfg['thing_iou'], self.num_thing_classes,
-            cfg['claim_threshold'])
+            cfg['mask_thr'], cfg['thing_iou_thr'], self.num_thing_classes,
+            cfg['claim_thr'])
         if self.output != 'legacy':
             return panoptic
         return legacy_prediction(meta, logits, labels, scores, rows.take(deduplicated), panoptic,
-                                 cfg['mask_threshold'])
+                                 cfg['mask_thr'])

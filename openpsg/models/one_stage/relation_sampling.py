@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from ...datasets.errors import DatasetError, problem
 from ...structures import ImageMeta
+from ..sample_checks import sample_error
 
 
 def query_relation_targets(rels: torch.Tensor, query_idx: torch.Tensor, target_idx: torch.Tensor,
@@ -32,13 +32,12 @@ def query_relation_targets(rels: torch.Tensor, query_idx: torch.Tensor, target_i
     ``rels (M, 3)``: ground-truth ``(subject, object, predicate)``; ``query_idx``/``target_idx
     (K,)``: the Hungarian matches (query -> ground-truth object). Every one of the image's
     ``num_objects`` objects must be matched (so ``num_objects <= num_queries``); otherwise a
-    :class:`DatasetError` names the image.
+    :class:`~openpsg.datasets.errors.DatasetError` names the image.
     """
     if num_objects > num_queries or len(target_idx) != num_objects:
-        raise DatasetError(problem(
-            meta.file_name, meta.image_id, 'labels',
-            f'{num_objects} objects but the model has {num_queries} object queries; every '
-            'object needs a query (raise num_queries or drop the image)'))
+        raise sample_error(meta, 'labels', f'{num_objects} objects but the model has {num_queries} '
+                           'object queries; every object needs a query (raise num_queries or drop '
+                           'the image)')
     query_of = torch.empty(num_objects, dtype=torch.int64, device=rels.device)
     query_of[target_idx] = query_idx
     targets = torch.zeros((num_queries, num_queries, num_predicates), device=rels.device)

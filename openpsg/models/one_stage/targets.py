@@ -2,7 +2,7 @@
 DETR regresses them, relations, and masks at the resolution the mask losses compare them at.
 
 Bad input raises :class:`~openpsg.datasets.errors.DatasetError` naming the file, the image and the
-field.
+field (:mod:`openpsg.models.sample_checks`).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert
 
-from ...datasets.errors import DatasetError, problem
 from ...structures import Sample, upsample_stride
+from ..sample_checks import check_labels, check_masks, sample_error
 
 Target = tuple[torch.Tensor, torch.Tensor]
 Size = tuple[int, int]
@@ -27,33 +27,16 @@ def box_targets(samples: Sequence[Sample], num_classes: int) -> list[Target]:
     labels must be in ``0..num_classes - 1`` and boxes finite with ``x2 > x1``, ``y2 > y1``."""
     targets = []
     for s in samples:
-        meta = s.meta
+        check_labels(s, num_classes)
         labels, boxes = s.labels, s.boxes.float()
-        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise DatasetError(problem(meta.file_name, meta.image_id, 'labels',
-                                       f'values must be in 0..{num_classes - 1}, got '
-                                       f'{labels.min().item()}..{labels.max().item()}'))
         if boxes.shape != (len(labels), 4) or not torch.isfinite(boxes).all() or \
                 (boxes[:, 2:] <= boxes[:, :2]).any():
-            raise DatasetError(problem(meta.file_name, meta.image_id, 'boxes',
-                                       f'need {len(labels)} finite xyxy boxes with x2 > x1 and '
-                                       f'y2 > y1, got shape {tuple(boxes.shape)}'))
-        h, w = meta.img_shape
+            raise sample_error(s.meta, 'boxes', f'need {len(labels)} finite xyxy boxes with '
+                               f'x2 > x1 and y2 > y1, got shape {tuple(boxes.shape)}')
+        h, w = s.meta.img_shape
         scale = boxes.new_tensor([w, h, w, h])
         targets.append((labels, box_convert(boxes / scale, 'xyxy', 'cxcywh')))
     return targets
-
-
-def checked_rels(sample: Sample, num_predicates: int) -> torch.Tensor:
-    """``sample.rels`` as ``(M, 3)``; subject/object must index the segments and predicates be in
-    ``0..num_predicates - 1``."""
-    rels, n = sample.rels.reshape(-1, 3), len(sample.labels)
-    if len(rels) and (rels[:, :2].min() < 0 or rels[:, :2].max() >= n or rels[:, 2].min() < 0
-                      or rels[:, 2].max() >= num_predicates):
-        raise DatasetError(problem(sample.meta.file_name, sample.meta.image_id, 'rels',
-                                   f'subject/object must index the {n} segments and predicates '
-                                   f'be in 0..{num_predicates - 1}, got {rels.tolist()}'))
-    return rels
 
 
 def padded_masks(samples: Sequence[Sample], picks: Sequence[torch.Tensor], size: Size,
@@ -63,12 +46,7 @@ def padded_masks(samples: Sequence[Sample], picks: Sequence[torch.Tensor], size:
     object at its image size."""
     out = []
     for sample, pick in zip(samples, picks):
-        expected = (len(sample.labels), *sample.img.shape[1:])
-        if tuple(sample.masks.shape) != expected:
-            raise DatasetError(problem(
-                sample.meta.file_name, sample.meta.image_id, 'masks',
-                f'{owner} needs one mask per object at the image size {expected}, got '
-                f'{tuple(sample.masks.shape)} (load masks with LoadPanopticAnnotations)'))
+        check_masks(sample, owner)
         masks = sample.masks[pick].float()
         out.append(F.pad(masks, (0, size[1] - masks.shape[2], 0, size[0] - masks.shape[1])))
     return torch.cat(out)

@@ -10,11 +10,11 @@ A model reduces its last decoder layer to
   a class and a class score. PSGTR has two candidates per row (the row's subject and object
   masks), PSGFormer one per object query a row points at.
 
-A candidate's binary mask is ``sigmoid(logit) > mask_threshold``. The panoptic segmentation is
+A candidate's binary mask is ``sigmoid(logit) > mask_thr``. The panoptic segmentation is
 :func:`~.panoptic_merge.merge_candidates`: each pixel goes to the candidate with the largest logit,
 stuff candidates of one class merge, thing candidates of one class whose binary masks overlap with
-IoU > ``thing_iou`` merge greedily, candidates left without pixels vanish. Three ``output`` modes
-build the :class:`~openpsg.structures.Prediction` (``predicate_scores`` of a row: its query's
+IoU > ``thing_iou_thr`` merge greedily, candidates left without pixels vanish. Three ``output``
+modes build the :class:`~openpsg.structures.Prediction` (``predicate_scores`` of a row: its query's
 distribution over the predicates; ``triplet_scores``: its rank score; ``no_relation_scores``: its
 query's "no relation" probability; a segment's score: the best score of its candidates):
 
@@ -23,7 +23,7 @@ query's "no relation" probability; a segment's score: the best score of its cand
     protocol expects. It differs from OpenPSG's panoptic output in three ways: the logits are
     sampled bilinearly at the original pixels (:func:`~openpsg.structures.sample_logits_at_original`)
     instead of nearest-resized; a pixel no candidate claims (best probability <=
-    ``claim_threshold``) is void, where OpenPSG gives it to the largest logit, so that the pixels
+    ``claim_thr``) is void, where OpenPSG gives it to the largest logit, so that the pixels
     of every object no kept row mentions (and of the background between objects) do not swell some
     candidate's segment until it misses its object by IoU; and a row becomes the pair (segment of
     its subject, segment of its object) only if both segments exist and differ and no
@@ -156,9 +156,9 @@ def openpsg_placeholder(meta: ImageMeta, num_predicates: int) -> Prediction:
 
 def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
                        scores: np.ndarray, rows: Rows, output: str = 'single_mpo',
-                       mask_threshold: float = 0.85, thing_iou: float = 0.5,
+                       mask_thr: float = 0.85, thing_iou_thr: float = 0.5,
                        num_thing_classes: int = NUM_THING_CLASSES,
-                       claim_threshold: float = 0.5) -> Prediction:
+                       claim_thr: float = 0.5) -> Prediction:
     """The ``'single_mpo'`` or ``'openpsg_panoptic'`` prediction of ranked ``rows`` over
     candidates (module docstring).
 
@@ -168,9 +168,9 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
         labels, scores: ``(K,)`` candidate classes and class scores.
         rows: the ranked rows over these candidates.
         output: ``'single_mpo'`` or ``'openpsg_panoptic'``.
-        mask_threshold: a candidate's binary mask is ``sigmoid(logit) > mask_threshold``.
-        thing_iou, num_thing_classes: see :func:`~.panoptic_merge.merge_candidates`.
-        claim_threshold: ``'single_mpo'``: a pixel whose best candidate's probability is not above
+        mask_thr: a candidate's binary mask is ``sigmoid(logit) > mask_thr``.
+        thing_iou_thr, num_thing_classes: see :func:`~.panoptic_merge.merge_candidates`.
+        claim_thr: ``'single_mpo'``: a pixel whose best candidate's probability is not above
             it is void.
     """
     num_predicates = rows.probs.shape[1] - 1
@@ -178,10 +178,10 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
     if len(labels) == 0:
         return (openpsg_placeholder(meta, num_predicates) if openpsg else
                 Prediction.empty(meta.image_id, tuple(meta.ori_shape), num_predicates))
-    binary = (logits.sigmoid() > mask_threshold).cpu().numpy()
+    binary = (logits.sigmoid() > mask_thr).cpu().numpy()
     segment_of, id_map, seg_labels, seg_scores = merge_candidates(
-        logits, binary, labels, scores, thing_iou, num_thing_classes,
-        None if openpsg else claim_threshold)
+        logits, binary, labels, scores, thing_iou_thr, num_thing_classes,
+        None if openpsg else claim_thr)
     pairs = np.stack([segment_of[rows.sub], segment_of[rows.obj]], 1)
     kept = np.flatnonzero((pairs >= 0).all(1))
     if not openpsg:
@@ -197,14 +197,14 @@ def triplet_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray
 
 def legacy_prediction(meta: ImageMeta, logits: torch.Tensor, labels: np.ndarray,
                       scores: np.ndarray, rows: Rows, panoptic: Prediction,
-                      mask_threshold: float = 0.85) -> Prediction:
+                      mask_thr: float = 0.85) -> Prediction:
     """The ``'legacy'`` prediction (module docstring): every row of ``rows`` with its subject and
     object candidate's binary mask (``logits (K, H0, W0)``, ``labels``, ``scores (K,)`` of the
     candidates), and the panoptic map of ``panoptic`` (the model's ``'openpsg_panoptic'``
     prediction)."""
     cands = np.concatenate([rows.sub, rows.obj]).astype(np.int64)
     masks = (logits[torch.as_tensor(cands, device=logits.device)].sigmoid()
-             > mask_threshold).cpu().numpy()
+             > mask_thr).cpu().numpy()
     num_rows = len(rows.sub)
     pan_id_map, pan_labels = panoptic.panoptic()
     return Prediction(

@@ -9,15 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...datasets.statistics import load_frequency_counts
-from ...structures import NUM_CLASSES, NUM_PREDICATES, Sample
+from ...structures import MODES, NUM_CLASSES, NUM_PREDICATES, Sample
 from ..options import checked_options
 from .contracts import ObjectSet, RelationInputs, RelationOutputs, RelationResult, RelationTargets
 from .features import RoIFeatureExtractor, object_and_union_features
 from .frequency import FrequencyBias
 from .postprocess import object_scores, rank_relations
 from .sampling import RelationSampler, inference_pairs
-
-MODES = ('predcls', 'sgcls', 'sgdet')
 
 
 class RelationHead(nn.Module):
@@ -41,11 +39,12 @@ class RelationHead(nn.Module):
             split of ``freq_ann_file`` (see
             :func:`~openpsg.datasets.statistics.load_frequency_counts`).
         sampler: :class:`~.sampling.RelationSampler` arguments.
-        loss_weights: weights of the loss terms, keys of :attr:`default_loss_weights` (an unknown
-            key is an error).
+        loss_weights: weights of the loss terms, keyed by the loss name without ``loss_``
+            (``relation``, ``object``, ...: :attr:`default_loss_weights`; an unknown key is an
+            error).
     """
 
-    default_loss_weights: Mapping[str, float] = {'loss_object': 1.0, 'loss_relation': 1.0}
+    default_loss_weights: Mapping[str, float] = {'object': 1.0, 'relation': 1.0}
 
     def __init__(self, mode: str = 'predcls', num_classes: int = NUM_CLASSES,
                  num_predicates: int = NUM_PREDICATES, in_channels: int = 256, roi_size: int = 7,
@@ -58,7 +57,7 @@ class RelationHead(nn.Module):
         if mode not in MODES:
             raise ValueError(f'relation head mode must be one of {MODES}, got {mode!r}')
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights,
-                                            type(self).__name__, 'loss_weights keys')
+                                            type(self).__name__, 'loss_weights')
         self.mode = mode
         self.num_classes = num_classes
         self.num_predicates = num_predicates
@@ -148,11 +147,11 @@ class RelationHead(nn.Module):
             obj_targets = torch.cat([o.targets for o in objects]).to(out.obj_logits.device)
             losses['loss_object'] = F.cross_entropy(out.obj_logits, obj_targets)
         losses.update(self.extra_losses(x, out, targets))
-        return {k: v * self.loss_weights[k] for k, v in losses.items()}
+        return {k: v * self.loss_weights[k.removeprefix('loss_')] for k, v in losses.items()}
 
     def extra_losses(self, x: RelationInputs, out: RelationOutputs,
                      targets: Sequence[RelationTargets]) -> dict[str, torch.Tensor]:
-        """Head-specific loss terms (none by default; their keys belong in
+        """Head-specific loss terms ``loss_<name>`` (none by default; each ``<name>`` belongs in
         :attr:`default_loss_weights`)."""
         return {}
 

@@ -92,7 +92,7 @@ class VCTreeHead(ContextHead):
     Options: those of :class:`~.context.ContextHead` and :class:`~.head.RelationHead`.
     """
 
-    default_loss_weights = {**RelationHead.default_loss_weights, 'loss_vctree_binary': 1.0}
+    default_loss_weights = {**RelationHead.default_loss_weights, 'vctree_binary': 1.0}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -217,7 +217,7 @@ class PanopticFCN(Segmenter):
     Args:
         backbone: :func:`~openpsg.models.backbones.resnet_fpn.build_resnet_fpn` options (``depth``
             18/34/50/101, ``pretrained`` (``True``: torchvision ImageNet weights, or a file),
-            ``trainable_layers``, ``out_channels``).
+            ``frozen_stages``, ``out_channels``).
         num_things, num_stuff: class counts; PSG classes are things ``0..num_things-1``, then stuff.
         position_head, kernel_head, feature_encoder: options of :class:`PositionHead`,
             :class:`KernelHead`, :class:`FeatureEncoder` (channels, convs, groups, deform).
@@ -243,10 +243,10 @@ class PanopticFCN(Segmenter):
         self.num_things = num_things
         self.num_stuff = num_stuff
         self.train_cfg = checked_options(DEFAULT_TRAIN_CFG, train_cfg, 'PanopticFCN',
-                                         'train_cfg keys')
+                                         'train_cfg')
         self.loss_weights = checked_options(DEFAULT_LOSS_WEIGHTS, loss_weights, 'PanopticFCN',
                                             'loss_weights')
-        self.test_cfg = checked_options(DEFAULT_TEST_CFG, test_cfg, 'PanopticFCN', 'test_cfg keys')
+        self.test_cfg = checked_options(DEFAULT_TEST_CFG, test_cfg, 'PanopticFCN', 'test_cfg')
         for cfg, key in ((self.train_cfg, 'instance_scales'), (self.test_cfg, 'smooth_kernels')):
             if len(cfg[key]) != len(HEAD_LEVELS):
                 raise ValueError(f'PanopticFCN: {key} needs one entry per level P3..P7, '

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ...structures import Sample
+from ..sample_checks import check_boxes, check_labels, check_masks
 from .heatmaps import draw_gaussian_, gaussian_radius, mass_centres
 from .resize import resize_maps
 
@@ -66,21 +67,6 @@ def _stride4_masks(sample: Sample, encoder_size: tuple[int, int], stride: int) -
     return out
 
 
-def _check_sample(sample: Sample, num_classes: int) -> None:
-    masks, labels = sample.masks, sample.labels
-    if masks.shape[0] != len(labels) or (len(labels) and masks.shape[-2:] != sample.img.shape[-2:]):
-        raise ValueError(f'image_id={sample.meta.image_id}: field \'masks\' has shape '
-                         f'{tuple(masks.shape)}, expected ({len(labels)}, {sample.img.shape[-2]}, '
-                         f'{sample.img.shape[-1]}); training PanopticFCN needs '
-                         'LoadPanopticAnnotations in the pipeline')
-    if ((labels < 0) | (labels >= num_classes)).any():
-        raise ValueError(f'image_id={sample.meta.image_id}: field \'labels\' holds classes outside '
-                         f'0..{num_classes - 1}: {labels.tolist()}')
-    if sample.boxes.shape != (len(labels), 4):
-        raise ValueError(f'image_id={sample.meta.image_id}: field \'boxes\' has shape '
-                         f'{tuple(sample.boxes.shape)}, expected ({len(labels)}, 4)')
-
-
 def panoptic_fcn_targets(sample: Sample, pad_size: tuple[int, int],
                          encoder_size: tuple[int, int], level_sizes: Sequence[tuple[int, int]],
                          num_things: int, num_stuff: int,
@@ -110,7 +96,9 @@ def panoptic_fcn_targets(sample: Sample, pad_size: tuple[int, int],
     0.5 zeroed (``region_scores``); a channel is present on a level where that map is non-zero.
     Unlabelled pixels are 0 in every channel.
     """
-    _check_sample(sample, num_things + num_stuff)
+    check_masks(sample, 'PanopticFCN')
+    check_labels(sample, num_things + num_stuff)
+    check_boxes(sample)
     if len(level_sizes) != len(instance_scales):
         raise ValueError(f'PanopticFCN: {len(level_sizes)} levels but {len(instance_scales)} '
                          'instance_scales')

@@ -29,6 +29,7 @@ from ...structures import (Batch, Sample, boxes_to_original, logits_to_original,
                            unflip, upsample_stride)
 from ...structures.labels import NUM_THING_CLASSES, STUFF_CLASSES
 from ..backbones.resnet_fpn import build_resnet_fpn
+from ..options import checked_options
 from .base import FeatureLevel, Segmenter, SegmentResult
 from .coco_weights import VARIANTS
 from .panoptic_fusion import heuristic_fusion
@@ -37,16 +38,16 @@ from .semantic_head import SemanticFPNHead, semantic_targets
 FPN_LEVELS = ('0', '1', '2', '3')  # strides 4, 8, 16, 32; 'pool' (stride 64) feeds the RPN only
 
 #: OpenPSG's panoptic test settings (mmdet's Panoptic FPN ``test_cfg``).
-DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou=0.5, max_per_img=100, mask_thr=0.5, overlap_thr=0.5,
-                        stuff_area_limit=4096)
+DEFAULT_TEST_CFG = dict(score_thr=0.6, nms_iou_thr=0.5, max_per_img=100, mask_thr=0.5,
+                        overlap_thr=0.5, stuff_area_limit=4096)
 
 
-def build_backbone(depth: int = 50, pretrained: bool | str = False, trainable_layers: int = 3,
+def build_backbone(depth: int = 50, pretrained: bool | str = False, frozen_stages: int = 1,
                    variant: str = 'v1', out_channels: int = 256) -> BackboneWithFPN:
     """ResNet-``depth`` + FPN (``out_channels``, levels '0'..'3' and 'pool'), see
     :func:`~openpsg.models.backbones.resnet_fpn.build_resnet_fpn`. The v2 variant puts BatchNorm in
     the FPN convolutions, as ``maskrcnn_resnet50_fpn_v2`` does."""
-    return build_resnet_fpn(depth, pretrained, trainable_layers, out_channels,
+    return build_resnet_fpn(depth, pretrained, frozen_stages, out_channels,
                             norm_layer=nn.BatchNorm2d if variant == 'v2' else None)
 
 
@@ -62,7 +63,7 @@ class Float32RPNHead(RPNHead):
 
 def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_n_test: int = 1000,
               post_nms_top_n_train: int = 1000, post_nms_top_n_test: int = 1000,
-              nms_thresh: float = 0.7, fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3,
+              nms_iou_thr: float = 0.7, fg_iou_thr: float = 0.7, bg_iou_thr: float = 0.3,
               batch_size_per_image: int = 256, positive_fraction: float = 0.5,
               anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
               in_channels: int = 256) -> RegionProposalNetwork:
@@ -76,10 +77,10 @@ def build_rpn(variant: str = 'v1', pre_nms_top_n_train: int = 2000, pre_nms_top_
     head = Float32RPNHead(in_channels, anchors.num_anchors_per_location()[0],
                           conv_depth=2 if variant == 'v2' else 1)
     return RegionProposalNetwork(
-        anchors, head, fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction,
+        anchors, head, fg_iou_thr, bg_iou_thr, batch_size_per_image, positive_fraction,
         pre_nms_top_n=dict(training=pre_nms_top_n_train, testing=pre_nms_top_n_test),
         post_nms_top_n=dict(training=post_nms_top_n_train, testing=post_nms_top_n_test),
-        nms_thresh=nms_thresh)
+        nms_thresh=nms_iou_thr)
 
 
 class ThingRoIHeads(RoIHeads):
@@ -111,8 +112,8 @@ class ThingRoIHeads(RoIHeads):
 
 
 def build_roi_heads(variant: str = 'v1', num_things: int = NUM_THING_CLASSES, score_thr: float = 0.6,
-                    nms_iou: float = 0.5, max_per_img: int = 100, fg_iou_thresh: float = 0.5,
-                    bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
+                    nms_iou_thr: float = 0.5, max_per_img: int = 100, fg_iou_thr: float = 0.5,
+                    bg_iou_thr: float = 0.5, batch_size_per_image: int = 512,
                     positive_fraction: float = 0.25, in_channels: int = 256,
                     representation_size: int = 1024, mask_channels: int = 256,
                     mask_convs: int = 4) -> ThingRoIHeads:
@@ -126,9 +127,9 @@ def build_roi_heads(variant: str = 'v1', num_things: int = NUM_THING_CLASSES, sc
     return ThingRoIHeads(
         box_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), 7, 2), box_head=box_head,
         box_predictor=FastRCNNPredictor(representation_size, num_things + 1),
-        fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
+        fg_iou_thresh=fg_iou_thr, bg_iou_thresh=bg_iou_thr,
         batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
-        bbox_reg_weights=None, score_thresh=score_thr, nms_thresh=nms_iou,
+        bbox_reg_weights=None, score_thresh=score_thr, nms_thresh=nms_iou_thr,
         detections_per_img=max_per_img,
         mask_roi_pool=MultiScaleRoIAlign(list(FPN_LEVELS), 14, 2),
         mask_head=MaskRCNNHeads(in_channels, [mask_channels] * mask_convs, 1, norm_layer=norm),
@@ -165,16 +166,17 @@ class PanopticFPN(Segmenter):
 
     Args:
         backbone: :func:`build_backbone` options (``depth`` 18/34/50/101, ``pretrained``,
-            ``trainable_layers``, ``out_channels``).
+            ``frozen_stages``, ``out_channels``).
         variant: ``'v1'`` (torchvision ``maskrcnn_resnet50_fpn``) or ``'v2'``
             (``maskrcnn_resnet50_fpn_v2``: BatchNorm in FPN and heads, conv box head, 2-conv RPN).
         num_things, num_stuff: class counts; PSG classes are things ``0..num_things-1`` then stuff.
         rpn: :func:`build_rpn` options. roi_head: :func:`build_roi_heads` sampling and size options.
         semantic_head: :class:`SemanticFPNHead` options (``inner_channels``, ``num_groups``,
             ``loss_weight``).
-        test_cfg: ``score_thr``, ``nms_iou`` (class-agnostic), ``max_per_img`` for the detections;
-            ``mask_thr``, ``overlap_thr``, ``stuff_area_limit`` (pixels at the resolution the
-            fusion runs at) for :func:`heuristic_fusion`. Defaults: :data:`DEFAULT_TEST_CFG`.
+        test_cfg: ``score_thr``, ``nms_iou_thr`` (class-agnostic), ``max_per_img`` for the
+            detections; ``mask_thr``, ``overlap_thr``, ``stuff_area_limit`` (pixels at the
+            resolution the fusion runs at) for :func:`heuristic_fusion`. Defaults:
+            :data:`DEFAULT_TEST_CFG`.
 
     Input images come from the pipeline already resized and normalised (no
     ``GeneralizedRCNNTransform``); ``meta.img_shape`` tells each image's valid region in the batch.
@@ -188,14 +190,10 @@ class PanopticFPN(Segmenter):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f'PanopticFPN variant must be one of {VARIANTS}, got {variant!r}')
-        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
-        if unknown:
-            raise ValueError(f'PanopticFPN test_cfg: unknown keys {sorted(unknown)}; '
-                             f'known: {sorted(DEFAULT_TEST_CFG)}')
         self.variant = variant
         self.num_things = num_things
         self.num_stuff = num_stuff
-        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.test_cfg = checked_options(DEFAULT_TEST_CFG, test_cfg, 'PanopticFPN', 'test_cfg')
         self.backbone = build_backbone(**(backbone or {}), variant=variant)
         channels = self.backbone.out_channels
         self.feature_levels = tuple(FeatureLevel(name, 4 * 2**k, channels)
@@ -203,7 +201,7 @@ class PanopticFPN(Segmenter):
         self.rpn = build_rpn(variant, **{'in_channels': channels, **(rpn or {})})
         self.roi_heads = build_roi_heads(
             variant, num_things, in_channels=channels, score_thr=self.test_cfg['score_thr'],
-            nms_iou=self.test_cfg['nms_iou'], max_per_img=self.test_cfg['max_per_img'],
+            nms_iou_thr=self.test_cfg['nms_iou_thr'], max_per_img=self.test_cfg['max_per_img'],
             **(roi_head or {}))
         self.semantic_head = SemanticFPNHead(channels,
                                              num_classes=num_stuff + 1, **(semantic_head or {}))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...structures import Sample
+from ..sample_checks import check_labels, check_masks
 
 IGNORE_INDEX = 255
 
@@ -102,22 +103,16 @@ def semantic_target(sample: Sample, num_things: int, num_stuff: int, stride: int
     centres, which gives exactly the ``gt_semantic_seg`` of ``LoadPanopticAnnotations(with_seg=True)``
     followed by ``SegRescale(1 / stride)``.
     """
+    check_masks(sample, 'the semantic head')
+    check_labels(sample, num_things + num_stuff)
     masks, labels = sample.masks, sample.labels
     h, w = masks.shape[-2:]
-    if masks.shape[0] != len(labels) or (len(labels) and (h, w) != tuple(sample.img.shape[-2:])):
-        raise ValueError(f'image_id={sample.meta.image_id}: field \'masks\' has shape '
-                         f'{tuple(masks.shape)}, expected ({len(labels)}, '
-                         f'{sample.img.shape[-2]}, {sample.img.shape[-1]}); training the semantic '
-                         'head needs LoadPanopticAnnotations in the pipeline')
     out_h, out_w = max(1, int(h / stride + 0.5)), max(1, int(w / stride + 0.5))
     device = labels.device
     if len(labels) == 0:
         return torch.full((out_h, out_w), IGNORE_INDEX, dtype=torch.long, device=device)
     rows = _nearest_indices(h, out_h, device)
     cols = _nearest_indices(w, out_w, device)
-    if ((labels >= num_things + num_stuff) | (labels < 0)).any():
-        raise ValueError(f'image_id={sample.meta.image_id}: field \'labels\' holds classes outside '
-                         f'0..{num_things + num_stuff - 1}: {labels.tolist()}')
     small = masks[:, rows][:, :, cols]
     channel = torch.where(labels < num_things, torch.full_like(labels, num_stuff), labels - num_things)
     target = channel[small.byte().argmax(0)]
