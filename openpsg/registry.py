@@ -38,9 +38,7 @@ class RegistryError(ConfigError, KeyError):
     __str__ = Exception.__str__  # not KeyError's quoted form
 
 
-def _accepted(fn: Callable[..., Any]) -> tuple[list[str], list[str], bool] | None:
-    """``(keyword names, required names, takes **kwargs)`` of ``fn``; ``None`` if it has no
-    inspectable signature."""
+def _signature(fn: Callable[..., Any]) -> tuple[list[str], list[str], bool] | None:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -49,6 +47,27 @@ def _accepted(fn: Callable[..., Any]) -> tuple[list[str], list[str], bool] | Non
     required = [p.name for p in params if p.default is p.empty
                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     return names, required, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _accepted(fn: Callable[..., Any]) -> tuple[list[str], list[str], bool] | None:
+    """``(keyword names, required names, takes **kwargs)`` of ``fn``; ``None`` if it has no
+    inspectable signature. A class of this package whose ``__init__`` takes ``**kwargs`` passes
+    them to its base class (``super().__init__(**kwargs)``), so the base's keywords count as its
+    own, up to the first base without ``**kwargs`` or from outside the package."""
+    spec = _signature(fn)
+    if spec is None or not spec[2] or not inspect.isclass(fn):
+        return spec
+    names, required, _ = spec
+    for base in fn.__mro__[1:]:
+        if '__init__' not in vars(base):
+            continue
+        base_spec = _signature(base.__init__) if base.__module__.startswith('openpsg.') else None
+        if base_spec is None:
+            return names, required, True
+        names += [n for n in base_spec[0] if n != 'self' and n not in names]
+        if not base_spec[2]:
+            return names, required, False
+    return names, required, True
 
 
 def _unknown_key_message(key: str, path: str, owner: str, accepted: list[str] | None) -> str:

@@ -12,6 +12,7 @@ import torchvision
 from torchvision.models.detection import (MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn,
                                           maskrcnn_resnet50_fpn_v2)
 
+from segmenter_scenes import coco_sized_batch
 from openpsg.config import Config
 from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.datasets.synthetic import generate_synthetic_psg
@@ -371,15 +372,7 @@ def test_r50_config_trains_and_predicts_on_a_coco_sized_image():
     model = MODELS.build(cfg.model)
     assert len(model.backbone.body.layer3) == 6  # ResNet-50
     h, w = 800, 1333
-    masks = torch.zeros(3, 800, 1344, dtype=torch.bool)
-    masks[0, 100:500, 200:600] = True
-    masks[1, 300:700, 700:1100] = True
-    masks[2, 700:800, :w] = True
-    meta = ImageMeta(image_id='1', ori_shape=(h, w), img_shape=(h, w), pad_shape=(800, 1344))
-    sample = Sample(img=torch.randn(3, 800, 1344), meta=meta, labels=torch.tensor([0, 17, 125]),
-                    boxes=torch.tensor([[200., 100, 600, 500], [700, 300, 1100, 700], [0, 700, w, 800]]),
-                    masks=masks, rels=torch.zeros(0, 3, dtype=torch.long))
-    batch = collate_samples([sample], size_divisor=32)
+    batch = coco_sized_batch()
     losses = model.train()(batch, mode='loss')
     assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
