@@ -217,12 +217,12 @@ def test_mask_branch_reads_one_level_of_the_memory():
         assert feats.src is srcs[level] and feats.mask is masks[level]
         assert [f.shape for f in feats.fpns] == [features[2].shape, features[1].shape,
                                                   features[0].shape]
-    with pytest.raises(ValueError, match='C4 or C5'):
+    with pytest.raises(ValueError, match=r'PanopticEGTR: .* memory of C4 or C5 .*got 1'):
         model.mask_features(features, srcs, masks, out, 1)
-    with pytest.raises(ValueError, match=r'mask_feature_level must be 2 \(C4\) or 3 \(C5\)'):
+    with pytest.raises(ValueError, match=r'memory of C4 or C5 .*got 1'):
         tiny_model(mask_feature_level=1)
     one_level = dict(TINY, transformer=dict(TINY['transformer'], num_feature_levels=1))
-    with pytest.raises(ValueError, match=r"reads \['C5'\]"):
+    with pytest.raises(ValueError, match=r"transformer reads \(\['C5'\]\), got 2"):
         PanopticEGTR(**one_level, mask_feature_level=2, use_freq_bias=False)
 
 
@@ -438,7 +438,7 @@ def test_r50_psg_config_train_and_test_step_at_800x1333(tmp_path):
     assert pred.masks.shape[1:] == (800, 1333) and pred.pan_id_map.shape == (800, 1333)
     assert 1 <= pred.num_segments <= 200 and pred.predicate_scores.shape[1] == 56
     assert len(pred.pairs) == min(100, pred.num_segments * (pred.num_segments - 1))
-    assert time.perf_counter() - start < 400
+    assert time.perf_counter() - start < 600
 
 
 # ------------------------------------------------------------------------------ learning, tools

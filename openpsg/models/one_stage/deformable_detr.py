@@ -114,22 +114,26 @@ class DeformableDETRBase(PSGModel):
         features, srcs, src_masks, pos = self.embed(imgs, pad_mask)
         return features, self.transformer(srcs, src_masks, pos, self.query_embed.weight)
 
+    def mask_memory_level(self, backbone_level: int) -> int:
+        """The transformer level projected from backbone map ``backbone_level`` (3: C5, stride
+        32; 2: C4, stride 16), whose memory DETR's mask branch attends over. The mask head refines
+        upwards from it through C4, C3 and C2, so it must be C4 or C5 and read by the
+        transformer; otherwise ``ValueError``."""
+        if backbone_level not in (2, 3) or backbone_level not in self.backbone_levels:
+            read = [f'C{i + 2}' for i in self.backbone_levels]
+            raise ValueError(f'{type(self).__name__}: the mask branch attends over the memory of '
+                             f'C4 or C5 (backbone level 2 or 3) among the maps the transformer '
+                             f'reads ({read}), got {backbone_level}')
+        return self.backbone_levels.index(backbone_level)
+
     def mask_features(self, features: list[torch.Tensor], srcs: list[torch.Tensor],
                       src_masks: list[torch.Tensor], out: DeformableTransformerOutputs,
                       backbone_level: int = 3) -> MaskFeatures:
         """What DETR's mask branch (:mod:`.mask_head`) reads, from the multi-scale memory: the
-        encoder output of the level projected from backbone map ``backbone_level`` (3: C5,
-        stride 32; 2: C4, stride 16) reshaped to ``(B, d, h, w)``, with that level's padding mask
-        and projected input map, and the backbone maps C4, C3, C2. ``features``, ``srcs``,
-        ``src_masks`` as :meth:`embed` returns them. The mask head refines upwards from the
-        memory through C4, C3 and C2, so the level must be C4 or C5 and read by the
-        transformer; otherwise ``ValueError``."""
-        if backbone_level not in (2, 3) or backbone_level not in self.backbone_levels:
-            read = [f'C{i + 2}' for i in self.backbone_levels]
-            raise ValueError(f'the mask branch reads the memory of C4 or C5 (backbone level 2 or '
-                             f'3) among the levels the transformer reads ({read}), got '
-                             f'{backbone_level}')
-        level = self.backbone_levels.index(backbone_level)
+        encoder output of the level :meth:`mask_memory_level` reshaped to ``(B, d, h, w)``, with
+        that level's padding mask and projected input map, and the backbone maps C4, C3, C2.
+        ``features``, ``srcs``, ``src_masks`` as :meth:`embed` returns them."""
+        level = self.mask_memory_level(backbone_level)
         src = srcs[level]
         start = int(out.level_start_index[level])
         h, w = src.shape[-2:]

@@ -101,10 +101,7 @@ class PanopticEGTR(EGTR):
                  mask_feature_level: int = 3, num_thing_classes: int = NUM_THING_CLASSES,
                  **egtr_args: Any) -> None:
         super().__init__(backbone, transformer, **egtr_args)
-        if mask_feature_level not in (2, 3) or mask_feature_level not in self.backbone_levels:
-            read = [f'C{i + 2}' for i in self.backbone_levels]
-            raise ValueError(f'PanopticEGTR: mask_feature_level must be 2 (C4) or 3 (C5) and read '
-                             f'by the transformer (it reads {read}), got {mask_feature_level}')
+        self.mask_memory_level(mask_feature_level)
         self.bbox_attention, self.mask_head = build_mask_branch(
             self.transformer.d_model, self.transformer.nhead, self.backbone[0].num_channels)
         self.mask_feature_level = mask_feature_level
@@ -147,7 +144,7 @@ class PanopticEGTR(EGTR):
         size = tuple(batch.imgs.shape[-2:])
         targets = box_targets(samples, self.num_classes)
         queries = out.hs[-1]
-        costs: list[torch.Tensor] = []
+        costs: list[torch.Tensor] = []  # the last layer's matched costs, filled by match_last
 
         def match_last() -> list[Match]:
             all_masks = self.all_mask_logits(queries, features)
