@@ -381,9 +381,17 @@ def test_psg_configs_carry_egtr_recipe_adapted_to_psg():
     assert (p.loss_weights.rel, p.loss_weights.connectivity) == (0.0, 0.0)
     assert p.backbone.pretrained is True and pretrain.optimizer.lr == 1e-4
     assert pretrain.lr_config.step == [150] and pretrain.runner.max_epochs == 200
+    moved = Config.fromfile(ROOT / 'configs' / 'egtr' / 'egtr_r50_psg.py',
+                            {'data_root': '/d/coco/', 'ann_file': '/d/psg.json'})
+    assert (moved.model.freq_dataset.data_root, moved.model.freq_dataset.ann_file) == \
+        ('/d/coco/', '/d/psg.json')
+    assert (moved.data.train.data_root, moved.data.test.ann_file) == ('/d/coco/', '/d/psg.json')
     tiny = Config.fromfile(ROOT / 'configs' / 'egtr' / 'egtr_tiny_synth.py')
     assert tiny.model.type == 'PanopticEGTR' and tiny.model.transformer.d_model == 64
-    assert tiny.data.train.ann_file == 'data/psg_synth/psg.json'
+    assert tiny.data.train.ann_file == tiny.model.freq_dataset.ann_file == \
+        'data/psg_synth/psg.json'
+    tiny = Config.fromfile(ROOT / 'configs' / 'egtr' / 'egtr_tiny_synth.py', {'data_root': '/s/'})
+    assert tiny.data.val.ann_file == tiny.model.freq_dataset.ann_file == '/s/psg.json'
     assert tiny.data.train.rel_mode == 'dedup' and tiny.evaluation.metric == ['sgdet', 'PQ']
 
 
@@ -478,21 +486,18 @@ def test_train_and_test_tools_on_synthetic_psg(tmp_path):
     root = make_synth_psg(tmp_path / 'psg', num_train=4, num_test=2, size=64)
     config = tmp_path / 'egtr_psg_tiny.py'
     config.write_text(f'''_base_ = ['{ROOT}/configs/egtr/egtr_tiny_synth.py']
-data_root = '{root}/'
 model = dict(backbone=dict(pretrained=None, frozen_stages=1), num_queries=10,
-             freq_dataset=dict(ann_file='{root}/psg.json', data_root='{root}/'),
              test_cfg=dict(object_score_thr=0.0))
-data = dict(samples_per_gpu=2,
-            train=dict(ann_file='{root}/psg.json', data_root='{root}/'),
-            val=dict(ann_file='{root}/psg.json', data_root='{root}/'),
-            test=dict(ann_file='{root}/psg.json', data_root='{root}/'))
+data = dict(samples_per_gpu=2)
 runner = dict(max_epochs=2)
 lr_config = dict(_delete_=True, policy='fixed')
 evaluation = dict(interval=1)
 log_config = dict(interval=1, hooks=[dict(type='TextLoggerHook')])
 ''')
     work_dir = tmp_path / 'work'
-    assert train_tool.main([str(config), '--work-dir', str(work_dir), '--seed', '0']) == 0
+    options = ['--cfg-options', f'data_root={root}/']
+    assert train_tool.main([str(config), '--work-dir', str(work_dir), '--seed', '0',
+                            *options]) == 0
     records = [json.loads(line) for line in next(work_dir.glob('*.log.json')).open()]
     train = [r for r in records if r['mode'] == 'train']
     assert len(train) == 2 * train[0]['iters_per_epoch']
@@ -501,7 +506,7 @@ log_config = dict(interval=1, hooks=[dict(type='TextLoggerHook')])
     assert len(val) == 2 and 'sgdet/openpsg/R@20' in val[0] and 'PQ' in val[0]
     out = tmp_path / 'preds.pth'
     assert test_tool.main([str(config), str(work_dir / 'latest.pth'), '--eval', 'sgdet', 'PQ',
-                           '--out', str(out)]) == 0
+                           '--out', str(out), *options]) == 0
     predictions = load_predictions(str(out))
     test_ids = json.loads((Path(root) / 'psg.json').read_text())['test_image_ids']
     assert sorted(p.image_id for p in predictions) == sorted(map(str, test_ids))

@@ -22,6 +22,8 @@ _base_ = [
     '../_base_/datasets/psg_onestage.py',
     '../_base_/default_runtime.py',
 ]
+data_root = 'data/coco/'  # --cfg-options data_root=DIR ann_file=FILE move the data and the counts
+ann_file = 'data/psg/psg.json'
 model = dict(
     type='PanopticEGTR',
     num_classes=133,
@@ -31,8 +33,7 @@ model = dict(
     mask_feature_level=3,
     # training counts of (subject, object, predicate) for the frequency bias, computed once from
     # the train split and cached
-    freq_dataset=dict(type='PSGDataset', ann_file='data/psg/psg.json', data_root='data/coco/',
-                      split='train'),
+    freq_dataset=dict(type='PSGDataset', ann_file=ann_file, data_root=data_root, split='train'),
     freq_cache='work_dirs/checkpoints/psg_train_triplet_counts.npy',
     test_cfg=dict(object_score_thr=0.3),
 )

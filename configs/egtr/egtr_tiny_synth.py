@@ -16,6 +16,7 @@ _base_ = [
     '../_base_/datasets/psg_synth_onestage.py',
     '../_base_/default_runtime.py',
 ]
+data_root = 'data/psg_synth/'  # --cfg-options data_root=DIR moves the data and the counts
 model = dict(
     type='PanopticEGTR',
     backbone=dict(depth=18, frozen_stages=4,
@@ -29,8 +30,8 @@ model = dict(
     matcher=dict(cost_mask=1.0, cost_dice=1.0),
     loss_weights=dict(mask=5.0, dice=5.0),
     mask_feature_level=3,
-    freq_dataset=dict(type='PSGDataset', ann_file='data/psg_synth/psg.json',
-                      data_root='data/psg_synth/', split='train'),
+    freq_dataset=dict(type='PSGDataset', ann_file=data_root.rstrip('/') + '/psg.json',
+                      data_root=data_root, split='train'),
     test_cfg=dict(object_score_thr=0.3),
 )
 # EGTR's scene-graph stage: flip and multi-scale resizing (short side 128..160), no crop
