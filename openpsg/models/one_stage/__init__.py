@@ -23,6 +23,6 @@ __all__ = [
     'DeformableTransformerOutputs', 'EGTR', 'FocalHungarianMatcher', 'FocalMaskHungarianMatcher',
     'HungarianMatcher', 'Joiner', 'MHAttentionMap', 'MLP', 'MSDeformAttn', 'MaskFeatures',
     'MaskHeadSmallConv', 'PanopticEGTR', 'PositionEmbeddingSine', 'PSGFormer', 'PSGTr',
-    'SetCriterion', 'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerOutputs', 'build_mask_branch',
-    'detr_cost', 'linear_assignment', 'predict_masks',
+    'SetCriterion', 'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerOutputs',
+    'build_mask_branch', 'detr_cost', 'linear_assignment', 'predict_masks',
 ]

@@ -100,8 +100,9 @@ def masks_at_loss_resolution(logits: torch.Tensor, samples: Sequence[Sample],
 
 def masks_on_logit_grid(samples: Sequence[Sample], size: Size, grid: Size, owner: str,
                         stride: int = 4) -> list[torch.Tensor]:
-    """Every GT mask of each image on the grid ``grid = (h, w)`` of the ``stride``-4 mask logits
-    of the padded batch of size ``size = (H, W)``: ``(N_b, h * w)`` float 0/1 per image. Cell
+    """Every GT mask of each image on the grid ``grid = (h, w)`` of the mask logits (at
+    ``stride`` 4) of the padded batch of size ``size = (H, W)``: ``(N_b, h * w)`` float 0/1 per
+    image. Cell
     ``(i, j)`` covers input pixels ``stride * i .. stride * i + stride - 1`` (rows, likewise
     columns) and is 1 when at least half of them belong to the mask (masks zero-padded to the
     batch size, then to ``stride * grid``)."""
