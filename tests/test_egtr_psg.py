@@ -452,13 +452,14 @@ def test_r50_psg_config_train_and_test_step_at_800x1333(tmp_path):
 # ------------------------------------------------------------------------------ learning, tools
 def test_overfitting_four_scenes_reaches_recall_50(tmp_path):
     """Four synthetic scenes (the first test images of the synthetic set, seed 0, 128 px; 18
-    segments, 16 relations) with their panoptic masks: 400 AdamW steps (lr 2e-3, cosine) of the
-    tiny transformer on a small CNN reach SGDet R@20 = 84 % (PQ 90) with mask matching, OpenPSG's
-    protocol (seeds 0-2: 84, 68, 69 %; 300 steps: 69, 26, 84 %), from nothing before. The mask
-    losses weigh 5 (focal) and 5 (Dice): the thing masks, learnt last (after classes, boxes and
-    relations), are what limits recall; with DETR-panoptic's 1 and 1 they need about twice the
-    steps (300 steps: R@20 5 %, the relations right but the thing masks below IoU 0.5). No
-    frequency bias: the relation head has to learn the predicates."""
+    segments, 16 relations) with their panoptic masks: 350 AdamW steps (lr 2e-3, cosine) of the
+    tiny transformer on a small CNN reach SGDet R@20 = 69 % (PQ 79) with mask matching, OpenPSG's
+    protocol (seeds 0-2: 69, 84, 84 %; 400 steps: 84, 68, 69 %; 300 steps: 69, 26, 84 %), from
+    nothing before. The mask losses weigh 5 (focal) and 5 (Dice): the thing masks, learnt last
+    (after classes, boxes and relations), are what limits recall; with DETR-panoptic's 1 and 1
+    they need about twice the steps (300 steps: R@20 5 %, classes and relations right but the
+    thing masks below IoU 0.5). No frequency bias: the relation head has to learn the
+    predicates."""
     root = tmp_path / 'psg_synth'
     generate_synthetic_psg(root, num_train=0, num_test=4, seed=0, size=128)
     pipeline = [dict(type='LoadImage'), dict(type='LoadPanopticAnnotations', with_rel=True),
@@ -473,7 +474,7 @@ def test_overfitting_four_scenes_reaches_recall_50(tmp_path):
                                           num_decoder_layers=2, dim_feedforward=128,
                                           dropout=0.0, num_feature_levels=3))
     before = recall_at_20(model.eval(), dataset, batch)
-    overfit(model.train(), batch, steps=400, lr=2e-3)
+    overfit(model.train(), batch, steps=350, lr=2e-3)
     with torch.no_grad():
         predictions = model.eval()(batch, mode='predict')
     scores = evaluate(predictions, dataset, metrics=('sgdet', 'PQ'), protocols=('openpsg',))
