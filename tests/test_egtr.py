@@ -50,8 +50,8 @@ def test_perfect_match_cost_from_the_cost_terms():
     assert perfect_match_cost(EGTR_COST) == pytest.approx(-29.631021115928547, abs=1e-12)
     assert perfect_match_cost({'class': 1.0}, alpha=0.5, eps=1e-4) == pytest.approx(
         0.5 * math.log(1e-4))
-    with pytest.raises(ValueError, match=r"no known minimum for the cost term\(s\) \['dice'\]"):
-        perfect_match_cost({**EGTR_COST, 'dice': 1.0})
+    with pytest.raises(ValueError, match=r"no known minimum for the cost term\(s\) \['boundary'\]"):
+        perfect_match_cost({**EGTR_COST, 'boundary': 1.0})
 
 
 def test_smoothing_weights_by_hand():

@@ -30,8 +30,8 @@ from tqdm import tqdm
 from ..config import Config, ConfigError, parse_cfg_options
 from ..datasets.io import ImageReadError, decode_rgb, pil_to_rgb
 from ..datasets.transforms import Compose, require
-from ..engine.checkpoint import (CheckpointError, WeightsReport, checkpoint_names,
-                                 load_checkpoint, load_weights)
+from ..engine.checkpoint import (CheckpointError, checkpoint_names, load_checkpoint,
+                                 load_weights)
 from ..engine.env import import_custom_modules
 from ..errors import InputError
 from ..registry import MODELS

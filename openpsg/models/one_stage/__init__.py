@@ -7,8 +7,10 @@ from .detr import DETR
 from .detr4seg import DETR4Seg
 from .detr_base import MLP, DETRBase, Joiner, TransformerOutputs
 from .egtr import EGTR
+from .egtr_panoptic import PanopticEGTR
 from .mask_head import MaskFeatures, MaskHeadSmallConv, MHAttentionMap, build_mask_branch, predict_masks
-from .matcher import FocalHungarianMatcher, HungarianMatcher, detr_cost, linear_assignment
+from .matcher import (FocalHungarianMatcher, FocalMaskHungarianMatcher, HungarianMatcher, detr_cost,
+                      linear_assignment)
 from .ms_deform_attn import MSDeformAttn
 from .position_encoding import PositionEmbeddingSine
 from .psgformer import PSGFormer
@@ -18,9 +20,9 @@ from .transformer import Transformer, TransformerDecoder, TransformerEncoder
 
 __all__ = [
     'DETR', 'DETR4Seg', 'DETRBase', 'DeformableDETR', 'DeformableDETRBase', 'DeformableTransformer',
-    'DeformableTransformerOutputs', 'EGTR', 'FocalHungarianMatcher', 'HungarianMatcher', 'Joiner',
-    'MHAttentionMap', 'MLP', 'MSDeformAttn', 'MaskFeatures', 'MaskHeadSmallConv',
-    'PositionEmbeddingSine', 'PSGFormer', 'PSGTr', 'SetCriterion', 'Transformer',
-    'TransformerDecoder', 'TransformerEncoder', 'TransformerOutputs', 'build_mask_branch',
-    'detr_cost', 'linear_assignment', 'predict_masks',
+    'DeformableTransformerOutputs', 'EGTR', 'FocalHungarianMatcher', 'FocalMaskHungarianMatcher',
+    'HungarianMatcher', 'Joiner', 'MHAttentionMap', 'MLP', 'MSDeformAttn', 'MaskFeatures',
+    'MaskHeadSmallConv', 'PanopticEGTR', 'PositionEmbeddingSine', 'PSGFormer', 'PSGTr',
+    'SetCriterion', 'Transformer', 'TransformerDecoder', 'TransformerEncoder', 'TransformerOutputs',
+    'build_mask_branch', 'detr_cost', 'linear_assignment', 'predict_masks',
 ]

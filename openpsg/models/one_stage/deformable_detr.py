@@ -16,7 +16,7 @@ Boxes inside the model are ``cxcywh`` normalised by the unpadded input size (``m
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from ..losses import giou_loss, l1_loss, sigmoid_focal_classification
 from ..options import checked_options
 from .deformable_transformer import DeformableTransformer, DeformableTransformerOutputs
 from .detr_base import MLP, Joiner
+from .mask_head import MaskFeatures
 from .matcher import FocalHungarianMatcher, Match
 from .position_encoding import PositionEmbeddingSine
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
@@ -37,6 +38,8 @@ from .targets import Target, box_targets
 
 #: prior probability of every class at initialisation (the class bias is -log((1 - p) / p))
 PRIOR_PROB = 0.01
+#: ``last_terms(matches, num_boxes)`` of :meth:`DeformableDETR.detection_losses`
+LastTermsFn = Callable[[list[Match], float], dict[str, torch.Tensor]]
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -49,7 +52,8 @@ class DeformableDETRBase(PSGModel):
     """Backbone, per-level input projections, ``num_queries`` learned queries of width ``2d`` and a
     :class:`~.deformable_transformer.DeformableTransformer` (``transformer`` holds its arguments,
     ``num_feature_levels`` among them). Heads are added by subclasses, which call
-    :meth:`run_transformer`.
+    :meth:`run_transformer` (or :meth:`embed` and the transformer, when a per-query mask branch
+    needs the projected maps: :meth:`mask_features`).
 
     ``backbone`` is a MODELS config (e.g. ``dict(type='ResNet', depth=50)``) of a module returning
     C2..C5 and exposing ``num_channels``. With ``num_feature_levels >= 3`` the transformer reads C3,
@@ -86,11 +90,14 @@ class DeformableDETRBase(PSGModel):
         self.query_embed = nn.Embedding(num_queries, 2 * d)
         self.num_queries = num_queries
 
-    def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor
-                        ) -> tuple[list[torch.Tensor], DeformableTransformerOutputs]:
-        """Backbone maps C2..C5 ``(B, C_i, H_i, W_i)`` and the transformer's outputs for
-        ``imgs (B, 3, H, W)`` with ``pad_mask (B, H, W)`` True on padding. Extra levels take
-        their padding mask from ``pad_mask`` (nearest), as the reference does."""
+    def embed(self, imgs: torch.Tensor, pad_mask: torch.Tensor
+              ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
+                         list[torch.Tensor]]:
+        """Backbone maps C2..C5 ``(B, C_i, H_i, W_i)`` and the transformer's inputs, one per
+        level: the projected maps ``(B, d, h_l, w_l)``, their padding masks ``(B, h_l, w_l)`` and
+        position encodings ``(B, d, h_l, w_l)``, for ``imgs (B, 3, H, W)`` with ``pad_mask (B, H,
+        W)`` True on padding. Extra levels take their padding mask from ``pad_mask`` (nearest),
+        as the reference does."""
         features, masks = self.backbone[0](imgs, pad_mask)
         srcs = [proj(features[i]) for proj, i in zip(self.input_proj, self.backbone_levels)]
         src_masks = [masks[i] for i in self.backbone_levels]
@@ -99,7 +106,40 @@ class DeformableDETRBase(PSGModel):
             srcs.append(src)
             src_masks.append(F.interpolate(pad_mask[None].float(), size=src.shape[-2:]).bool()[0])
         pos = [self.backbone[1](m).to(src.dtype) for src, m in zip(srcs, src_masks)]
+        return features, srcs, src_masks, pos
+
+    def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor
+                        ) -> tuple[list[torch.Tensor], DeformableTransformerOutputs]:
+        """Backbone maps C2..C5 and the transformer's outputs (see :meth:`embed`)."""
+        features, srcs, src_masks, pos = self.embed(imgs, pad_mask)
         return features, self.transformer(srcs, src_masks, pos, self.query_embed.weight)
+
+    def mask_memory_level(self, backbone_level: int) -> int:
+        """The transformer level projected from backbone map ``backbone_level`` (3: C5, stride
+        32; 2: C4, stride 16), whose memory DETR's mask branch attends over. The mask head refines
+        upwards from it through C4, C3 and C2, so it must be C4 or C5 and read by the
+        transformer; otherwise ``ValueError``."""
+        if backbone_level not in (2, 3) or backbone_level not in self.backbone_levels:
+            read = [f'C{i + 2}' for i in self.backbone_levels]
+            raise ValueError(f'{type(self).__name__}: the mask branch attends over the memory of '
+                             f'C4 or C5 (backbone level 2 or 3) among the maps the transformer '
+                             f'reads ({read}), got {backbone_level}')
+        return self.backbone_levels.index(backbone_level)
+
+    def mask_features(self, features: list[torch.Tensor], srcs: list[torch.Tensor],
+                      src_masks: list[torch.Tensor], out: DeformableTransformerOutputs,
+                      backbone_level: int = 3) -> MaskFeatures:
+        """What DETR's mask branch (:mod:`.mask_head`) reads, from the multi-scale memory: the
+        encoder output of the level :meth:`mask_memory_level` reshaped to ``(B, d, h, w)``, with
+        that level's padding mask and projected input map, and the backbone maps C4, C3, C2.
+        ``features``, ``srcs``, ``src_masks`` as :meth:`embed` returns them."""
+        level = self.mask_memory_level(backbone_level)
+        src = srcs[level]
+        start = int(out.level_start_index[level])
+        h, w = src.shape[-2:]
+        memory = out.memory[:, start:start + h * w].transpose(1, 2).reshape(src.shape)
+        return MaskFeatures(memory, src_masks[level], src,
+                            [features[2], features[1], features[0]])
 
 
 @MODELS.register()
@@ -124,6 +164,8 @@ class DeformableDETR(DeformableDETRBase):
 
     default_loss_weights = {'ce': 2.0, 'bbox': 5.0, 'giou': 2.0}
     default_test_cfg = {'max_per_img': 100}
+    #: built from ``matcher`` (a subclass matching by more terms names its own)
+    matcher_type: type[FocalHungarianMatcher] = FocalHungarianMatcher
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
                  num_classes: int = NUM_CLASSES, num_queries: int = 300, aux_loss: bool = True,
@@ -145,7 +187,7 @@ class DeformableDETR(DeformableDETRBase):
         self.aux_loss = aux_loss
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
-        self.matcher = FocalHungarianMatcher(**(matcher or {}))
+        self.matcher = self.matcher_type(**(matcher or {}))
         name = type(self).__name__
         self.loss_weights = checked_options(self.default_loss_weights, loss_weights, name,
                                             'loss_weights')
@@ -164,18 +206,32 @@ class DeformableDETR(DeformableDETRBase):
         centres = deltas[..., :2] + inverse_sigmoid(references)
         return logits, torch.cat([centres, deltas[..., 2:]], -1).sigmoid()
 
-    def detection_losses(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target]
+    def detection_losses(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target],
+                         match_last: Callable[[], list[Match]] | None = None,
+                         last_terms: LastTermsFn | None = None
                          ) -> tuple[dict[str, torch.Tensor], list[Match], float]:
         """Weighted class/box losses of every decoder layer (``logits``, ``boxes`` as returned by
         :meth:`predict_boxes`). Returns the losses, the last layer's matches and the normaliser
-        (targets per process, at least 1)."""
+        (targets per process, at least 1).
+
+        A model with more outputs on the last layer (a mask branch) passes ``match_last()``, which
+        matches that layer instead of :attr:`matcher`, and ``last_terms(matches, num_boxes)``,
+        which returns that layer's further unweighted loss terms."""
         num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), logits.device)
+        last = len(logits) - 1
 
-        def terms(layer: int, matches: list[Match], last: bool) -> dict[str, torch.Tensor]:
-            return self.box_terms(logits[layer], boxes[layer], targets, matches, num_boxes)
+        def match(layer: int) -> list[Match]:
+            if layer == last and match_last is not None:
+                return match_last()
+            return self.matcher(logits[layer], boxes[layer], targets)
 
-        losses, matches = self.criterion(
-            len(logits), lambda layer: self.matcher(logits[layer], boxes[layer], targets), terms)
+        def terms(layer: int, matches: list[Match], is_last: bool) -> dict[str, torch.Tensor]:
+            values = self.box_terms(logits[layer], boxes[layer], targets, matches, num_boxes)
+            if is_last and last_terms is not None:
+                values.update(last_terms(matches, num_boxes))
+            return values
+
+        losses, matches = self.criterion(len(logits), match, terms)
         return losses, matches, num_boxes
 
     def box_terms(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target],

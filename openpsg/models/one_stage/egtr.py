@@ -32,11 +32,10 @@ the ``max_per_img`` (100) best pairs by ``max_p(probability) * s_i * s_j`` (no s
 with ``graph_constraint=False`` the best ``(i, j, p)``. Boxes come back at the original size;
 masks are ``None`` (box setting, evaluated with ``match='box'``).
 
-Box setting only. The panoptic (PSG) setting needs a per-query mask branch on the deformable
-memory: its mask losses, mask cost terms in the matcher (whose minima then join the perfect-match
-cost, see :mod:`.relation_smoothing`), non-overlapping segments after inference and pairs
-re-indexed after merging queries into segments; :meth:`EGTR.relation_outputs`,
-:meth:`EGTR.relation_losses` and :meth:`EGTR.rank_relations` are the hooks such a subclass reuses.
+This is the box setting. The panoptic (PSG) setting - a per-query mask branch, mask losses and
+mask cost terms, non-overlapping segments and pairs re-indexed onto them - is
+:class:`~.egtr_panoptic.PanopticEGTR`, which reuses :meth:`EGTR.relation_outputs`,
+:meth:`EGTR.relation_entries` and :meth:`EGTR.relation_probabilities`.
 """
 from __future__ import annotations
 
@@ -138,9 +137,7 @@ class EGTR(DeformableDETR):
             self.add_module(name, module)
         self.num_predicates = num_predicates
         self.smoothing = check_smoothing(smoothing)
-        m = self.matcher
-        self.perfect_cost = perfect_match_cost(
-            {'class': m.cost_class, 'bbox': m.cost_bbox, 'giou': m.cost_giou}, m.alpha)
+        self.perfect_cost = perfect_match_cost(self.matcher.cost_weights(), self.matcher.alpha)
         self.sampling = dict(negatives=rel_sample_negatives, nonmatching=rel_sample_nonmatching,
                              negatives_largest=rel_sample_negatives_largest,
                              nonmatching_largest=rel_sample_nonmatching_largest)
@@ -230,18 +227,28 @@ class EGTR(DeformableDETR):
             'uncertainty': uncertainty.mean() if len(uncertainty) else rel.new_zeros(()),
         }
 
+    def relation_entries(self, rel: torch.Tensor, connectivity: torch.Tensor,
+                         gates: torch.Tensor, samples: list[Sample], matches: list[Match],
+                         costs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss dict's relation entries: weighted ``loss_relation`` and ``loss_connectivity``
+        (:meth:`relation_losses`), the logged ``uncertainty`` and the mean gate of every layer's
+        pair feature ``rel_gate_{l}`` (``gates (B, Q, Q, L + 1)``)."""
+        terms = self.relation_losses(rel, connectivity, samples, matches, costs)
+        entries = {'loss_relation': self.loss_weights['relation'] * terms['relation'],
+                   'loss_connectivity': self.loss_weights['connectivity'] * terms['connectivity'],
+                   'uncertainty': terms['uncertainty']}
+        for layer, value in enumerate(gates.detach().flatten(0, 2).mean(0)):
+            entries[f'rel_gate_{layer}'] = value
+        return entries
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits, boxes, rel, connectivity, gates = self.forward_all(batch)
         targets = box_targets(batch.samples, self.num_classes)
         losses, matches, _ = self.detection_losses(logits, boxes, targets)
         costs = [self.matched_costs(lg, bx, t, m).detach()
                  for lg, bx, t, m in zip(logits[-1], boxes[-1], targets, matches)]
-        terms = self.relation_losses(rel, connectivity, batch.samples, matches, costs)
-        losses['loss_relation'] = self.loss_weights['relation'] * terms['relation']
-        losses['loss_connectivity'] = self.loss_weights['connectivity'] * terms['connectivity']
-        losses['uncertainty'] = terms['uncertainty']
-        for layer, value in enumerate(gates.detach().flatten(0, 2).mean(0)):
-            losses[f'rel_gate_{layer}'] = value
+        losses.update(self.relation_entries(rel, connectivity, gates, batch.samples, matches,
+                                            costs))
         return losses
 
     # ------------------------------------------------------------------------------ inference

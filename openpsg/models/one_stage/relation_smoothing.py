@@ -15,15 +15,24 @@ that ``1 - sigmoid`` is 0 in float32), so every pair touching it has target 0.
 
     c_min = sum over the matcher's cost terms t of  weight_t * minimum_t
 
-with the minima of :data:`COST_TERM_MINIMA`: the focal class cost
-``alpha (1 - p)^gamma (-ln(p + eps)) - (1 - alpha) p^gamma (-ln(1 - p + eps))`` at ``p = 1`` is
-``(1 - alpha) ln(eps)``; the L1 box cost is 0; the ``-GIoU`` cost is -1. With EGTR's weights
-(class 2, L1 5, GIoU 2; alpha 0.25, eps 1e-8), ``c_min = 2 * 0.75 * ln(1e-8) - 2 = -29.63``. A cost
-term that joins the matcher (mask terms for panoptic scene graphs) must add its own minimum here,
-or :func:`perfect_match_cost` refuses the weights: a Dice cost ``1 - dice`` and a per-pixel focal
-or cross-entropy cost averaged over the pixels have minimum 0 (so ``c_min`` stays the same), a
-cost clamped by an ``eps`` inside a log has the value at that clamp, a negated similarity (like
-``-GIoU``) has ``-1``. Leaving a term out would shift every ``c'`` by its weighted minimum.
+with the minima of :data:`COST_TERM_MINIMA`:
+
+* ``class``: the focal class cost ``alpha (1 - p)^gamma (-ln(p + eps)) - (1 - alpha) p^gamma
+  (-ln(1 - p + eps))`` at ``p = 1`` is ``(1 - alpha) ln(eps)``;
+* ``bbox``: the L1 box cost is 0; ``giou``: the ``-GIoU`` cost is -1;
+* ``mask`` (panoptic setting): the per-pixel sigmoid focal loss averaged over the pixels
+  (:func:`~.matcher.mask_focal_cost`) is a mean of non-negative terms, each 0 at a perfect pixel
+  (``p -> 1`` on the target, ``p -> 0`` off it): minimum 0;
+* ``dice`` (panoptic setting): ``1 - (2 |p t| + 1) / (|p| + |t| + 1)``
+  (:func:`~.matcher.dice_cost`) at ``p = t`` is ``1 - (2 |t| + 1) / (2 |t| + 1) = 0`` (also for
+  an empty target), and the fraction never exceeds 1 for ``0 <= p <= 1``: minimum 0.
+
+With EGTR's weights (class 2, L1 5, GIoU 2; alpha 0.25, eps 1e-8), ``c_min = 2 * 0.75 * ln(1e-8)
+- 2 = -29.63``; the two mask terms add ``weight * 0``, so ``c_min`` is the same with them. A cost
+term that joins the matcher must add its own minimum here, or :func:`perfect_match_cost` refuses
+the weights: a cost clamped by an ``eps`` inside a log has the value at that clamp, a negated
+similarity (like ``-GIoU``) has ``-1``. Leaving a term with a non-zero minimum out would shift
+every ``c'`` by its weighted minimum.
 """
 from __future__ import annotations
 
@@ -38,6 +47,8 @@ COST_TERM_MINIMA: dict[str, Callable[[float, float], float]] = {
     'class': lambda alpha, eps: (1 - alpha) * math.log(eps),
     'bbox': lambda alpha, eps: 0.0,
     'giou': lambda alpha, eps: -1.0,
+    'mask': lambda alpha, eps: 0.0,
+    'dice': lambda alpha, eps: 0.0,
 }
 
 

@@ -1,5 +1,6 @@
 """Training targets of the one-stage models, checked against the sample they come from: boxes as
-DETR regresses them, relations, and masks at the resolution the mask losses compare them at.
+DETR regresses them, relations, masks at the resolution the mask losses compare them at, and masks
+on the stride-4 grid of the mask logits for matching costs.
 
 Bad input raises :class:`~openpsg.datasets.errors.DatasetError` naming the file, the image and the
 field (:mod:`openpsg.models.sample_checks`).
@@ -73,3 +74,19 @@ def masks_at_loss_resolution(logits: torch.Tensor, samples: Sequence[Sample],
     pred = F.interpolate(logits[:, None], size=half, mode='bilinear', align_corners=False)
     target = F.interpolate(target[:, None], size=half, mode='nearest')
     return pred.flatten(1), target.flatten(1)
+
+
+def masks_on_logit_grid(samples: Sequence[Sample], size: Size, grid: Size, owner: str,
+                        stride: int = 4) -> list[torch.Tensor]:
+    """Every GT mask of each image on the grid ``grid = (h, w)`` of the mask logits (at
+    ``stride`` 4) of the padded batch of size ``size = (H, W)``: ``(N_b, h * w)`` float 0/1 per
+    image. Cell
+    ``(i, j)`` covers input pixels ``stride * i .. stride * i + stride - 1`` (rows, likewise
+    columns) and is 1 when at least half of them belong to the mask (masks zero-padded to the
+    batch size, then to ``stride * grid``)."""
+    counts = [len(s.labels) for s in samples]
+    masks = padded_masks(samples, [torch.arange(n) for n in counts], size, owner)
+    h, w = grid
+    masks = F.pad(masks, (0, stride * w - size[1], 0, stride * h - size[0]))
+    cells = F.avg_pool2d(masks[:, None], stride)[:, 0] >= 0.5
+    return list(cells.flatten(1).float().split(counts))
