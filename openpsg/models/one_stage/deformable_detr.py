@@ -19,7 +19,6 @@ import math
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert
 
@@ -28,21 +27,16 @@ from ...structures import NUM_CLASSES, Batch, Prediction, no_relations, normaliz
 from ..base import PSGModel
 from ..losses import giou_loss, l1_loss, sigmoid_focal_classification
 from ..options import checked_options
+from .deformable_input import (backbone_levels, deformable_position_encoding, embed_levels,
+                               level_projections)
 from .deformable_transformer import DeformableTransformer, DeformableTransformerOutputs
-from .detr_base import MLP, Joiner
+from .detr_base import MLP, Joiner, decode_boxes, init_reference_box_head
 from .matcher import FocalHungarianMatcher, Match
-from .position_encoding import PositionEmbeddingSine
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
 from .targets import Target, box_targets
 
 #: prior probability of every class at initialisation (the class bias is -log((1 - p) / p))
 PRIOR_PROB = 0.01
-
-
-def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``log(x / (1 - x))`` with ``x`` clamped to ``[0, 1]`` and both terms to at least ``eps``."""
-    x = x.clamp(0, 1)
-    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 
 
 class DeformableDETRBase(PSGModel):
@@ -52,9 +46,8 @@ class DeformableDETRBase(PSGModel):
     :meth:`run_transformer`.
 
     ``backbone`` is a MODELS config (e.g. ``dict(type='ResNet', depth=50)``) of a module returning
-    C2..C5 and exposing ``num_channels``. With ``num_feature_levels >= 3`` the transformer reads C3,
-    C4, C5 and ``num_feature_levels - 3`` extra maps, each a 3x3 stride-2 conv of the previous
-    (strides 8, 16, 32, 64 for 4 levels); with ``num_feature_levels == 1`` it reads C5 alone.
+    C2..C5 and exposing ``num_channels``; the levels the transformer reads and their projections
+    are :mod:`.deformable_input`'s.
     """
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
@@ -62,44 +55,22 @@ class DeformableDETRBase(PSGModel):
         super().__init__()
         self.transformer = DeformableTransformer(**transformer)
         d, levels = self.transformer.d_model, self.transformer.num_feature_levels
-        if d % 32:
-            raise ValueError(f'd_model must be a multiple of 32 (input_proj uses GroupNorm(32)), '
-                             f'got {d}')
-        if levels == 2:
-            raise ValueError('num_feature_levels must be 1 (C5) or at least 3 (C3..C5 and extra '
-                             'levels), got 2')
+        self.backbone_levels = backbone_levels(levels)
         trunk = MODELS.build(backbone)
-        self.backbone = Joiner(trunk, PositionEmbeddingSine(d // 2, normalize=True, offset=-0.5))
-        self.backbone_levels = [3] if levels == 1 else [1, 2, 3]
-        channels = [trunk.num_channels[i] for i in self.backbone_levels]
-        projections = [nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d))
-                       for c in channels]
-        in_channels = channels[-1]
-        for _ in range(levels - len(channels)):
-            projections.append(nn.Sequential(
-                nn.Conv2d(in_channels, d, kernel_size=3, stride=2, padding=1), nn.GroupNorm(32, d)))
-            in_channels = d
-        self.input_proj = nn.ModuleList(projections)
-        for projection in self.input_proj:
-            nn.init.xavier_uniform_(projection[0].weight, gain=1)
-            nn.init.zeros_(projection[0].bias)
+        self.backbone = Joiner(trunk, deformable_position_encoding(d))
+        self.input_proj = level_projections([trunk.num_channels[i] for i in self.backbone_levels],
+                                            d, levels)
         self.query_embed = nn.Embedding(num_queries, 2 * d)
         self.num_queries = num_queries
 
     def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor
                         ) -> tuple[list[torch.Tensor], DeformableTransformerOutputs]:
         """Backbone maps C2..C5 ``(B, C_i, H_i, W_i)`` and the transformer's outputs for
-        ``imgs (B, 3, H, W)`` with ``pad_mask (B, H, W)`` True on padding. Extra levels take
-        their padding mask from ``pad_mask`` (nearest), as the reference does."""
-        features, masks = self.backbone[0](imgs, pad_mask)
-        srcs = [proj(features[i]) for proj, i in zip(self.input_proj, self.backbone_levels)]
-        src_masks = [masks[i] for i in self.backbone_levels]
-        for proj in self.input_proj[len(srcs):]:
-            src = proj(features[-1] if len(srcs) == len(self.backbone_levels) else srcs[-1])
-            srcs.append(src)
-            src_masks.append(F.interpolate(pad_mask[None].float(), size=src.shape[-2:]).bool()[0])
-        pos = [self.backbone[1](m).to(src.dtype) for src, m in zip(srcs, src_masks)]
-        return features, self.transformer(srcs, src_masks, pos, self.query_embed.weight)
+        ``imgs (B, 3, H, W)`` with ``pad_mask (B, H, W)`` True on padding
+        (:func:`~.deformable_input.embed_levels`)."""
+        features, srcs, masks, pos = embed_levels(self.backbone, self.input_proj,
+                                                  self.backbone_levels, imgs, pad_mask)
+        return features, self.transformer(srcs, masks, pos, self.query_embed.weight)
 
 
 @MODELS.register()
@@ -134,10 +105,7 @@ class DeformableDETR(DeformableDETRBase):
         d = self.transformer.d_model
         class_embed = nn.Linear(d, num_classes)
         nn.init.constant_(class_embed.bias, -math.log((1 - PRIOR_PROB) / PRIOR_PROB))
-        bbox_embed = MLP(d, d, 4, 3)
-        nn.init.zeros_(bbox_embed.layers[-1].weight)
-        nn.init.zeros_(bbox_embed.layers[-1].bias)
-        nn.init.constant_(bbox_embed.layers[-1].bias[2:], -2.0)  # initial w, h = sigmoid(-2)
+        bbox_embed = init_reference_box_head(MLP(d, d, 4, 3))
         num_layers = len(self.transformer.decoder.layers)
         self.class_embed = nn.ModuleList([class_embed] * num_layers)
         self.bbox_embed = nn.ModuleList([bbox_embed] * num_layers)
@@ -160,8 +128,7 @@ class DeformableDETR(DeformableDETRBase):
         references = torch.cat([out.init_reference[None], out.inter_references[:-1]])
         logits = torch.stack([head(h) for head, h in zip(self.class_embed, out.hs)])
         deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)])
-        centres = deltas[..., :2] + inverse_sigmoid(references)
-        return logits, torch.cat([centres, deltas[..., 2:]], -1).sigmoid()
+        return logits, decode_boxes(deltas, references)
 
     def detection_losses(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target]
                          ) -> tuple[dict[str, torch.Tensor], list[Match], float]:

@@ -40,6 +40,13 @@ class MaskFeatures:
     src: torch.Tensor
     fpns: list[torch.Tensor]
 
+    @classmethod
+    def at_level(cls, memory: torch.Tensor, mask: torch.Tensor | None, src: torch.Tensor,
+                 features: Sequence[torch.Tensor]) -> MaskFeatures:
+        """``memory``, ``mask`` and ``src`` of one level and the C4, C3, C2 of the backbone maps
+        ``features`` C2..C5."""
+        return cls(memory, mask, src, [features[2], features[1], features[0]])
+
 
 class MHAttentionMap(nn.Module):
     """Multi-head attention weights (no values) of each query over the memory's pixels.
