@@ -2,6 +2,8 @@
 ``transformer['type']``: the tiny configs' losses, gradients and predictions, Deformable DETR's
 parameter names, the single-level memory the mask branch reads, boxes relative to the reference
 points, bad settings, the configs, and the R50 configs on a full-size image."""
+import argparse
+import importlib.util
 import math
 import time
 from pathlib import Path
@@ -13,7 +15,9 @@ import torch
 from one_stage_scenes import HORSE, PERSON, coco_sized_scene, sky_grass_scene
 
 from openpsg.config import Config
+from openpsg.engine.checkpoint import load_weights
 from openpsg.engine.optim import build_param_groups
+from openpsg.models.conversion import build_target_model
 from openpsg.models.one_stage import DETR4Seg, DeformableDETR, PSGFormer, PSGTr
 from openpsg.models.one_stage.deformable_mask_features import deformable_mask_features, level_map
 from openpsg.models.one_stage.deformable_transformer import (DeformableMemory,
@@ -97,6 +101,40 @@ def test_shared_parts_have_deformable_detr_names_and_shapes(model_type):
     assert {k: v.shape for k, v in own.items() if k.split('.')[0] in
             ('backbone', 'input_proj', 'query_embed', 'transformer')} == shared
     assert own['query_embed.weight'].shape == (7, 64)  # position + target, 2d wide
+
+
+def test_a_converted_deformable_detr_checkpoint_initialises_the_shared_parts(tmp_path):
+    """tools/convert_deformable_detr_checkpoint.py for the tiny PSGTR config, from an official-style
+    checkpoint of the tiny Deformable DETR (same transformer and query count): everything but
+    PSGTR's heads loads; Deformable DETR's class and box heads are left over."""
+    source, _ = build_target_model(ROOT / 'configs' / 'deformable_detr' /
+                                   'deformable_detr_tiny_synth.py')
+    with torch.no_grad():
+        for param in source.parameters():  # the heads, shared by the decoder layers, stay shared
+            param.normal_()
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    args = argparse.Namespace(dilation=False, with_box_refine=False, two_stage=False)
+    torch.save({'model': state, 'args': args}, tmp_path / 'official.pth')
+    config = ROOT / 'configs' / CONFIGS[PSGTr]
+    dst = tmp_path / 'psgtr_init.pth'
+    tool_file = ROOT / 'tools' / 'convert_deformable_detr_checkpoint.py'
+    spec = importlib.util.spec_from_file_location('convert_deformable_detr_checkpoint', tool_file)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(tmp_path / 'official.pth'), str(dst), '--config', str(config),
+                      '--classes', 'drop']) == 0
+    model, _ = build_target_model(config)
+    report = load_weights(model, dst)
+    assert not report.mismatched
+    assert {k.split('.')[0] for k in report.unexpected} == {'bbox_embed'}  # classes dropped
+    assert {k.split('.')[0] for k in report.missing} == {
+        'sub_class_embed', 'obj_class_embed', 'rel_class_embed', 'sub_bbox_embed',
+        'obj_bbox_embed', 'sub_bbox_attention', 'sub_mask_head', 'obj_bbox_attention',
+        'obj_mask_head'}
+    for key in ('transformer.level_embed', 'query_embed.weight', 'input_proj.3.1.bias',
+                'transformer.decoder.layers.1.cross_attn.sampling_offsets.weight',
+                'backbone.0.body.layer3.1.conv2.weight'):
+        assert torch.equal(model.state_dict()[key], state[key]), key
 
 
 def test_psgformer_relation_decoder_is_a_second_deformable_decoder():
@@ -184,8 +222,9 @@ def test_detr4seg_runs_on_the_deformable_transformer_too():
 
 
 def test_bad_transformer_settings_are_named():
-    with pytest.raises(ValueError, match="PSGTr: transformer type must be one of "
-                                         r"\['DeformableTransformer', 'Transformer'\], got 'Deform'"):
+    with pytest.raises(ValueError, match=r"PSGTr: transformer type must be one of "
+                                         r"\['DeformableTransformer', 'Transformer'\], "
+                                         r"got 'Deform'"):
         PSGTr(backbone=BACKBONE, transformer={**SMALL, 'type': 'Deform'})
     with pytest.raises(ValueError, match=r'feature_level 0 \(C2\) is not a map the deformable '
                                          r'transformer reads \(C3, C4, C5\)'):
@@ -196,7 +235,8 @@ def test_bad_transformer_settings_are_named():
         PSGTr(backbone=BACKBONE, transformer={**SMALL, 'd_model': 48})
 
 
-@pytest.mark.parametrize('name', ['psgtr/psgtr_deformable_r50_psg', 'psgtr/psgtr_deformable_tiny_synth',
+@pytest.mark.parametrize('name', ['psgtr/psgtr_deformable_r50_psg',
+                                  'psgtr/psgtr_deformable_tiny_synth',
                                   'psgformer/psgformer_deformable_r50_psg',
                                   'psgformer/psgformer_deformable_tiny_synth'])
 def test_configs_differ_from_the_detr_ones_by_the_transformer(name):

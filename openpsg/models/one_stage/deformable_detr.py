@@ -29,7 +29,8 @@ from ..losses import giou_loss, l1_loss, sigmoid_focal_classification
 from ..options import checked_options
 from .deformable_input import (backbone_levels, deformable_position_encoding, embed_levels,
                                level_projections)
-from .deformable_transformer import DeformableTransformer, DeformableTransformerOutputs
+from .deformable_transformer import (DeformableTransformer, DeformableTransformerOutputs,
+                                     layer_references)
 from .detr_base import MLP, Joiner, decode_boxes, init_reference_box_head
 from .matcher import FocalHungarianMatcher, Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
@@ -125,7 +126,7 @@ class DeformableDETR(DeformableDETRBase):
         """Class logits ``(L, B, Q, C)`` and normalised cxcywh boxes ``(L, B, Q, 4)`` of every
         decoder layer: ``sigmoid(delta + inverse_sigmoid(reference))`` on the centre,
         ``sigmoid(delta)`` on the size, where layer ``l`` uses the reference points it read."""
-        references = torch.cat([out.init_reference[None], out.inter_references[:-1]])
+        references = layer_references(out.init_reference, out.inter_references)
         logits = torch.stack([head(h) for head, h in zip(self.class_embed, out.hs)])
         deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)])
         return logits, decode_boxes(deltas, references)

@@ -94,6 +94,13 @@ class DeformableTransformerOutputs:
     self_attn_qk: list[QueryKey]
 
 
+def layer_references(init_reference: torch.Tensor, inter_references: torch.Tensor
+                     ) -> torch.Tensor:
+    """The reference points each decoder layer read, ``(L, B, Q, 2)``: the initial ones for the
+    first layer, then those after each earlier layer."""
+    return torch.cat([init_reference[None], inter_references[:-1]])
+
+
 def valid_ratio(mask: torch.Tensor) -> torch.Tensor:
     """Unpadded fraction ``(w, h)`` of each image's map: ``mask (B, h, w)`` True on padding ->
     ``(B, 2)``. The valid region is the top-left block (the first row and column are counted)."""

@@ -27,7 +27,7 @@ from .deformable_input import (backbone_levels, deformable_position_encoding, em
                                level_projections)
 from .deformable_mask_features import deformable_mask_features
 from .deformable_transformer import (DeformableMemory, DeformableTransformer,
-                                     DeformableTransformerDecoder)
+                                     DeformableTransformerDecoder, layer_references)
 from .mask_head import MaskFeatures
 from .position_encoding import PositionEmbeddingSine
 from .transformer import Transformer, TransformerDecoder
@@ -232,7 +232,7 @@ class DETRBase(PSGModel):
         if not self.deformable:
             return (decoder or self.transformer.decoder)(query_embed, *encoded.memory), None
         out = self.transformer.decode(encoded.memory, query_embed, decoder)
-        return out.hs, torch.cat([out.init_reference[None], out.inter_references[:-1]])
+        return out.hs, layer_references(out.init_reference, out.inter_references)
 
     def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor) -> TransformerOutputs:
         encoded = self.encode(imgs, pad_mask)
