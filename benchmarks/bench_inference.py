@@ -149,7 +149,7 @@ def measure_latency(cfg, args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(threads)
         row['load'] = row.get('load', []) + [round(os.getloadavg()[0], 2)]
         times, pred = timed(predict, args.warmup, args.runs)
-        row[name] = round(statistics.median(times), 2)
+        row[name] = round(statistics.median(times), 3)
     row['segments'] = int(pred.num_segments)
     row['relations'] = 0 if pred.pairs is None else int(len(pred.pairs))
     return row
