@@ -1,8 +1,14 @@
-"""Training benchmark: the CPU-sized PSGTR trained on the synthetic PSG set.
+"""Training benchmark: a CPU-sized one-stage model trained on the synthetic PSG set.
 
     python tools/train.py configs/panoptic_fpn/panoptic_fpn_tiny_synth.py   # its ResNet-18
     python benchmarks/bench_psgtr_synth.py                      # 2 CPU threads, data/psg_synth
     python benchmarks/bench_psgtr_synth.py --config configs/psgformer/psgformer_tiny_synth.py
+    python benchmarks/bench_psgtr_synth.py --config configs/psgtr/psgtr_deformable_tiny_synth.py
+    python benchmarks/bench_psgtr_synth.py --config configs/egtr/egtr_tiny_box_synth.py
+
+Any tiny one-stage config fits: PSGTR and PSGFormer on either transformer, EGTR's box setting
+(its test split is read box-only, so relations are matched by box and there is no PQ) and any
+model whose test split has masks (scored as PSGTR's).
 
 0. The config's backbone weights (``model.backbone.pretrained``, a file) must exist: the tiny
    configs take the ResNet-18 of the trained tiny Panoptic FPN.
@@ -12,16 +18,18 @@
 2. ``tools/train.py CONFIG --no-validate`` trains the model (``--cfg-options`` are passed on), with
    ``--threads`` torch threads.
 3. The last checkpoint predicts the test split (``data.test``), and ``openpsg.evaluation.evaluate``
-   scores SGDet under both protocols (R@K, mR@K, K = 20/50/100) and PQ, for the config's output
-   mode and for ``output='legacy'`` (OpenPSG's ``eval_pan_rels=False`` rows, its published
+   scores SGDet under both protocols (R@K, mR@K, K = 20/50/100) and PQ (box-only test splits:
+   SGDet matched by box, no PQ), for the config's output mode and, for models with an ``output``
+   setting, for ``output='legacy'`` (OpenPSG's ``eval_pan_rels=False`` rows, its published
    numbers' output).
 4. Baselines on the same segments (``openpsg.models.frequency_scene_graph``): every ordered pair
-   of the model's own predicted segments gets the training split's predicate distribution -
+   of the model's own predicted segments (boxes) gets the training split's predicate distribution -
    one for all pairs ("most frequent predicate") or one per (subject class, object class) with
    "no relation" counted ("FREQ") - ranked by its best predicate probability times the two
    segment scores. What the model adds over them is what its relation head learned.
 
-Training runs as a child process (its wall time and peak resident memory are measured). Prints
+Training runs as a child process (its wall time and peak resident memory are measured); the
+machine's load averages (1, 5, 15 min) before and after training are recorded beside them. Prints
 the numbers and writes them to ``WORK_DIR/bench.json``.
 """
 from __future__ import annotations
@@ -84,16 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{args.config}: {train_images} training / {len(test_set)} test images, '
           f'{epochs} epochs, {args.threads} threads', flush=True)
 
+    load_before = os.getloadavg()
     stats = run_tool('train', [args.config, '--work-dir', work_dir, '--no-validate', '--seed',
                                str(args.seed), '--cfg-options', *options],
                      os.path.join(work_dir, 'bench_train.log'), args.threads)
+    load_after = os.getloadavg()
     load_weights(model, os.path.join(work_dir, 'latest.pth'), strict=True)
     model.eval()
     start = time.perf_counter()
     predictions = inference(model, build_test_loader(test_set, 1))
     predict_seconds = time.perf_counter() - start
-    tables = {'model': evaluate(predictions, test_set, metrics=('sgdet', 'PQ'))}
-    if getattr(model, 'output', 'legacy') != 'legacy':
+    metrics = ('sgdet', 'PQ') if getattr(test_set, 'with_masks', True) else ('sgdet',)
+    tables = {'model': evaluate(predictions, test_set, metrics=metrics)}
+    if getattr(model, 'output', 'legacy') != 'legacy':  # PSGTR, PSGFormer
         model.output = 'legacy'
         tables["output='legacy'"] = evaluate(inference(model, build_test_loader(test_set, 1)),
                                              test_set, metrics=('sgdet',))
@@ -111,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         'train_images_per_second': round(train_images * epochs / stats.seconds, 2),
         'predict_images_per_second': round(len(test_set) / predict_seconds, 2),
         'peak_rss_mb': round(stats.peak_rss_mb),
+        'load_before': [round(x, 2) for x in load_before],
+        'load_after': [round(x, 2) for x in load_after],
         'torch': torch.__version__, 'cpu': platform.processor() or platform.machine(),
     }
     for name, scores in tables.items():

@@ -208,17 +208,17 @@ def test_mask_branch_reads_one_level_of_the_memory():
     features, srcs, masks, pos = model.embed(batch.imgs, batch.pad_mask)
     out = model.transformer(srcs, masks, pos, model.query_embed.weight)
     for backbone_level, level in ((3, 2), (2, 1)):  # C5, C4 = transformer levels 2, 1
-        feats = model.mask_features(features, srcs, masks, out, backbone_level)
+        feats = model.mask_features(features, srcs, out, backbone_level)
         h, w = srcs[level].shape[-2:]
         start = int(out.level_start_index[level])
         assert feats.memory.shape == (2, 32, h, w)
         y, x = h - 1, 1
         torch.testing.assert_close(feats.memory[1, :, y, x], out.memory[1, start + y * w + x])
-        assert feats.src is srcs[level] and feats.mask is masks[level]
+        assert feats.src is srcs[level] and torch.equal(feats.mask, masks[level])
         assert [f.shape for f in feats.fpns] == [features[2].shape, features[1].shape,
                                                   features[0].shape]
     with pytest.raises(ValueError, match=r'PanopticEGTR: .* memory of C4 or C5 .*got 1'):
-        model.mask_features(features, srcs, masks, out, 1)
+        model.mask_features(features, srcs, out, 1)
     with pytest.raises(ValueError, match=r'memory of C4 or C5 .*got 1'):
         tiny_model(mask_feature_level=1)
     one_level = dict(TINY, transformer=dict(TINY['transformer'], num_feature_levels=1))

@@ -8,6 +8,12 @@ R@20 = 81 % (PSGTR) and 59 % (PSGFormer) with the default output (``single_mpo``
 panoptic segment per object), OpenPSG's protocol (76-81 % and 57-84 % over seeds 0-2); untrained,
 both are near 0. Masks are what limits it: a large stuff segment split between two classes, or
 swelling over a neighbour no relation names, misses its object (IoU < 0.5).
+
+The same recipe on Deformable DETR's transformer (same width and depth, 4 levels C3-C5 + one
+extra, ``transformer['type'] = 'DeformableTransformer'``) reaches R@20 = 78 % (PSGTR) and 63 %
+(PSGFormer), seed 0; a step costs about twice a DETR step (the encoder reads 340 tokens of four
+levels instead of the 16 of C5). Its box losses fall faster (PSGTR subject L1 0.16 after 100
+steps), but 300-400 steps are not enough for the masks (R@20 48-49 %).
 """
 import numpy as np
 import pytest
@@ -96,12 +102,14 @@ COMMON = dict(backbone=dict(type=SmallCNN, width=16),
               num_queries=20)
 
 
+@pytest.mark.parametrize('transformer', ['Transformer', 'DeformableTransformer'])
 @pytest.mark.parametrize('model_type', [PSGTr, PSGFormer])
-def test_overfitting_four_scenes_reaches_recall_50(scenes, one_thread, model_type):
+def test_overfitting_four_scenes_reaches_recall_50(scenes, one_thread, model_type, transformer):
     dataset, batch = scenes
     torch.manual_seed(0)
     extra = {'num_rel_queries': 20} if model_type is PSGFormer else {}
-    model = model_type(**COMMON, **extra)
+    model = model_type(**{**COMMON, 'transformer': {**COMMON['transformer'], 'type': transformer}},
+                       **extra)
     before = recall_at_20(model.eval(), dataset, batch)
     after = recall_at_20(overfit(model.train(), batch, steps=800, lr=1e-3), dataset, batch)
     assert np.isnan(before) or before < 10, before

@@ -19,7 +19,6 @@ import math
 from typing import Any, Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert
 
@@ -28,11 +27,14 @@ from ...structures import NUM_CLASSES, Batch, Prediction, no_relations, normaliz
 from ..base import PSGModel
 from ..losses import giou_loss, l1_loss, sigmoid_focal_classification
 from ..options import checked_options
-from .deformable_transformer import DeformableTransformer, DeformableTransformerOutputs
-from .detr_base import MLP, Joiner
+from .deformable_input import (backbone_levels, deformable_position_encoding, embed_levels,
+                               level_projections)
+from .deformable_transformer import (DeformableTransformer, DeformableTransformerOutputs,
+                                     layer_references)
+from .deformable_mask_features import deformable_mask_features
+from .detr_base import MLP, Joiner, decode_boxes, init_reference_box_head
 from .mask_head import MaskFeatures
 from .matcher import FocalHungarianMatcher, Match
-from .position_encoding import PositionEmbeddingSine
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
 from .targets import Target, box_targets
 
@@ -40,12 +42,6 @@ from .targets import Target, box_targets
 PRIOR_PROB = 0.01
 #: ``last_terms(matches, num_boxes)`` of :meth:`DeformableDETR.detection_losses`
 LastTermsFn = Callable[[list[Match], float], dict[str, torch.Tensor]]
-
-
-def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``log(x / (1 - x))`` with ``x`` clamped to ``[0, 1]`` and both terms to at least ``eps``."""
-    x = x.clamp(0, 1)
-    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 
 
 class DeformableDETRBase(PSGModel):
@@ -56,9 +52,8 @@ class DeformableDETRBase(PSGModel):
     needs the projected maps: :meth:`mask_features`).
 
     ``backbone`` is a MODELS config (e.g. ``dict(type='ResNet', depth=50)``) of a module returning
-    C2..C5 and exposing ``num_channels``. With ``num_feature_levels >= 3`` the transformer reads C3,
-    C4, C5 and ``num_feature_levels - 3`` extra maps, each a 3x3 stride-2 conv of the previous
-    (strides 8, 16, 32, 64 for 4 levels); with ``num_feature_levels == 1`` it reads C5 alone.
+    C2..C5 and exposing ``num_channels``; the levels the transformer reads and their projections
+    are :mod:`.deformable_input`'s.
     """
 
     def __init__(self, backbone: Mapping[str, Any], transformer: Mapping[str, Any],
@@ -66,53 +61,27 @@ class DeformableDETRBase(PSGModel):
         super().__init__()
         self.transformer = DeformableTransformer(**transformer)
         d, levels = self.transformer.d_model, self.transformer.num_feature_levels
-        if d % 32:
-            raise ValueError(f'd_model must be a multiple of 32 (input_proj uses GroupNorm(32)), '
-                             f'got {d}')
-        if levels == 2:
-            raise ValueError('num_feature_levels must be 1 (C5) or at least 3 (C3..C5 and extra '
-                             'levels), got 2')
+        self.backbone_levels = backbone_levels(levels)
         trunk = MODELS.build(backbone)
-        self.backbone = Joiner(trunk, PositionEmbeddingSine(d // 2, normalize=True, offset=-0.5))
-        self.backbone_levels = [3] if levels == 1 else [1, 2, 3]
-        channels = [trunk.num_channels[i] for i in self.backbone_levels]
-        projections = [nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d))
-                       for c in channels]
-        in_channels = channels[-1]
-        for _ in range(levels - len(channels)):
-            projections.append(nn.Sequential(
-                nn.Conv2d(in_channels, d, kernel_size=3, stride=2, padding=1), nn.GroupNorm(32, d)))
-            in_channels = d
-        self.input_proj = nn.ModuleList(projections)
-        for projection in self.input_proj:
-            nn.init.xavier_uniform_(projection[0].weight, gain=1)
-            nn.init.zeros_(projection[0].bias)
+        self.backbone = Joiner(trunk, deformable_position_encoding(d))
+        self.input_proj = level_projections([trunk.num_channels[i] for i in self.backbone_levels],
+                                            d, levels)
         self.query_embed = nn.Embedding(num_queries, 2 * d)
         self.num_queries = num_queries
 
     def embed(self, imgs: torch.Tensor, pad_mask: torch.Tensor
               ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
                          list[torch.Tensor]]:
-        """Backbone maps C2..C5 ``(B, C_i, H_i, W_i)`` and the transformer's inputs, one per
-        level: the projected maps ``(B, d, h_l, w_l)``, their padding masks ``(B, h_l, w_l)`` and
-        position encodings ``(B, d, h_l, w_l)``, for ``imgs (B, 3, H, W)`` with ``pad_mask (B, H,
-        W)`` True on padding. Extra levels take their padding mask from ``pad_mask`` (nearest),
-        as the reference does."""
-        features, masks = self.backbone[0](imgs, pad_mask)
-        srcs = [proj(features[i]) for proj, i in zip(self.input_proj, self.backbone_levels)]
-        src_masks = [masks[i] for i in self.backbone_levels]
-        for proj in self.input_proj[len(srcs):]:
-            src = proj(features[-1] if len(srcs) == len(self.backbone_levels) else srcs[-1])
-            srcs.append(src)
-            src_masks.append(F.interpolate(pad_mask[None].float(), size=src.shape[-2:]).bool()[0])
-        pos = [self.backbone[1](m).to(src.dtype) for src, m in zip(srcs, src_masks)]
-        return features, srcs, src_masks, pos
+        """Backbone maps C2..C5 and the transformer's inputs per level for ``imgs (B, 3, H, W)``
+        with ``pad_mask (B, H, W)`` True on padding (:func:`~.deformable_input.embed_levels`)."""
+        return embed_levels(self.backbone, self.input_proj, self.backbone_levels, imgs, pad_mask)
 
     def run_transformer(self, imgs: torch.Tensor, pad_mask: torch.Tensor
                         ) -> tuple[list[torch.Tensor], DeformableTransformerOutputs]:
-        """Backbone maps C2..C5 and the transformer's outputs (see :meth:`embed`)."""
-        features, srcs, src_masks, pos = self.embed(imgs, pad_mask)
-        return features, self.transformer(srcs, src_masks, pos, self.query_embed.weight)
+        """Backbone maps C2..C5 ``(B, C_i, H_i, W_i)`` and the transformer's outputs (see
+        :meth:`embed`)."""
+        features, srcs, masks, pos = self.embed(imgs, pad_mask)
+        return features, self.transformer(srcs, masks, pos, self.query_embed.weight)
 
     def mask_memory_level(self, backbone_level: int) -> int:
         """The transformer level projected from backbone map ``backbone_level`` (3: C5, stride
@@ -127,19 +96,13 @@ class DeformableDETRBase(PSGModel):
         return self.backbone_levels.index(backbone_level)
 
     def mask_features(self, features: list[torch.Tensor], srcs: list[torch.Tensor],
-                      src_masks: list[torch.Tensor], out: DeformableTransformerOutputs,
-                      backbone_level: int = 3) -> MaskFeatures:
-        """What DETR's mask branch (:mod:`.mask_head`) reads, from the multi-scale memory: the
-        encoder output of the level :meth:`mask_memory_level` reshaped to ``(B, d, h, w)``, with
-        that level's padding mask and projected input map, and the backbone maps C4, C3, C2.
-        ``features``, ``srcs``, ``src_masks`` as :meth:`embed` returns them."""
+                      out: DeformableTransformerOutputs, backbone_level: int = 3
+                      ) -> MaskFeatures:
+        """What DETR's mask branch (:mod:`.mask_head`) reads from the multi-scale memory of
+        ``out``: the level :meth:`mask_memory_level` (:mod:`.deformable_mask_features`).
+        ``features``, ``srcs`` as :meth:`embed` returns them."""
         level = self.mask_memory_level(backbone_level)
-        src = srcs[level]
-        start = int(out.level_start_index[level])
-        h, w = src.shape[-2:]
-        memory = out.memory[:, start:start + h * w].transpose(1, 2).reshape(src.shape)
-        return MaskFeatures(memory, src_masks[level], src,
-                            [features[2], features[1], features[0]])
+        return deformable_mask_features(features, srcs[level], out.encoder_memory(), level)
 
 
 @MODELS.register()
@@ -176,10 +139,7 @@ class DeformableDETR(DeformableDETRBase):
         d = self.transformer.d_model
         class_embed = nn.Linear(d, num_classes)
         nn.init.constant_(class_embed.bias, -math.log((1 - PRIOR_PROB) / PRIOR_PROB))
-        bbox_embed = MLP(d, d, 4, 3)
-        nn.init.zeros_(bbox_embed.layers[-1].weight)
-        nn.init.zeros_(bbox_embed.layers[-1].bias)
-        nn.init.constant_(bbox_embed.layers[-1].bias[2:], -2.0)  # initial w, h = sigmoid(-2)
+        bbox_embed = init_reference_box_head(MLP(d, d, 4, 3))
         num_layers = len(self.transformer.decoder.layers)
         self.class_embed = nn.ModuleList([class_embed] * num_layers)
         self.bbox_embed = nn.ModuleList([bbox_embed] * num_layers)
@@ -200,11 +160,10 @@ class DeformableDETR(DeformableDETRBase):
         decoder layer: ``sigmoid(delta + inverse_sigmoid(reference))`` on the centre,
         ``sigmoid(delta)`` on the size, where layer ``l`` uses the reference points it read.
         Both are float32 also under autocast (matching, losses and post-processing read them)."""
-        references = torch.cat([out.init_reference[None], out.inter_references[:-1]]).float()
+        references = layer_references(out.init_reference, out.inter_references)
         logits = torch.stack([head(h) for head, h in zip(self.class_embed, out.hs)]).float()
-        deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)]).float()
-        centres = deltas[..., :2] + inverse_sigmoid(references)
-        return logits, torch.cat([centres, deltas[..., 2:]], -1).sigmoid()
+        deltas = torch.stack([head(h) for head, h in zip(self.bbox_embed, out.hs)])
+        return logits, decode_boxes(deltas, references)
 
     def detection_losses(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target],
                          match_last: Callable[[], list[Match]] | None = None,

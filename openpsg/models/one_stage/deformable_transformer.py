@@ -13,11 +13,15 @@ Interface (what the models built on it rely on)::
 
     DeformableTransformer.forward(srcs, masks, pos_embeds, query_embed)
         -> DeformableTransformerOutputs
+    DeformableTransformer.encode(srcs, masks, pos_embeds) -> DeformableMemory
+    DeformableTransformer.decode(memory, query_embed, decoder=None) -> DecoderOutputs
 
 ``srcs``: per level ``(B, d, h_l, w_l)``; ``masks``: per level ``(B, h_l, w_l)`` bool, True on
 padding; ``pos_embeds``: per level ``(B, d, h_l, w_l)``; ``query_embed (Q, 2d)``: the learned
 queries, split into the query position (first ``d`` channels) and the initial target (last
-``d``). Batches are batch-first throughout.
+``d``). ``forward`` is ``encode`` then ``decode``; a model with several decoders on one memory
+(PSGFormer) encodes once and decodes once per decoder (:meth:`DeformableTransformer.new_decoder`
+builds another one like ``decoder``). Batches are batch-first throughout.
 
 Coordinates are normalised to ``[0, 1]``: reference points are fractions of the *valid*
 (unpadded) image, multiplied by each level's valid ratio where they are used on a padded map.
@@ -25,6 +29,7 @@ Coordinates are normalised to ``[0, 1]``: reference points are fractions of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +38,31 @@ from torch import nn
 from .ms_deform_attn import MSDeformAttn
 
 QueryKey = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class DeformableMemory:
+    """What :meth:`DeformableTransformer.encode` returns: ``memory (B, S, d)``, the encoder output,
+    levels flattened in order (``S = sum h_l w_l``); ``spatial_shapes (n_levels, 2)`` int64
+    ``(h_l, w_l)``; ``level_start_index (n_levels,)`` the first token of each level;
+    ``valid_ratios (B, n_levels, 2)`` the unpadded fraction ``(w, h)`` of each map;
+    ``mask_flatten (B, S)`` True on padding tokens."""
+
+    memory: torch.Tensor
+    spatial_shapes: torch.Tensor
+    level_start_index: torch.Tensor
+    valid_ratios: torch.Tensor
+    mask_flatten: torch.Tensor
+
+
+class DecoderOutputs(NamedTuple):
+    """What :meth:`DeformableTransformer.decode` returns (fields as
+    :class:`DeformableTransformerOutputs`)."""
+
+    hs: torch.Tensor
+    init_reference: torch.Tensor
+    inter_references: torch.Tensor
+    self_attn_qk: list[QueryKey]
 
 
 @dataclass
@@ -62,6 +92,18 @@ class DeformableTransformerOutputs:
     valid_ratios: torch.Tensor
     mask_flatten: torch.Tensor
     self_attn_qk: list[QueryKey]
+
+    def encoder_memory(self) -> DeformableMemory:
+        """The encoder's part of these outputs."""
+        return DeformableMemory(self.memory, self.spatial_shapes, self.level_start_index,
+                                self.valid_ratios, self.mask_flatten)
+
+
+def layer_references(init_reference: torch.Tensor, inter_references: torch.Tensor
+                     ) -> torch.Tensor:
+    """The reference points each decoder layer read, ``(L, B, Q, 2)``: the initial ones for the
+    first layer, then those after each earlier layer."""
+    return torch.cat([init_reference[None], inter_references[:-1]])
 
 
 def valid_ratio(mask: torch.Tensor) -> torch.Tensor:
@@ -207,6 +249,17 @@ class DeformableTransformerDecoder(nn.Module):
         return torch.stack(outputs), references, qks
 
 
+def reset_deformable_parameters(module: nn.Module) -> None:
+    """Xavier-uniform for every matrix of ``module``, then each :class:`MSDeformAttn` in it its own
+    initialisation (the reference's order)."""
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+    for child in module.modules():
+        if isinstance(child, MSDeformAttn):
+            child.reset_parameters()
+
+
 class DeformableTransformer(nn.Module):
     """Deformable DETR's transformer: ``num_encoder_layers`` + ``num_decoder_layers`` layers of
     width ``d_model`` with ``nhead`` heads, FFN width ``dim_feedforward``, ``num_feature_levels``
@@ -228,10 +281,10 @@ class DeformableTransformer(nn.Module):
         self.num_feature_levels = num_feature_levels
         layer = dict(d_model=d_model, d_ffn=dim_feedforward, dropout=dropout,
                      n_levels=num_feature_levels, n_heads=nhead)
+        self.decoder_layer_args = {**layer, 'n_points': dec_n_points}
         self.encoder = DeformableTransformerEncoder(num_encoder_layers, **layer,
                                                     n_points=enc_n_points)
-        self.decoder = DeformableTransformerDecoder(num_decoder_layers, **layer,
-                                                    n_points=dec_n_points)
+        self.decoder = DeformableTransformerDecoder(num_decoder_layers, **self.decoder_layer_args)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         self.reference_points = nn.Linear(d_model, 2)
         self.reset_parameters()
@@ -240,18 +293,19 @@ class DeformableTransformer(nn.Module):
         """The reference's initialisation: Xavier-uniform for every matrix, then each
         :class:`MSDeformAttn` its own, zero bias for ``reference_points``, normal level
         embeddings."""
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-        for module in self.modules():
-            if isinstance(module, MSDeformAttn):
-                module.reset_parameters()
+        reset_deformable_parameters(self)
         nn.init.zeros_(self.reference_points.bias)
         nn.init.normal_(self.level_embed)
 
-    def forward(self, srcs: list[torch.Tensor], masks: list[torch.Tensor],
-                pos_embeds: list[torch.Tensor], query_embed: torch.Tensor
-                ) -> DeformableTransformerOutputs:
+    def new_decoder(self) -> DeformableTransformerDecoder:
+        """A freshly initialised decoder of the same depth and layer sizes as ``decoder``."""
+        decoder = DeformableTransformerDecoder(len(self.decoder.layers), **self.decoder_layer_args)
+        reset_deformable_parameters(decoder)
+        return decoder
+
+    def encode(self, srcs: list[torch.Tensor], masks: list[torch.Tensor],
+               pos_embeds: list[torch.Tensor]) -> DeformableMemory:
+        """Flatten the levels, add the level embeddings to the positions and run the encoder."""
         if not len(srcs) == len(masks) == len(pos_embeds) == self.num_feature_levels:
             raise ValueError(f'DeformableTransformer: expected {self.num_feature_levels} levels, '
                              f'got {len(srcs)} maps, {len(masks)} masks and {len(pos_embeds)} '
@@ -266,15 +320,30 @@ class DeformableTransformer(nn.Module):
         pos_flatten = torch.cat([pos.flatten(2).transpose(1, 2) + self.level_embed[level]
                                  for level, pos in enumerate(pos_embeds)], 1)
         memory = self.encoder(src_flatten, pos_flatten, spatial_shapes, valid_ratios, mask_flatten)
+        return DeformableMemory(memory, spatial_shapes, level_start_index, valid_ratios,
+                                mask_flatten)
 
-        b, d = memory.shape[0], self.d_model
+    def decode(self, memory: DeformableMemory, query_embed: torch.Tensor,
+               decoder: DeformableTransformerDecoder | None = None) -> DecoderOutputs:
+        """Run ``decoder`` (default: ``self.decoder``) with the queries ``query_embed (Q, 2d)``;
+        their reference points are ``sigmoid(reference_points(query_pos))``."""
+        b, d = memory.memory.shape[0], self.d_model
         query_pos, tgt = query_embed.split(d, dim=1)
         query_pos = query_pos[None].expand(b, -1, -1)
         tgt = tgt[None].expand(b, -1, -1)
         init_reference = self.reference_points(query_pos).float().sigmoid()
-        hs, inter_references, qks = self.decoder(tgt, init_reference, memory, spatial_shapes,
-                                                 valid_ratios, query_pos, mask_flatten)
+        hs, inter_references, qks = (decoder or self.decoder)(
+            tgt, init_reference, memory.memory, memory.spatial_shapes, memory.valid_ratios,
+            query_pos, memory.mask_flatten)
+        return DecoderOutputs(hs, init_reference, inter_references, qks)
+
+    def forward(self, srcs: list[torch.Tensor], masks: list[torch.Tensor],
+                pos_embeds: list[torch.Tensor], query_embed: torch.Tensor
+                ) -> DeformableTransformerOutputs:
+        memory = self.encode(srcs, masks, pos_embeds)
+        hs, init_reference, inter_references, qks = self.decode(memory, query_embed)
         return DeformableTransformerOutputs(
             hs=hs, init_reference=init_reference, inter_references=inter_references,
-            memory=memory, spatial_shapes=spatial_shapes, level_start_index=level_start_index,
-            valid_ratios=valid_ratios, mask_flatten=mask_flatten, self_attn_qk=qks)
+            memory=memory.memory, spatial_shapes=memory.spatial_shapes,
+            level_start_index=memory.level_start_index, valid_ratios=memory.valid_ratios,
+            mask_flatten=memory.mask_flatten, self_attn_qk=qks)

@@ -21,7 +21,7 @@ from ...registry import MODELS
 from ...structures import NUM_CLASSES, Batch, Prediction, no_relations, normalized_boxes_to_original
 from ..options import checked_options
 from ..losses import giou_loss, l1_loss, no_object_cross_entropy
-from .detr_base import MLP, DETRBase, TransformerOutputs
+from .detr_base import DETRBase, TransformerOutputs, decode_boxes
 from .matcher import HungarianMatcher, Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
 from .targets import Target, box_targets
@@ -50,7 +50,7 @@ class DETR(DETRBase):
         super().__init__(backbone, transformer, num_queries, feature_level)
         d = self.transformer.d_model
         self.class_embed = nn.Linear(d, num_classes + 1)
-        self.bbox_embed = MLP(d, d, 4, 3)
+        self.bbox_embed = self.box_head()
         self.num_classes = num_classes
         self.eos_coef = eos_coef
         self.matcher = HungarianMatcher(**(matcher or {}))
@@ -58,11 +58,13 @@ class DETR(DETRBase):
                                             type(self).__name__, 'loss_weights')
         self.criterion = SetCriterion(self.loss_weights, aux_loss)
 
-    def predict_boxes(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder outputs ``(L, B, Q, d)`` -> class logits ``(L, B, Q, C + 1)`` and normalised
+    def predict_boxes(self, hs: torch.Tensor, references: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder outputs ``(L, B, Q, d)`` (and, on the deformable transformer, the reference
+        points they read ``(L, B, Q, 2)``) -> class logits ``(L, B, Q, C + 1)`` and normalised
         cxcywh boxes ``(L, B, Q, 4)``, float32 also under autocast (matching, losses and
         post-processing read them)."""
-        return self.class_embed(hs).float(), self.bbox_embed(hs).float().sigmoid()
+        return self.class_embed(hs).float(), decode_boxes(self.bbox_embed(hs), references)
 
     def box_terms(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[Target],
                   matches: list[Match], num_boxes: float) -> dict[str, torch.Tensor]:
@@ -87,7 +89,7 @@ class DETR(DETRBase):
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.run_transformer(batch.imgs, batch.pad_mask)
-        logits, boxes = self.predict_boxes(out.hs)
+        logits, boxes = self.predict_boxes(out.hs, out.references)
         targets = box_targets(batch.samples, self.num_classes)
         num_boxes = num_targets_for_norm(sum(len(t[0]) for t in targets), logits.device)
 
@@ -103,7 +105,8 @@ class DETR(DETRBase):
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[Prediction]:
         out = self.run_transformer(batch.imgs, batch.pad_mask)
-        logits, boxes = self.predict_boxes(out.hs[-1:])
+        logits, boxes = self.predict_boxes(
+            out.hs[-1:], None if out.references is None else out.references[-1:])
         predictions = []
         for lg, bx, meta in zip(logits[0], boxes[0], batch.metas):
             scores, labels = lg.softmax(-1)[:, :-1].max(-1)

@@ -118,7 +118,7 @@ class PanopticEGTR(EGTR):
         features, srcs, src_masks, pos = self.embed(batch.imgs, batch.pad_mask)
         out = self.transformer(srcs, src_masks, pos, self.query_embed.weight)
         logits, boxes = self.predict_boxes(out)
-        masks = self.mask_features(features, srcs, src_masks, out, self.mask_feature_level)
+        masks = self.mask_features(features, srcs, out, self.mask_feature_level)
         return (out, masks, logits, boxes, *self.relation_outputs(out, logits[-1]))
 
     def mask_logits(self, queries: torch.Tensor, batch_idx: torch.Tensor,

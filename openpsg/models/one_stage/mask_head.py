@@ -7,7 +7,8 @@ masks for all ``B * Q`` queries or only for a subset (the matched queries while 
 ones at inference); the *features* are a :class:`MaskFeatures` - the memory map the queries attend
 to, its padding, the projected backbone map of the same size and the C4/C3/C2 maps. DETR's
 transformer provides them with :meth:`~.detr_base.TransformerOutputs.mask_features`; a multi-scale
-(deformable) transformer provides one level of its memory and that level's projected input. Every
+(deformable) transformer provides one level of its memory and that level's projected input
+(:func:`~.deformable_mask_features.deformable_mask_features`). Every
 query is processed independently (GroupNorm normalises per sample), so a subset gets exactly the
 masks it would get within the full set.
 
@@ -39,6 +40,13 @@ class MaskFeatures:
     mask: torch.Tensor | None
     src: torch.Tensor
     fpns: list[torch.Tensor]
+
+    @classmethod
+    def at_level(cls, memory: torch.Tensor, mask: torch.Tensor | None, src: torch.Tensor,
+                 features: Sequence[torch.Tensor]) -> MaskFeatures:
+        """``memory``, ``mask`` and ``src`` of one level and the C4, C3, C2 of the backbone maps
+        ``features`` C2..C5."""
+        return cls(memory, mask, src, [features[2], features[1], features[0]])
 
 
 class MHAttentionMap(nn.Module):

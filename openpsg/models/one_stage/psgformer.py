@@ -1,6 +1,8 @@
 """PSGFormer (OpenPSG, ECCV'22): object queries and relation queries decoded from one memory.
 
-One DETR encoder feeds two decoders of the same depth (OpenPSG's ``DualTransformer``):
+One DETR encoder feeds two decoders of the same depth (OpenPSG's ``DualTransformer``; with
+``transformer=dict(type='DeformableTransformer', ...)`` Deformable DETR's encoder and two of its
+decoders, boxes decoded relative to the object queries' reference points):
 
 * the object decoder (``transformer.decoder`` with ``query_embed``) is DETR-panoptic - class head
   ``class_embed`` (``C + 1`` logits, last = no object), box head ``bbox_embed`` and one mask branch
@@ -49,12 +51,11 @@ from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASS
 from ..options import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy, sigmoid_focal_loss
 from ..sample_checks import checked_rels
-from .detr_base import MLP, DETRBase, TransformerOutputs
+from .detr_base import MLP, DETRBase, TransformerOutputs, decode_boxes
 from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
 from .targets import Size, box_targets, masks_at_loss_resolution
-from .transformer import TransformerDecoder
 from .triplet_matcher import IdMatcher, ObjectMatcher
 from .triplet_postprocess import (Rows, check_output, legacy_prediction, logits_at_original,
                                   top_triplets, triplet_prediction)
@@ -92,8 +93,11 @@ class PSGFormer(DETRBase):
     """PSGFormer (module docstring).
 
     Args:
-        backbone, transformer: see :class:`~.detr_base.DETRBase`; the relation decoder copies the
-            object decoder's depth, width, heads, FFN size and dropout.
+        backbone, transformer: see :class:`~.detr_base.DETRBase` (``transformer``'s ``type``:
+            DETR's transformer by default, or ``'DeformableTransformer'``); the relation decoder
+            copies the object decoder's depth, width, heads, FFN size and dropout (deformable:
+            levels and points too; its queries take their reference points from the
+            transformer's ``reference_points``, as the object queries).
         num_classes, num_predicates: object classes and predicates (without the extra class).
         num_queries, num_rel_queries: object and relation queries.
         aux_loss: also supervise every earlier decoder layer (class/box and predicate terms).
@@ -135,13 +139,10 @@ class PSGFormer(DETRBase):
                  num_thing_classes: int = NUM_THING_CLASSES, feature_level: int = 3) -> None:
         super().__init__(backbone, transformer, num_queries, feature_level)
         d, nhead = self.transformer.d_model, self.transformer.nhead
-        decoder = self.transformer.decoder
-        self.rel_decoder = TransformerDecoder(len(decoder.layers), d, nhead,
-                                              decoder.layers[0].linear1.out_features,
-                                              decoder.layers[0].dropout.p)
-        self.rel_query_embed = nn.Embedding(num_rel_queries, d)
+        self.rel_decoder = self.new_decoder()
+        self.rel_query_embed = nn.Embedding(num_rel_queries, self.query_embed.embedding_dim)
         self.class_embed = nn.Linear(d, num_classes + 1)
-        self.bbox_embed = MLP(d, d, 4, 3)
+        self.bbox_embed = self.box_head()
         self.rel_class_embed = nn.Linear(d, num_predicates + 1)
         self.sub_pointer = MLP(d, d, d, 2)
         self.obj_pointer = MLP(d, d, d, 2)
@@ -169,18 +170,15 @@ class PSGFormer(DETRBase):
         """Encoder once, both decoders on its memory, all heads (``hs`` = object decoder); the
         head outputs are float32 also under autocast (matching, losses and post-processing read
         them)."""
-        features, src, mask, pos = self.embed(batch.imgs, batch.pad_mask)
-        memory, flat_mask, flat_pos = self.transformer.encode(src, mask, pos)
-        hs = self.transformer.decoder(self.query_embed.weight, memory, flat_mask, flat_pos)
-        rel_hs = self.rel_decoder(self.rel_query_embed.weight, memory, flat_mask, flat_pos)
-        b, d, h, w = src.shape
-        out = TransformerOutputs(features, src, mask, hs,
-                                 memory.permute(1, 2, 0).reshape(b, d, h, w))
+        encoded = self.encode(batch.imgs, batch.pad_mask)
+        hs, references = self.decode(encoded, self.query_embed.weight)
+        rel_hs, _ = self.decode(encoded, self.rel_query_embed.weight, self.rel_decoder)
+        out = self.outputs(encoded, hs, references)
         rel = F.normalize(rel_hs[-1], dim=-1)
         sub = F.normalize(self.sub_pointer(hs[-1]), dim=-1)
         obj = F.normalize(self.obj_pointer(hs[-1]), dim=-1)
         return out, FormerOutputs(self.class_embed(hs).float(),
-                                  self.bbox_embed(hs).float().sigmoid(),
+                                  decode_boxes(self.bbox_embed(hs), references),
                                   self.rel_class_embed(rel_hs).float(),
                                   (rel @ sub.transpose(1, 2)).float() / self.temperature,
                                   (rel @ obj.transpose(1, 2)).float() / self.temperature)

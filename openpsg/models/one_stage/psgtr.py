@@ -6,6 +6,11 @@ checkpoint initialises them) predicts, on every decoder layer, a subject class a
 class and box and a predicate; on the last layer two DETR mask branches (attention map +
 :class:`~.mask_head.MaskHeadSmallConv`) predict the subject and the object mask.
 
+``transformer=dict(type='DeformableTransformer', ...)`` puts the same heads on Deformable DETR's
+transformer (Deformable DETR's names, so a converted Deformable DETR checkpoint initialises the
+shared parts): subject and object boxes are then decoded relative to the query's reference point
+and the mask branches attend to the deformable memory's ``feature_level`` map.
+
 Label spaces: objects ``0..C-1`` with ``C`` = "no object" (134 logits for PSG); predicates
 ``0..P-1`` with ``P`` = "no relation" (57 logits; OpenPSG's index 0 = no relation is our 56).
 
@@ -37,7 +42,7 @@ from ...structures import (CLASSES, NUM_CLASSES, NUM_PREDICATES, NUM_THING_CLASS
 from ..options import checked_options
 from ..losses import dice_loss, mmdet_box_losses, no_object_cross_entropy
 from ..sample_checks import checked_rels
-from .detr_base import MLP, DETRBase, TransformerOutputs
+from .detr_base import DETRBase, TransformerOutputs, decode_boxes
 from .mask_head import build_mask_branch, predict_masks
 from .matcher import Match
 from .set_criterion import SetCriterion, class_targets, flatten_matches, num_targets_for_norm
@@ -65,7 +70,8 @@ class PSGTr(DETRBase):
     """PSGTR: ``num_queries`` triplet queries (module docstring).
 
     Args:
-        backbone, transformer, num_queries: see :class:`~.detr_base.DETRBase`.
+        backbone, transformer, num_queries: see :class:`~.detr_base.DETRBase` (``transformer``'s
+            ``type``: DETR's transformer by default, or ``'DeformableTransformer'``).
         num_classes, num_predicates: object classes and predicates (without the extra class).
         aux_loss: also supervise the class/box outputs of every earlier decoder layer.
         no_relation_weight: class weight of "no relation" in the predicate loss (OpenPSG 0.02).
@@ -107,9 +113,9 @@ class PSGTr(DETRBase):
         d, nhead = self.transformer.d_model, self.transformer.nhead
         channels = self.backbone[0].num_channels
         self.sub_class_embed = nn.Linear(d, num_classes + 1)
-        self.sub_bbox_embed = MLP(d, d, 4, 3)
+        self.sub_bbox_embed = self.box_head()
         self.obj_class_embed = nn.Linear(d, num_classes + 1)
-        self.obj_bbox_embed = MLP(d, d, 4, 3)
+        self.obj_bbox_embed = self.box_head()
         self.rel_class_embed = nn.Linear(d, num_predicates + 1)
         self.sub_bbox_attention, self.sub_mask_head = build_mask_branch(d, nhead, channels)
         self.obj_bbox_attention, self.obj_mask_head = build_mask_branch(d, nhead, channels)
@@ -130,10 +136,11 @@ class PSGTr(DETRBase):
         also under autocast (matching, losses and post-processing read them)."""
         out = self.run_transformer(batch.imgs, batch.pad_mask)
         hs = out.hs
-        return out, TripletOutputs(
-            self.sub_class_embed(hs).float(), self.obj_class_embed(hs).float(),
-            self.rel_class_embed(hs).float(), self.sub_bbox_embed(hs).float().sigmoid(),
-            self.obj_bbox_embed(hs).float().sigmoid())
+        return out, TripletOutputs(self.sub_class_embed(hs).float(),
+                                   self.obj_class_embed(hs).float(),
+                                   self.rel_class_embed(hs).float(),
+                                   decode_boxes(self.sub_bbox_embed(hs), out.references),
+                                   decode_boxes(self.obj_bbox_embed(hs), out.references))
 
     def mask_logits(self, branch: str, out: TransformerOutputs, batch_idx: torch.Tensor,
                     query_idx: torch.Tensor) -> torch.Tensor:

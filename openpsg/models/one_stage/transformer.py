@@ -149,6 +149,13 @@ class Transformer(nn.Module):
         self.encoder = TransformerEncoder(num_encoder_layers, d_model, nhead, dim_feedforward, dropout)
         self.decoder = TransformerDecoder(num_decoder_layers, d_model, nhead, dim_feedforward, dropout)
 
+    def new_decoder(self) -> TransformerDecoder:
+        """A freshly initialised decoder of the same depth, width, heads, FFN size and dropout as
+        ``decoder``."""
+        layer = self.decoder.layers[0]
+        return TransformerDecoder(len(self.decoder.layers), self.d_model, self.nhead,
+                                  layer.linear1.out_features, layer.dropout.p)
+
     def encode(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flatten the map and run the encoder. Returns ``memory (S, B, d)``, ``mask (B, S)`` and
