@@ -304,7 +304,8 @@ OVERFIT_STEPS = 120
 def overfitted(scenes) -> tuple[PanopticFCN, float, float]:
     """The tiny model trained on the four scenes: AdamW (lr 2e-3, cosine), the randomly
     initialised ResNet-18 frozen (FPN and heads train), stuff area limit scaled to 128 px as in
-    the tiny config. Returns the model and the PQ before and after."""
+    the tiny config; ~40 s of CPU time. Returns the model and the PQ before and after (seeds 0,
+    1, 2 of the model: PQ 61, 71, 83 after)."""
     dataset, batch = scenes
     model = tiny_model(backbone=dict(depth=18, out_channels=32, trainable_layers=0),
                        test_cfg=dict(stuff_area_limit=160))
@@ -428,7 +429,7 @@ def test_tiny_config_builds_trains_and_predicts(scenes):
 
 
 def test_r50_config_trains_and_predicts_on_a_coco_sized_image():
-    """One training and one test step of the real config at 800 x 1333 (~30-40 s on a free core)."""
+    """One training and one test step of the real config at 800 x 1333 (~50 s of CPU time)."""
     cfg = Config.fromfile(ROOT / 'configs/panoptic_fcn/panoptic_fcn_r50_fpn_3x_psg.py')
     assert cfg.model.test_cfg == dict(
         smooth_kernels=(3, 3, 3, 5, 5), nms_kernel=3, peaks_per_level=50, center_thr=0.05,
