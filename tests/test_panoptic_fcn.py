@@ -420,6 +420,7 @@ def test_tiny_config_builds_trains_and_predicts(scenes):
     assert cfg.lr_config.policy == 'poly' and cfg.lr_config.power == 0.9
     model = MODELS.build(cfg.model)
     assert isinstance(model, PanopticFCN) and model.test_cfg['stuff_area_limit'] == 160
+    assert model.test_cfg['score_thr'] == 0.1 and cfg.optimizer.type == 'AdamW'
     assert model.thing_generator.weight.shape == (64, 64)
     assert all(p.requires_grad for p in model.backbone.body.parameters())
     losses = model.train()(collate_samples(batch.samples[:2], size_divisor=32))
