@@ -307,7 +307,8 @@ OVERFIT_STEPS = 120
 def overfitted(scenes) -> tuple[PanopticFCN, float, float]:
     """The tiny model trained on the four scenes: AdamW (lr 2e-3, cosine), the randomly
     initialised ResNet-18 frozen (FPN and heads train), stuff area limit scaled to 128 px as in
-    the tiny config. Returns the model and the PQ before and after."""
+    the tiny config; ~40 s of CPU time. Returns the model and the PQ before and after (seeds 0,
+    1, 2 of the model: PQ 61, 71, 83 after)."""
     dataset, batch = scenes
     model = tiny_model(backbone=dict(depth=18, out_channels=32, frozen_stages=4),
                        test_cfg=dict(stuff_area_limit=160))
@@ -422,6 +423,7 @@ def test_tiny_config_builds_trains_and_predicts(scenes):
     assert cfg.lr_config.policy == 'poly' and cfg.lr_config.power == 0.9
     model = MODELS.build(cfg.model)
     assert isinstance(model, PanopticFCN) and model.test_cfg['stuff_area_limit'] == 160
+    assert model.test_cfg['score_thr'] == 0.1 and cfg.optimizer.type == 'AdamW'
     assert model.thing_generator.weight.shape == (64, 64)
     assert all(p.requires_grad for p in model.backbone.body.parameters())
     losses = model.train()(collate_samples(batch.samples[:2], size_divisor=32))
@@ -431,7 +433,7 @@ def test_tiny_config_builds_trains_and_predicts(scenes):
 
 
 def test_r50_config_trains_and_predicts_on_a_coco_sized_image():
-    """One training and one test step of the real config at 800 x 1333 (~30-40 s on a free core)."""
+    """One training and one test step of the real config at 800 x 1333 (~50 s of CPU time)."""
     cfg = Config.fromfile(ROOT / 'configs/panoptic_fcn/panoptic_fcn_r50_fpn_3x_psg.py')
     assert cfg.model.test_cfg == dict(
         smooth_kernels=(3, 3, 3, 5, 5), nms_kernel=3, peaks_per_level=50, center_thr=0.05,
