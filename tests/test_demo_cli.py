@@ -81,21 +81,38 @@ def run_main(demo: ModuleType, argv: list[str], capsys: pytest.CaptureFixture) -
     return rc, captured.out + captured.err
 
 
+#: Runs the script ``argv[2]`` with the arguments after it, then writes the peak resident memory
+#: of this process image (``VmHWM``, kB) to the file ``argv[1]``. Measured inside the process:
+#: the ``ru_maxrss`` of a child keeps the peak of the process it was forked from (a pytest worker
+#: that ran an 800x1333 test holds gigabytes).
+PEAK_RSS_RUNNER = """
+import runpy, sys
+peak_file = sys.argv.pop(1)
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name='__main__')
+finally:
+    with open('/proc/self/status') as status, open(peak_file, 'w') as out:
+        out.write(next(line.split()[1] for line in status if line.startswith('VmHWM:')))
+"""
+
+
 def run_demo(images: Path, checkpoint: Path, out: Path, cwd: Path, *extra: str
              ) -> tuple[int, str, int]:
     """Run ``tools/demo.py`` in a subprocess from ``cwd``; returns its exit status, its stdout +
     stderr and its peak resident memory in bytes."""
-    log = cwd / 'demo.log'
+    log, peak = cwd / 'demo.log', cwd / 'demo.peak'
     with open(log, 'w') as f:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / 'tools' / 'demo.py'), str(images), '--config',
-             model_config(), '--checkpoint', str(checkpoint), '--out', str(out), *extra,
-             *options()], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+        proc = subprocess.run(
+            [sys.executable, '-c', PEAK_RSS_RUNNER, str(peak), str(ROOT / 'tools' / 'demo.py'),
+             str(images), '--config', model_config(), '--checkpoint', str(checkpoint), '--out',
+             str(out), *extra, *options()], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
             env={**os.environ, 'OMP_NUM_THREADS': '1'})
-        _, status, usage = os.wait4(proc.pid, 0)
     text = log.read_text()
     log.unlink()
-    return os.waitstatus_to_exitcode(status), text, usage.ru_maxrss * 1024
+    peak_kb = int(peak.read_text())
+    peak.unlink()
+    return proc.returncode, text, peak_kb * 1024
 
 
 def test_folder_run_writes_three_files_per_good_image(files: dict[str, Path],
