@@ -3,4 +3,6 @@
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-python -m pytest -n "${PYTEST_WORKERS:-2}" --durations=15 "$@" tests
+# --dist loadgroup: tests marked with one xdist_group (the 800x1333 Deformable DETR steps,
+# 7-10 GB each) run one after the other on one worker, so two never share the memory.
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup --durations=15 "$@" tests

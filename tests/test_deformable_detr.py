@@ -375,6 +375,7 @@ def test_configs_resolve_with_the_reference_recipe(name):
         [id(model.transformer.reference_points.weight), id(model.transformer.reference_points.bias)]
 
 
+@pytest.mark.xdist_group('deformable_800x1333')  # 7-10 GB each: one at a time
 def test_r50_config_train_and_test_step_on_a_full_size_image():
     cfg = Config.fromfile(ROOT / 'configs' / 'deformable_detr' / 'deformable_detr_r50_psg.py')
     cfg.model.backbone.pretrained = None

@@ -446,6 +446,7 @@ def test_vg_config_learning_rates_and_egtr_parameter_names(tmp_path):
         assert lr_of[id(params[name])] == pytest.approx(lr), name
 
 
+@pytest.mark.xdist_group('deformable_800x1333')  # 7-10 GB each: one at a time
 def test_r50_vg_config_train_and_test_step_at_800x1333(tmp_path):
     _, model = r50_vg_model(tmp_path)
     batch = collate_samples([coco_sized_scene()])

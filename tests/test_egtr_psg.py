@@ -428,6 +428,7 @@ def test_psg_config_learning_rates_and_names(tmp_path):
     assert set(detector.state_dict()) == set(model.state_dict()) - {'triplet_dist', 'rel_dist'}
 
 
+@pytest.mark.xdist_group('deformable_800x1333')  # 7-10 GB each: one at a time
 def test_r50_psg_config_train_and_test_step_at_800x1333(tmp_path):
     _, model = r50_psg_model(tmp_path)
     batch = collate_samples([coco_sized_scene()])

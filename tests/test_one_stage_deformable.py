@@ -276,6 +276,7 @@ def test_sampling_offsets_of_both_decoders_learn_slower():
     assert groups['default']['lr'] == pytest.approx(2e-4)
 
 
+@pytest.mark.xdist_group('deformable_800x1333')  # 7-10 GB each: one at a time
 def test_r50_configs_train_and_test_step_on_a_full_size_image():
     """One training step and one test step of both R50 deformable configs at 800x1333: about
     2 minutes of CPU time and 9.4 GB peak memory in all (7 minutes wall on a shared 2-core
