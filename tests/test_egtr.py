@@ -145,10 +145,11 @@ def test_frequency_table_both_forms_by_hand():
     counts[0, 1] = [3, 1, 0]
     table = log_frequency_table(counts)
     eps = 1e-12
-    expected = [math.log((3 + eps) / (4 + eps)), math.log((1 + eps) / (4 + eps)),
-                math.log(eps / (4 + eps))]
+    expected = [math.log((3 + eps) / (4 + 3 * eps)), math.log((1 + eps) / (4 + 3 * eps)),
+                math.log(eps / (4 + 3 * eps))]
     assert table[0, 1].tolist() == pytest.approx(expected, rel=1e-6)
-    assert table[1, 0].tolist() == [0.0, 0.0, 0.0]  # unseen pair: log(eps / eps)
+    # an unseen pair: the uniform distribution, below nothing a seen pair predicts often
+    assert table[1, 0].tolist() == pytest.approx([-math.log(3)] * 3, rel=1e-6)
     quirk = log_frequency_table(counts, log_count_quirk=True)
     assert quirk[0, 1].tolist() == pytest.approx(
         [math.log(3 + eps / (4 + eps)), math.log(1 + eps / (4 + eps)),
@@ -339,10 +340,13 @@ def test_frequency_bias_is_added_by_argmax_class(tmp_path):
     cache = tmp_path / 'counts.npy'
     np.save(cache, counts)
     model = tiny_egtr(use_freq_bias=True, freq_cache=str(cache)).eval()
-    # EGTR's (C + 1, C + 1, P) table; the extra row and column (no class) are 0
+    # EGTR's (C + 1, C + 1, P) table; the extra row and column (no class) are never counted:
+    # uniform (-log 56) in the default log-probability form
     assert model.triplet_dist.shape == (134, 134, 56)
     torch.testing.assert_close(model.triplet_dist[:133, :133], log_frequency_table(counts))
-    assert not model.triplet_dist[133].any() and not model.triplet_dist[:, 133].any()
+    uniform = torch.full((134, 56), -math.log(56))
+    torch.testing.assert_close(model.triplet_dist[133], uniform)
+    torch.testing.assert_close(model.triplet_dist[:, 133], uniform)
     batch = scene_batch()
     _, out = model.run_transformer(batch.imgs, batch.pad_mask)
     logits = torch.full((2, 6, 133), -5.0)
@@ -352,7 +356,8 @@ def test_frequency_bias_is_added_by_argmax_class(tmp_path):
     plain, _, _ = model.relation_head(out.self_attn_qk, out.hs[-1])
     torch.testing.assert_close(rel[:, 0, 1], plain[:, 0, 1] + model.triplet_dist[PERSON, SKY])
     torch.testing.assert_close(rel[:, 1, 0], plain[:, 1, 0] + model.triplet_dist[SKY, PERSON])
-    torch.testing.assert_close(rel[:, 2, 3], plain[:, 2, 3])  # sky-sky: never seen, 0
+    # sky-sky: never seen, the uniform -log 56 on every predicate
+    torch.testing.assert_close(rel[:, 2, 3], plain[:, 2, 3] - math.log(56))
     with pytest.raises(ValueError, match='freq_dataset'):
         tiny_egtr(use_freq_bias=True)
 

@@ -4,13 +4,16 @@ vector of predicate log-frequencies from the training set, added to the predicat
 From training counts ``n (C, C, P)`` of (subject class, object class, predicate) and
 ``eps = 1e-12``:
 
-* default, log-probabilities: ``log((n + eps) / (sum_p n + eps))``;
+* default, log-probabilities: ``log((n + eps) / (sum_p n + P eps))`` - every row a distribution:
+  a class pair never seen in training (and the "no object" row) gets the uniform ``-log(P)``, a
+  predicate never seen with a seen pair about ``ln(eps) - ln(sum_p n)``;
 * ``log_count_quirk=True``, EGTR's table: ``log(n + eps / (sum_p n + eps))`` - the division binds
-  only ``eps``, so the table holds log raw counts.
+  only ``eps``, so the table holds log raw counts: a class pair never seen gets 0 for every
+  predicate, above every seen pair's rare predicates, and a predicate never seen with a seen pair
+  about ``ln(eps) - ln(sum_p n)``.
 
-Under both, a class pair never seen in training gets 0 for every predicate, and a predicate never
-seen with a seen pair gets about ``ln(eps) = -27.6`` (minus ``ln`` of the pair's count in the
-default form): such triplets are effectively never predicted.
+Either way, triplets never seen in training with a seen class pair are effectively never
+predicted.
 """
 from __future__ import annotations
 
@@ -22,8 +25,11 @@ def log_frequency_table(counts: np.ndarray, log_count_quirk: bool = False,
                         eps: float = 1e-12) -> torch.Tensor:
     """``(C, C, P)`` float32 frequency bias from ``counts (C, C, P)`` (module docstring)."""
     counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum(-1, keepdims=True) + eps
-    table = np.log(counts + eps / total) if log_count_quirk else np.log((counts + eps) / total)
+    total = counts.sum(-1, keepdims=True)
+    if log_count_quirk:
+        table = np.log(counts + eps / (total + eps))
+    else:
+        table = np.log((counts + eps) / (total + counts.shape[-1] * eps))
     return torch.from_numpy(table.astype(np.float32))
 
 
