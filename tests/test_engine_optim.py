@@ -44,6 +44,33 @@ def test_custom_keys_give_lr_and_decay_multipliers_by_dotted_prefix():
     assert params['default'] == {id(p) for p in net.backbone2.parameters()}
 
 
+def test_norm_decay_mult_scales_the_decay_of_normalisation_layers_no_key_matches():
+    net = nn.Module()
+    net.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    net.head = nn.Sequential(nn.Conv2d(4, 8, 3), nn.GroupNorm(2, 8), nn.Linear(8, 8),
+                             nn.LayerNorm(8))
+    groups = build_param_groups(net, lr=0.1, weight_decay=1e-4, paramwise_cfg=dict(
+        custom_keys={'backbone': dict(lr_mult=0.1)}, norm_decay_mult=0.0))
+    by_name = {g['name']: g for g in groups}
+    assert set(by_name) == {'backbone', 'norm', 'default'}
+    # GroupNorm and LayerNorm weights and biases: no decay (detectron2's WEIGHT_DECAY_NORM = 0)
+    assert group_params(groups)['norm'] == {id(p) for m in (net.head[1], net.head[3])
+                                            for p in m.parameters()}
+    assert by_name['norm']['weight_decay'] == 0.0 and by_name['norm']['lr'] == 0.1
+    # the matched key wins over norm_decay_mult (the backbone's BatchNorm keeps its decay)
+    assert group_params(groups)['backbone'] == {id(p) for p in net.backbone.parameters()}
+    assert by_name['backbone']['weight_decay'] == 1e-4
+    assert group_params(groups)['default'] == {id(p) for m in (net.head[0], net.head[2])
+                                               for p in m.parameters()}
+    assert by_name['default']['weight_decay'] == 1e-4
+    half = build_param_groups(net, lr=0.1, weight_decay=1e-4,
+                              paramwise_cfg=dict(norm_decay_mult=0.5))
+    assert {g['name']: g['weight_decay'] for g in half} == {'norm': 5e-5, 'default': 1e-4}
+    with pytest.raises(ConfigError, match=r'^optimizer\.paramwise_cfg\.norm_decay_mult: must be '
+                                          r"a finite number, got '0'"):
+        build_param_groups(net, lr=0.1, weight_decay=1e-4, paramwise_cfg=dict(norm_decay_mult='0'))
+
+
 def test_wildcard_keys_match_dotted_components_anywhere():
     net = nn.Module()
     net.encoder = nn.ModuleList([nn.Module() for _ in range(2)])

@@ -16,6 +16,7 @@ from segmenter_scenes import coco_sized_batch
 from openpsg.config import Config
 from openpsg.datasets import DatasetError, PSGDataset
 from openpsg.datasets.synthetic import generate_synthetic_psg
+from openpsg.engine.optim import build_optimizer
 from openpsg.evaluation import evaluate
 from openpsg.models.segmenters import PanopticFCN, SegmentResult, combine_things_and_stuff
 from openpsg.models.segmenters.panoptic_fcn import fuse_thing_kernels
@@ -446,6 +447,12 @@ def test_r50_config_trains_and_predicts_on_a_coco_sized_image():
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     assert len(model.backbone.body.layer3) == 6  # ResNet-50
+    groups = {g['name']: g for g in build_optimizer(model, cfg.optimizer).param_groups}
+    # detectron2's WEIGHT_DECAY_NORM = 0: no decay on the heads' GroupNorms
+    norms = {id(p) for m in model.modules() if isinstance(m, torch.nn.GroupNorm)
+             for p in m.parameters()}
+    assert norms and {id(p) for p in groups['norm']['params']} == norms
+    assert groups['norm']['weight_decay'] == 0 and groups['default']['weight_decay'] == 1e-4
     h, w = 800, 1333
     batch = coco_sized_batch()
     losses = model.train()(batch, mode='loss')

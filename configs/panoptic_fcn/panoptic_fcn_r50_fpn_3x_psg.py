@@ -26,12 +26,14 @@ train_pipeline = [
 # 16 images per iteration: 8 GPUs x 2.
 data = dict(samples_per_gpu=2, train=dict(pipeline=train_pipeline))
 
-# The paper's 3x schedule: SGD lr 0.01, momentum 0.9, weight decay 1e-4, 1000 linear warm-up
+# The paper's 3x schedule: SGD lr 0.01, momentum 0.9, weight decay 1e-4 (none on the GroupNorm
+# and BatchNorm affine parameters: detectron2's WEIGHT_DECAY_NORM = 0), 1000 linear warm-up
 # iterations from 0.001x, then poly (power 0.9) down to 0 over the run, by iteration; every
 # gradient element clipped to [-35, 35]; 270k iterations of 16 images. PSG's training split has
 # ~46.5k images (48,749 minus the 2,186 test ids), i.e. 2,910 iterations of 16 per epoch, so the
 # 270k iterations are 93 epochs.
-optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001)
+optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001,
+                 paramwise_cfg=dict(norm_decay_mult=0.0))
 optimizer_config = dict(grad_clip=dict(clip_value=35))
 lr_config = dict(policy='poly', power=0.9, min_lr=0.0, by_epoch=False,
                  warmup='linear', warmup_iters=1000, warmup_ratio=0.001)

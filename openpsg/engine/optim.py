@@ -4,7 +4,8 @@ Config keys, as in OpenPSG / mmdet 2.x::
 
     optimizer = dict(type='AdamW', lr=1e-4, weight_decay=1e-4, paramwise_cfg=dict(
         custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0),
-                     '*.sampling_offsets': dict(lr_mult=0.1)}))
+                     '*.sampling_offsets': dict(lr_mult=0.1)},
+        norm_decay_mult=0.0))  # optional: weight decay x0 on normalisation layers
     lr_config = dict(policy='step', step=[40], gamma=0.1,
                      warmup='linear', warmup_iters=500, warmup_ratio=1 / 3)
     optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))  # or dict(clip_value=35)
@@ -27,6 +28,10 @@ from ..registry import check_options
 logger = logging.getLogger('openpsg')
 
 _MULT_KEYS = ('lr_mult', 'decay_mult')
+#: Normalisation layers, whose affine parameters ``paramwise_cfg.norm_decay_mult`` scales the
+#: weight decay of (mmdet's set).
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
+               nn.GroupNorm, nn.LayerNorm)
 POLICIES = ('fixed', 'step', 'cosine', 'poly')
 WARMUPS = ('linear', 'constant', 'exp')
 
@@ -54,15 +59,21 @@ def build_param_groups(model: nn.Module, lr: float, weight_decay: float,
 
     A parameter gets ``lr * lr_mult`` and ``weight_decay * decay_mult`` of the longest key that
     matches its name: a dotted prefix, or ``'*.'`` + dotted components found anywhere in it (see
-    :func:`_matching_key`); unmatched parameters form the group ``'default'`` with multipliers 1.
-    Frozen parameters (``requires_grad=False``) are left out. Each group has the keys ``params``,
-    ``lr``, ``weight_decay`` and ``name`` (the key).
+    :func:`_matching_key`). With ``norm_decay_mult`` (mmdet's key; detectron2's
+    ``WEIGHT_DECAY_NORM`` is ``norm_decay_mult * weight_decay``), the weights and biases of the
+    normalisation layers (:data:`NORM_LAYERS`) that no key matches form the group ``'norm'``
+    with ``weight_decay * norm_decay_mult``; the other unmatched parameters form the group
+    ``'default'`` with multipliers 1. Frozen parameters (``requires_grad=False``) are left out.
+    Each group has the keys ``params``, ``lr``, ``weight_decay`` and ``name`` (the key).
     """
     paramwise_cfg = dict(paramwise_cfg or {})
     custom = dict(paramwise_cfg.pop('custom_keys', {}) or {})
+    norm_decay_mult = paramwise_cfg.pop('norm_decay_mult', None)
     if paramwise_cfg:
         raise ConfigError(f'optimizer.paramwise_cfg: unknown key(s) {sorted(paramwise_cfg)}; '
-                          'supported: custom_keys')
+                          'supported: custom_keys, norm_decay_mult')
+    if norm_decay_mult is not None:
+        number()(norm_decay_mult, 'optimizer.paramwise_cfg.norm_decay_mult')
     for key, mults in custom.items():
         unknown = set(mults) - set(_MULT_KEYS)
         if unknown:
@@ -71,13 +82,19 @@ def build_param_groups(model: nn.Module, lr: float, weight_decay: float,
         for name in _MULT_KEYS:
             if name in mults:
                 number()(mults[name], f'optimizer.paramwise_cfg.custom_keys.{key}.{name}')
+    norm_params = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS)
+                   for p in m.parameters(recurse=False)}
     groups: dict[str, dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         key = _matching_key(name, list(custom))
-        mults = custom.get(key, {}) if key is not None else {}
-        group_name = key if key is not None else 'default'
+        if key is not None:
+            group_name, mults = key, custom[key]
+        elif norm_decay_mult is not None and id(param) in norm_params:
+            group_name, mults = 'norm', {'decay_mult': norm_decay_mult}
+        else:
+            group_name, mults = 'default', {}
         group = groups.setdefault(group_name, {
             'params': [], 'name': group_name, 'lr': lr * mults.get('lr_mult', 1.0),
             'weight_decay': weight_decay * mults.get('decay_mult', 1.0)})
