@@ -109,6 +109,30 @@ def test_transformer_outputs_shapes_and_reference_names():
         tr(srcs[:1], masks[:1], pos[:1], torch.randn(5, 64))
 
 
+def test_dropout_placement_of_the_reference_and_of_hugging_face():
+    def rates(tr):
+        enc, dec = tr.encoder.layers[0], tr.decoder.layers[0]
+        return {'input': tr.input_dropout.p, 'enc_residual': (enc.dropout1.p, enc.dropout3.p),
+                'enc_ffn': enc.dropout2.p, 'dec_attn_weights': dec.self_attn.dropout,
+                'dec_residual': (dec.dropout1.p, dec.dropout2.p, dec.dropout4.p),
+                'dec_ffn': dec.dropout3.p}
+
+    # fundamentalvision/Deformable-DETR: `dropout` everywhere but the encoder input
+    ref = DeformableTransformer(**dict(TINY_TRANSFORMER, dropout=0.1))
+    assert rates(ref) == {'input': 0.0, 'enc_residual': (0.1, 0.1), 'enc_ffn': 0.1,
+                          'dec_attn_weights': 0.1, 'dec_residual': (0.1, 0.1, 0.1),
+                          'dec_ffn': 0.1}
+    # Hugging Face (EGTR): dropout 0.1, attention_dropout 0, activation_dropout 0, and the
+    # encoder input dropped out at `dropout`; the second decoder follows the first
+    hf = DeformableTransformer(**dict(TINY_TRANSFORMER, dropout=0.1, attention_dropout=0.0,
+                                      activation_dropout=0.0, input_dropout=0.1))
+    assert rates(hf) == {'input': 0.1, 'enc_residual': (0.1, 0.1), 'enc_ffn': 0.0,
+                         'dec_attn_weights': 0.0, 'dec_residual': (0.1, 0.1, 0.1),
+                         'dec_ffn': 0.0}
+    second = hf.new_decoder().layers[0]
+    assert (second.self_attn.dropout, second.dropout3.p, second.dropout4.p) == (0.0, 0.0, 0.1)
+
+
 def test_decoder_reference_points_from_the_query_position():
     """``reference_points`` reads the first half of ``query_embed``; the cross-attention gets the
     point scaled by each level's valid ratio."""

@@ -401,6 +401,9 @@ def test_vg_config_has_egtr_recipe():
     t = m.transformer
     assert (t.d_model, t.nhead, t.num_encoder_layers, t.num_decoder_layers, t.dim_feedforward,
             t.num_feature_levels, t.enc_n_points, t.dec_n_points) == (256, 8, 6, 6, 1024, 4, 4, 4)
+    # Hugging Face's dropout placement (EGTR's base), not fundamentalvision's
+    assert (t.dropout, t.attention_dropout, t.activation_dropout, t.input_dropout) == \
+        (0.1, 0.0, 0.0, 0.1)
     assert (cfg.optimizer.type, cfg.optimizer.weight_decay) == ('AdamW', 1e-4)
     assert cfg.optimizer_config.grad_clip.max_norm == 0.1
     assert cfg.lr_config.step == [50] and cfg.runner.max_epochs == 75
@@ -412,6 +415,9 @@ def test_vg_config_has_egtr_recipe():
             pretrain.model.aux_loss, pretrain.optimizer.lr) == ('DeformableDETR', 150, 200, True,
                                                                 1e-4)
     assert pretrain.lr_config.step == [150] and pretrain.runner.max_epochs == 200
+    t = pretrain.model.transformer
+    assert (t.dropout, t.attention_dropout, t.activation_dropout, t.input_dropout) == \
+        (0.1, 0.0, 0.0, 0.1)
 
 
 def r50_vg_model(tmp_path):

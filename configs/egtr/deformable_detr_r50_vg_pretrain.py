@@ -14,7 +14,9 @@ _base_ = [
     '../_base_/datasets/vg150.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(num_classes=150, num_queries=200, aux_loss=True)
+# dropout placed as in Hugging Face's Deformable DETR, which EGTR's pre-training uses
+model = dict(num_classes=150, num_queries=200, aux_loss=True,
+             transformer=dict(attention_dropout=0.0, activation_dropout=0.0, input_dropout=0.1))
 detr_scales = [(1333, short) for short in range(480, 801, 32)]
 train_pipeline = [
     dict(type='LoadImage'),

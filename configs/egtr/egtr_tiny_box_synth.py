@@ -17,7 +17,7 @@ model = dict(
                   pretrained='work_dirs/panoptic_fpn_tiny_synth/latest.pth',
                   pretrained_prefix='backbone.body.'),
     transformer=dict(d_model=64, nhead=8, num_encoder_layers=2, num_decoder_layers=2,
-                     dim_feedforward=256, dropout=0.0),
+                     dim_feedforward=256, dropout=0.0, input_dropout=0.0),
     num_queries=30,
     num_classes=133,
     num_predicates=56,

@@ -133,20 +133,21 @@ def encoder_reference_points(spatial_shapes: torch.Tensor, valid_ratios: torch.T
 
 
 class DeformableTransformerEncoderLayer(nn.Module):
-    """Deformable self-attention + ReLU FFN, each followed by dropout, residual and LayerNorm.
+    """Deformable self-attention + ReLU FFN, each followed by dropout, residual and LayerNorm;
+    ``activation_dropout`` on the FFN's hidden activations (``None``: ``dropout``).
 
     ``forward(src (B, S, d), pos (B, S, d), reference_points (B, S, n_levels, 2), spatial_shapes,
     padding_mask (B, S))`` -> ``(B, S, d)``.
     """
 
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int,
-                 n_points: int) -> None:
+                 n_points: int, activation_dropout: float | None = None) -> None:
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout if activation_dropout is None else activation_dropout)
         self.linear2 = nn.Linear(d_ffn, d_model)
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
@@ -165,20 +166,25 @@ class DeformableTransformerDecoderLayer(nn.Module):
 
     ``forward(tgt (B, Q, d), query_pos (B, Q, d), reference_points (B, Q, n_levels, 2), memory
     (B, S, d), spatial_shapes, padding_mask (B, S))`` -> the new ``tgt (B, Q, d)`` and the
-    self-attention's unscaled projected ``(q, k)``, each ``(B, Q, d)``.
+    self-attention's unscaled projected ``(q, k)``, each ``(B, Q, d)``. ``attention_dropout`` on
+    the self-attention's weights and ``activation_dropout`` on the FFN's hidden activations
+    (``None``: ``dropout``, as the reference; 0 in Hugging Face's Deformable DETR configs).
     """
 
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int,
-                 n_points: int) -> None:
+                 n_points: int, attention_dropout: float | None = None,
+                 activation_dropout: float | None = None) -> None:
         super().__init__()
         self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(
+            d_model, n_heads, dropout=dropout if attention_dropout is None else attention_dropout,
+            batch_first=True)
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout if activation_dropout is None else activation_dropout)
         self.linear2 = nn.Linear(d_ffn, d_model)
         self.dropout4 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
@@ -268,11 +274,19 @@ class DeformableTransformer(nn.Module):
     ``level_embed (n_levels, d)`` is added to every level's position encoding; the reference
     points of the queries are ``sigmoid(reference_points(query_pos))``. See the module docstring
     for :meth:`forward`.
+
+    Dropout: ``dropout`` on every residual branch and, unless set apart, on the decoder's
+    self-attention weights (``attention_dropout``) and the FFNs' hidden activations
+    (``activation_dropout``), as fundamentalvision/Deformable-DETR; ``input_dropout`` on the
+    encoder's flattened input (0 there). Hugging Face's Deformable DETR, on which EGTR is built,
+    uses ``attention_dropout=0``, ``activation_dropout=0``, ``input_dropout=dropout``.
     """
 
     def __init__(self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6,
                  num_decoder_layers: int = 6, dim_feedforward: int = 1024, dropout: float = 0.1,
-                 num_feature_levels: int = 4, enc_n_points: int = 4, dec_n_points: int = 4) -> None:
+                 num_feature_levels: int = 4, enc_n_points: int = 4, dec_n_points: int = 4,
+                 attention_dropout: float | None = None, activation_dropout: float | None = None,
+                 input_dropout: float = 0.0) -> None:
         super().__init__()
         if d_model % nhead:
             raise ValueError(f'd_model ({d_model}) must be divisible by nhead ({nhead})')
@@ -280,11 +294,14 @@ class DeformableTransformer(nn.Module):
         self.nhead = nhead
         self.num_feature_levels = num_feature_levels
         layer = dict(d_model=d_model, d_ffn=dim_feedforward, dropout=dropout,
-                     n_levels=num_feature_levels, n_heads=nhead)
-        self.decoder_layer_args = {**layer, 'n_points': dec_n_points}
+                     n_levels=num_feature_levels, n_heads=nhead,
+                     activation_dropout=activation_dropout)
+        self.decoder_layer_args = {**layer, 'n_points': dec_n_points,
+                                   'attention_dropout': attention_dropout}
         self.encoder = DeformableTransformerEncoder(num_encoder_layers, **layer,
                                                     n_points=enc_n_points)
         self.decoder = DeformableTransformerDecoder(num_decoder_layers, **self.decoder_layer_args)
+        self.input_dropout = nn.Dropout(input_dropout)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         self.reference_points = nn.Linear(d_model, 2)
         self.reset_parameters()
@@ -319,7 +336,8 @@ class DeformableTransformer(nn.Module):
         mask_flatten = torch.cat([m.flatten(1) for m in masks], 1)
         pos_flatten = torch.cat([pos.flatten(2).transpose(1, 2) + self.level_embed[level]
                                  for level, pos in enumerate(pos_embeds)], 1)
-        memory = self.encoder(src_flatten, pos_flatten, spatial_shapes, valid_ratios, mask_flatten)
+        memory = self.encoder(self.input_dropout(src_flatten), pos_flatten, spatial_shapes,
+                              valid_ratios, mask_flatten)
         return DeformableMemory(memory, spatial_shapes, level_start_index, valid_ratios,
                                 mask_flatten)
 
