@@ -82,7 +82,7 @@ def without_files(model_cfg: dict[str, Any]) -> dict[str, Any]:
                 out['pretrained'] = False
             if 'segmenter_checkpoint' in out:
                 out['segmenter_checkpoint'] = None
-            if out.get('type') == 'EGTR':
+            if 'freq_dataset' in out:  # EGTR and PanopticEGTR
                 out.update(use_freq_bias=False, freq_dataset=None, freq_cache=None)
             return out
         if isinstance(node, list):
