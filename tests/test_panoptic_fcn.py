@@ -19,7 +19,8 @@ from openpsg.datasets.synthetic import generate_synthetic_psg
 from openpsg.engine.optim import build_optimizer
 from openpsg.evaluation import evaluate
 from openpsg.models.segmenters import PanopticFCN, SegmentResult, combine_things_and_stuff
-from openpsg.models.segmenters.panoptic_fcn import fuse_thing_kernels
+from openpsg.models.segmenters.panoptic_fcn import (_stuff_regions, _thing_peaks,
+                                                    fuse_thing_kernels)
 from openpsg.models.segmenters.panoptic_fcn_targets import panoptic_fcn_targets
 from openpsg.registry import MODELS
 from openpsg.structures import ImageMeta, Sample, collate_samples
@@ -261,6 +262,37 @@ def box(rows: slice, cols: slice) -> torch.Tensor:
     mask = torch.zeros(6, 8, dtype=torch.bool)
     mask[rows, cols] = True
     return mask
+
+
+def test_centre_peaks_by_hand():
+    """Smoothing ``(p + mean3x3(p)) / 2`` (zero padding counted), 3x3 max-pool NMS, best first,
+    cut at ``top`` and at the threshold (the released inference)."""
+    probs = torch.zeros(2, 3, 3)
+    probs[0, 1, 1] = 0.9  # class 0: one peak in the middle
+    probs[1, 0, 0], probs[1, 2, 2] = 0.8, 0.6  # class 1: two corners
+    logits = torch.logit(probs, eps=1e-30).double()
+    scores, classes, positions = _thing_peaks(logits, 3, 3, 50, 0.05)
+    # middle: (0.9 + 0.9 / 9) / 2; corners (0.8 + 0.8 / 9) / 2 and (0.6 + 0.6 / 9) / 2; the
+    # middle's neighbours (0.05) and class 1's centre ((0.8 + 0.6) / 18) are no peaks
+    assert scores.tolist() == pytest.approx([0.5, 0.8 * 10 / 18, 0.6 * 10 / 18])
+    assert classes.tolist() == [0, 1, 1] and positions.tolist() == [4, 0, 8]
+    scores, classes, positions = _thing_peaks(logits, 3, 3, 2, 0.05)
+    assert classes.tolist() == [0, 1] and positions.tolist() == [4, 0]
+    scores, _, positions = _thing_peaks(logits, 3, 3, 50, 0.4)
+    assert positions.tolist() == [4, 0]
+
+
+def test_stuff_regions_by_hand():
+    """Each pixel to its most probable channel; a channel's score is its mean probability over
+    its own pixels, kept above the threshold."""
+    probs = torch.tensor([[[0.9, 0.7], [0.1, 0.2]],    # channel 0 wins the top row
+                          [[0.2, 0.1], [0.2, 0.3]],    # channel 1 wins (1, 1)
+                          [[0.1, 0.3], [0.6, 0.04]]])  # channel 2 wins (1, 0)
+    channels, scores, masks = _stuff_regions(torch.logit(probs).double(), 0.35)
+    assert channels.tolist() == [0, 2] and scores.tolist() == pytest.approx([0.8, 0.6])
+    assert masks.tolist() == [[[True, True], [False, False]], [[False, False], [True, False]]]
+    channels, scores, _ = _stuff_regions(torch.logit(probs).double(), 0.05)
+    assert channels.tolist() == [0, 1, 2] and scores.tolist() == pytest.approx([0.8, 0.3, 0.6])
 
 
 def test_panoptic_combine_by_hand():
