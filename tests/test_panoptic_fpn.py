@@ -2,6 +2,7 @@
 prediction on synthetic PSG images, and the real R50 config on an 800x1333 image."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from openpsg.engine.checkpoint import load_weights
 from openpsg.models.segmenters import (PanopticFPN, SegmentResult, heuristic_fusion,
                                        load_torchvision_maskrcnn, semantic_target)
 from openpsg.models.segmenters.coco_weights import WeightsError
-from openpsg.models.segmenters.panoptic_fpn import build_backbone
+from openpsg.models.segmenters.panoptic_fpn import build_backbone, build_roi_heads
 from openpsg.models.segmenters.coco_weights import main as convert_main
 from openpsg.registry import MODELS
 from openpsg.structures import Batch, ImageMeta, Sample, collate_samples
@@ -223,6 +224,23 @@ def unpacked(dataset: PSGDataset, idx: int) -> tuple[dict, Sample]:
     assert isinstance(steps[-1], PackSample)
     results = Compose(steps[:-1])({**dataset.get_data_info(idx), 'rng': np.random.default_rng(idx)})
     return results, steps[-1](results)
+
+
+def test_detections_of_an_image_without_proposals_are_empty():
+    """An image for which the RPN keeps no proposal (all degenerate) has no detection; the other
+    images of the batch are decoded as usual (class-agnostic NMS over (RoI, class) pairs)."""
+    heads = build_roi_heads(num_things=3, score_thr=0.5, nms_iou_thr=0.5, max_per_img=10)
+    proposals = [torch.zeros(0, 4), torch.tensor([[10.0, 10.0, 30.0, 30.0],
+                                                  [12.0, 12.0, 30.0, 30.0]])]
+    logits = torch.tensor([[0.0, 0.0, 10.0, 0.0], [0.0, 0.0, 9.0, 0.0]])
+    boxes, scores, labels = heads.postprocess_detections(
+        logits, torch.zeros(2, 16), proposals, [(40, 50), (40, 50)])
+    assert boxes[0].shape == (0, 4) and scores[0].shape == labels[0].shape == (0,)
+    assert boxes[1].tolist() == [[10.0, 10.0, 30.0, 30.0]] and labels[1].tolist() == [2]
+    assert scores[1].tolist() == pytest.approx([math.exp(10) / (math.exp(10) + 3)])
+    boxes, scores, labels = heads.postprocess_detections(  # no proposal in the whole batch
+        torch.zeros(0, 4), torch.zeros(0, 16), proposals[:1], [(40, 50)])
+    assert boxes[0].shape == (0, 4) and scores[0].shape == labels[0].shape == (0,)
 
 
 def test_semantic_target_equals_the_pipeline_map(synth):

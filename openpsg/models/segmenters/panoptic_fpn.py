@@ -96,7 +96,8 @@ class ThingRoIHeads(RoIHeads):
                                proposals: list[torch.Tensor], image_shapes: list[tuple[int, int]]
                                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         counts = [len(p) for p in proposals]
-        boxes = self.box_coder.decode(box_regression.float(), proposals)  # (R, C, 4)
+        boxes = self.box_coder.decode(box_regression.float(), proposals)
+        boxes = boxes.reshape(sum(counts), class_logits.shape[-1], 4)  # (R, C, 4), also for R = 0
         probs = class_logits.float().softmax(-1)
         all_boxes, all_scores, all_labels = [], [], []
         for img_boxes, img_probs, shape in zip(boxes.split(counts), probs.split(counts), image_shapes):
