@@ -84,7 +84,12 @@ def test_two_rect_maps_scaling_floor_ceil():
 def test_roi_levels_rule():
     sides = [50, 111.9, 112, 223, 224, 448, 1000]  # square boxes, sqrt(wh) = side
     boxes = torch.stack([T([0., 0., s, s]) for s in sides])
-    assert roi_levels(boxes, 4).tolist() == [0, 0, 1, 1, 2, 3, 3]
+    assert roi_levels(boxes, (4, 8, 16, 32)).tolist() == [0, 0, 1, 1, 2, 3, 3]
+    # the finest level takes the boxes under 2 * finest_scale whatever its stride; above it,
+    # levels are chosen by stride, not by position: on strides (4, 16) a box that wants stride 8
+    # (112-224 px) takes the finer level, one that wants 16 or more the stride-16 level
+    assert roi_levels(boxes, (8, 16, 32)).tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert roi_levels(boxes, (4, 16)).tolist() == [0, 0, 0, 0, 1, 1, 1]
 
 
 def test_multilevel_roi_align_reads_the_level_of_each_box():

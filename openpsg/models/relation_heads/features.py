@@ -2,6 +2,7 @@
 each pair, the union's two-rectangle spatial branch and the optional mask weighting."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -19,13 +20,18 @@ def union_boxes(subj: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
                       torch.maximum(subj[:, 2:], obj[:, 2:])], 1)
 
 
-def roi_levels(boxes: torch.Tensor, num_levels: int, finest_scale: float = 56.0) -> torch.Tensor:
-    """FPN level of each box ``(K, 4)``: ``clamp(floor(log2(sqrt(w h) / finest_scale)), 0,
-    num_levels - 1)`` (mmdet's rule: boxes under 112 px go to the stride-4 level)."""
+def roi_levels(boxes: torch.Tensor, strides: Sequence[int], finest_scale: float = 56.0
+               ) -> torch.Tensor:
+    """Feature level of each box ``(K, 4)`` among levels of ``strides``: the box wants stride
+    ``strides[0] * 2 ** floor(log2(sqrt(w h) / finest_scale))`` and gets the level whose stride is
+    nearest to it in log2 (ties to the finer level). With strides doubling from level to level
+    this is mmdet's rule ``clamp(floor(log2(sqrt(w h) / finest_scale)), 0, L - 1)``: on strides
+    4..32, boxes under 112 px go to the stride-4 level."""
     wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
     scale = torch.sqrt(wh[:, 0] * wh[:, 1])
-    levels = torch.floor(torch.log2(scale / finest_scale + 1e-6))
-    return levels.clamp(0, num_levels - 1).long()
+    wanted = math.log2(strides[0]) + torch.floor(torch.log2(scale / finest_scale + 1e-6))
+    log_strides = torch.log2(torch.as_tensor(strides, dtype=wanted.dtype, device=boxes.device))
+    return (wanted[:, None] - log_strides[None]).abs().argmin(1)
 
 
 def multilevel_roi_align(feats: Sequence[torch.Tensor], rois: torch.Tensor, output_size: int,
@@ -37,7 +43,7 @@ def multilevel_roi_align(feats: Sequence[torch.Tensor], rois: torch.Tensor, outp
     out = feats[0].new_zeros((len(rois), feats[0].shape[1], output_size, output_size))
     if len(rois) == 0:
         return out
-    levels = roi_levels(rois[:, 1:], len(strides), finest_scale)
+    levels = roi_levels(rois[:, 1:], strides, finest_scale)
     for level, (feat, stride) in enumerate(zip(feats, strides)):
         idx = torch.nonzero(levels == level).squeeze(1)
         if len(idx):
