@@ -14,8 +14,11 @@ Hence:
 * scores and probabilities: within ``RTOL`` relative plus ``RTOL`` times the largest value of the
   array (for probabilities near 0);
 * box coordinates: within ``BOX_TOL`` = 1 % of the image's longer side;
-* binary masks of one segment or one query: IoU >= ``MASK_IOU`` = 0.9 (pixels flip only where the
-  fp32 logit is within the rounding error of the threshold).
+* binary masks of one segment: IoU >= ``MASK_IOU`` = 0.9 (pixels flip only where the fp32 logit
+  is within the rounding error of the threshold);
+* per-query mask logits (logit > 0 is the mask): a pixel may change side only where its fp32
+  logit is within ``RTOL`` times the largest logit of the array from 0 (a 43-pixel mask of an
+  untrained query on Deformable DETR's memory loses 5 such pixels, IoU 0.88).
 
 A permutation of near-equal scores is not an error: segments are paired by label, box and mask
 (an optimal assignment) before they are compared, and a top triplet must keep its rank only where
@@ -56,6 +59,8 @@ from openpsg.models.segmenters.panoptic_fusion import heuristic_fusion
 from openpsg.registry import MODELS
 from openpsg.structures import Batch, Prediction, collate_samples
 from test_egtr import tiny_egtr
+from test_egtr_psg import tiny_model as tiny_panoptic_egtr
+from test_one_stage_deformable import SMALL as DEFORMABLE
 from test_engine_support import data_options, load_tool, make_synth_psg
 from test_two_stage import PIPELINE, SEGMENTER, build
 
@@ -104,6 +109,13 @@ def deformable_heads(model, batch: Batch) -> dict[str, torch.Tensor]:
 
 def egtr_heads(model, batch: Batch) -> dict[str, torch.Tensor]:
     logits, boxes, rel, connectivity, _ = model.forward_all(batch)
+    return {'class probabilities': logits.sigmoid(), 'boxes': boxes,
+            'predicate probabilities': rel.sigmoid(),
+            'connectivity probabilities': connectivity.sigmoid()}
+
+
+def panoptic_egtr_heads(model, batch: Batch) -> dict[str, torch.Tensor]:
+    _, _, logits, boxes, rel, connectivity, _ = model.forward_panoptic(batch)
     return {'class probabilities': logits.sigmoid(), 'boxes': boxes,
             'predicate probabilities': rel.sigmoid(),
             'connectivity probabilities': connectivity.sigmoid()}
@@ -200,6 +212,16 @@ FAMILIES = {
                          dim_feedforward=64, dropout=0.0))), 'scenes', deformable_heads,
         DETECTIONS),
     'EGTR': Family(tiny_egtr, 'scenes', egtr_heads, ('scores', 'boxes', 'triplet_scores')),
+    'PanopticEGTR': Family(lambda: tiny_panoptic_egtr(test_cfg=dict(object_score_thr=0.0)),
+                           'scenes', panoptic_egtr_heads, segments_comparable=False),
+    # PSGTR and PSGFormer on Deformable DETR's transformer
+    'PSGTR-deformable': Family(lambda: MODELS.build(dict(
+        type='PSGTr', backbone=TINY['backbone'], transformer=DEFORMABLE, num_queries=10,
+        test_cfg=dict(subject_score_thr=0.0, object_score_thr=0.0, predicate_score_thr=0.0))),
+        'scenes', psgtr_heads, segments_comparable=False),
+    'PSGFormer-deformable': Family(lambda: MODELS.build(dict(
+        type='PSGFormer', backbone=TINY['backbone'], transformer=DEFORMABLE, num_queries=8,
+        num_rel_queries=6)), 'scenes', psgformer_heads, segments_comparable=False),
 }
 
 
@@ -303,14 +325,14 @@ def assert_wellformed(pred: Prediction, computed: tuple[str, ...]) -> None:
 
 
 def assert_heads_close(ref: dict[str, torch.Tensor], ours: dict[str, torch.Tensor]) -> None:
-    """Per-query head outputs: probabilities and boxes close, binary masks of the mask logits
-    (logit > 0) with IoU >= MASK_IOU for every query whose mask has pixels."""
+    """Per-query head outputs: probabilities and boxes close; of the mask logits, a pixel changes
+    side of 0 only where the fp32 logit is within ``RTOL`` of the largest from it."""
     for name, value in ref.items():
         if name.endswith('mask logits'):
-            a, b = value > 0, ours[name] > 0
-            has_pixels = (a | b).flatten(1).any(1)
-            ious = mask_ious(b[has_pixels].numpy(), a[has_pixels].numpy())
-            assert ious.min(initial=1.0) >= MASK_IOU, (name, ious.min())
+            flipped = (value > 0) != (ours[name] > 0)
+            margin = RTOL * value.abs().max()
+            assert (value[flipped].abs() <= margin).all(), \
+                (name, value[flipped].abs().max().item(), margin.item())
         elif name != 'proposals':
             assert_close(name, ours[name].numpy(), value.numpy())
 

@@ -97,6 +97,23 @@ def test_matches_the_slow_bilinear_loop(ref_dim, seed):
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
 
 
+def test_bfloat16_module_and_autocast_sample_where_float32_does():
+    """Sampling locations are computed in float32 under bfloat16 autocast (a bfloat16 location
+    near 0.5 is off by up to 1/512 of the map); a module cast to bfloat16 runs without autocast."""
+    attn, query, ref, inputs, padding = random_case(2, 0)
+    attn, query, ref, inputs = attn.float(), query.float(), ref.float(), inputs.float()
+    shapes = torch.tensor(SHAPES)
+    with torch.no_grad():
+        expected = attn(query, ref, inputs, shapes, padding)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            autocast = attn(query, ref, inputs, shapes, padding)
+        plain = attn.bfloat16()(query.bfloat16(), ref.bfloat16(), inputs.bfloat16(), shapes,
+                                padding)
+    assert autocast.dtype == torch.bfloat16 and plain.dtype == torch.bfloat16
+    torch.testing.assert_close(autocast.float(), expected, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(plain.float(), expected, rtol=0.1, atol=0.1)
+
+
 def test_padded_tokens_and_points_outside_the_maps_read_zero():
     attn, query, ref, inputs, padding = random_case(2, 0)
     shapes = torch.tensor(SHAPES)

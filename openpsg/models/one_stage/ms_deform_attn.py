@@ -35,6 +35,8 @@ def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: torch.Tensor,
     _, num_queries, _, _, points, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
     grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1] coordinates
+    if not torch.is_autocast_enabled(value.device.type):  # autocast samples in float32 itself
+        grids = grids.to(value.dtype)
     out = value.new_zeros(b * heads, head_dim, num_queries)
     for level, (level_value, (h, w)) in enumerate(
             zip(value.split([h * w for h, w in shapes], dim=1), shapes)):
@@ -107,12 +109,15 @@ class MSDeformAttn(nn.Module):
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(b, num_tokens, self.n_heads, self.d_model // self.n_heads)
-        offsets = self.sampling_offsets(query).view(
+        # sampling locations in at least float32, also under autocast: in bfloat16 a location
+        # near the middle of a map resolves 1/256 of it (0.65 px on a 167-px map)
+        offsets = self.sampling_offsets(query)
+        offsets = offsets.to(torch.promote_types(offsets.dtype, torch.float32)).view(
             b, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
         weights = self.attention_weights(query).view(
             b, num_queries, self.n_heads, self.n_levels * self.n_points).softmax(-1).view(
             b, num_queries, self.n_heads, self.n_levels, self.n_points)
-        ref = reference_points[:, :, None, :, None]  # (B, Lq, 1, L, 1, 2 or 4)
+        ref = reference_points[:, :, None, :, None].to(offsets.dtype)  # (B, Lq, 1, L, 1, 2|4)
         if reference_points.shape[-1] == 2:
             size_wh = spatial_shapes.flip(-1).to(offsets.dtype)  # (L, 2) as (W, H)
             locations = ref + offsets / size_wh[None, None, None, :, None, :]
