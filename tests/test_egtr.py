@@ -420,13 +420,20 @@ def test_vg_config_has_egtr_recipe():
         (0.1, 0.0, 0.0, 0.1)
 
 
-def r50_vg_model(tmp_path):
-    cfg = Config.fromfile(ROOT / 'configs' / 'egtr' / 'egtr_r50_vg.py')
-    cache = tmp_path / 'vg_counts.npy'
-    np.save(cache, np.random.default_rng(0).integers(0, 3, (150, 150, 50)))
+def r50_model(config: str, num_classes: int, num_predicates: int, tmp_path):
+    """The config ``configs/egtr/<config>`` and its model, with random frequency counts
+    ``(num_classes, num_classes, num_predicates)`` in place of the dataset's."""
+    cfg = Config.fromfile(ROOT / 'configs' / 'egtr' / config)
+    cache = tmp_path / 'counts.npy'
+    np.save(cache, np.random.default_rng(0).integers(
+        0, 3, (num_classes, num_classes, num_predicates)))
     cfg.model.freq_dataset = None
     cfg.model.freq_cache = str(cache)
     return cfg, MODELS.build(cfg.model)
+
+
+def r50_vg_model(tmp_path):
+    return r50_model('egtr_r50_vg.py', 150, 50, tmp_path)
 
 
 def test_vg_config_learning_rates_and_egtr_parameter_names(tmp_path):

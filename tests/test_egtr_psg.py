@@ -36,6 +36,7 @@ from openpsg.models.one_stage.relation_smoothing import (match_weights, perfect_
 from openpsg.models.one_stage.targets import masks_on_logit_grid
 from openpsg.registry import MODELS
 from openpsg.structures import ImageMeta, Sample, collate_samples
+from test_egtr import r50_model
 from test_engine_support import load_tool, make_synth_psg
 from test_one_stage_learns import NORM, SmallCNN, overfit, recall_at_20
 
@@ -396,12 +397,7 @@ def test_psg_configs_carry_egtr_recipe_adapted_to_psg():
 
 
 def r50_psg_model(tmp_path):
-    cfg = Config.fromfile(ROOT / 'configs' / 'egtr' / 'egtr_r50_psg.py')
-    cache = tmp_path / 'psg_counts.npy'
-    np.save(cache, np.random.default_rng(0).integers(0, 3, (133, 133, 56)))
-    cfg.model.freq_dataset = None
-    cfg.model.freq_cache = str(cache)
-    return cfg, MODELS.build(cfg.model)
+    return r50_model('egtr_r50_psg.py', 133, 56, tmp_path)
 
 
 def test_psg_config_learning_rates_and_names(tmp_path):
